@@ -1,0 +1,54 @@
+"""`imprint`: the one command-line entry point. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from imprinting import __version__
+from imprinting.runtime.cli import add_runtime_parsers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imprint", description="Few-shot image recognition by weight imprinting, on-device."
+    )
+    parser.add_argument("--version", action="version", version=f"imprinting {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_runtime_parsers(sub)
+    _add_optional(sub, "imprinting.export.cli", "add_export_parsers")
+    return parser
+
+
+def _add_optional(sub: argparse._SubParsersAction, module: str, func: str) -> None:
+    """Commands of the training side appear only where it is installed (it needs torch)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return
+    getattr(mod, func)(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, ImportError, OSError, RuntimeError) as err:
+        if args.verbose:
+            raise
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"imprint: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("imprint: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

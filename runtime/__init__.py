@@ -1,0 +1,24 @@
+"""The device side of imprinting: numpy plus one inference runtime, never torch or tensorflow.
+
+    from imprinting.runtime import Recognizer
+    with Recognizer.open("bundle/", store="classes.npz") as r:
+        r.learn("mug", ["mug1.jpg"])
+        print(r.recognize("photo.jpg").label)
+        r.save()
+"""
+
+from .bundle import Bundle, ExtractorEntry, Manifest, load_bundle
+from .classifier import ImprintedClassifier, UnknownPolicy, normalize_embeddings
+from .extractor import Extractor, ExtractorOptions, load_extractor
+from .images import decode_image, load_image
+from .preprocess import PreprocessSpec, preprocess
+from .recognizer import Recognizer, RecognizerOptions
+from .results import Classification
+from .store import StoreData, read_store, write_store
+
+__all__ = [
+    "Bundle", "Classification", "ExtractorEntry", "Extractor", "ExtractorOptions", "ImprintedClassifier",
+    "Manifest", "PreprocessSpec", "Recognizer", "RecognizerOptions", "StoreData", "UnknownPolicy",
+    "decode_image", "load_bundle", "load_extractor", "load_image", "normalize_embeddings", "preprocess",
+    "read_store", "write_store",
+]

@@ -1,0 +1,66 @@
+"""TFLite backend through ai-edge-litert (XNNPACK on the CPU; delegates loadable by path)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ._deps import require_litert
+from .extractor import ExtractorOptions, check_batch, layout_of
+
+log = logging.getLogger(__name__)
+
+
+class TFLiteExtractor:
+    """A TFLite extractor; batches are run one image at a time unless the graph has a dynamic batch."""
+
+    backend = "litert"
+
+    def __init__(self, path: Path, options: ExtractorOptions) -> None:
+        interpreter = require_litert()
+        delegates = []
+        if options.delegate:
+            try:
+                delegates.append(interpreter.load_delegate(options.delegate, options.delegate_options))
+            except (ValueError, OSError, RuntimeError) as err:
+                raise ValueError(f"cannot load TFLite delegate {options.delegate}: {err}") from None
+        try:
+            self._interp = interpreter.Interpreter(
+                model_path=str(path), num_threads=options.threads, experimental_delegates=delegates or None
+            )
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(f"cannot load TFLite extractor {path}: {str(err).splitlines()[0]}") from None
+        self.path = path
+        inp = self._interp.get_input_details()[0]
+        out = self._interp.get_output_details()[0]
+        self._in, self._out = inp, out
+        self.layout, self.input_size = layout_of(tuple(int(x) for x in inp["shape"]), path)
+        self.embedding_dim = int(np.prod(out["shape"][1:]))
+        self._batch = int(inp["shape"][0])
+        log.debug("loaded %s (%s, %d-d, batch %d)", path, self.layout, self.embedding_dim, self._batch)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, ...) in this extractor's layout -> float32 (N, D)."""
+        batch = check_batch(batch, self)
+        return np.concatenate([self._run_one(batch[i : i + 1]) for i in range(batch.shape[0])])
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        qin = self._in
+        if qin["dtype"] != np.float32:
+            # A fully quantized graph takes integers: quantize with the input's own scale and zero point.
+            scale, zero = qin["quantization"]
+            info = np.iinfo(qin["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(qin["dtype"])
+        self._interp.set_tensor(qin["index"], x)
+        self._interp.invoke()
+        y = self._interp.get_tensor(self._out["index"])
+        if self._out["dtype"] != np.float32:
+            scale, zero = self._out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y.reshape(1, -1).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._interp = None

@@ -1,0 +1,241 @@
+"""The model bundle: a directory holding `manifest.json`, extractor files and (optionally) base classes.
+
+Format (version 1), documented in docs/bundle.md:
+
+    manifest.json
+        format: "imprinting-bundle", format_version: 1
+        name, embedding_dim, scale, fingerprint (the embedding space: shared by every file exported from
+        the same trained weights), preprocess (PreprocessSpec), extractors (list of ExtractorEntry),
+        base_classes (file name of a class store, or null), calibration, source, versions (free-form)
+    extractor_fp32.onnx, extractor_int8.onnx, extractor_fp32.tflite, extractor_int8.tflite, ...
+    base_classes.npz    (class-store format, see store.py)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .preprocess import PreprocessSpec
+
+if TYPE_CHECKING:
+    from .extractor import Extractor, ExtractorOptions
+    from .store import StoreData
+
+BUNDLE_FORMAT = "imprinting-bundle"
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class ExtractorEntry:
+    """One extractor file of a bundle.
+
+    `layout` is the input layout ("NCHW" or "NHWC"); `normalized` says whether the graph already
+    L2-normalizes its output (the runtime normalizes in NumPy either way); `sha256` guards the file;
+    `parity_cosine` is the mean cosine against PyTorch fp32 measured at export.
+    """
+
+    file: str
+    format: str
+    precision: str
+    layout: str = "NCHW"
+    sha256: str = ""
+    normalized: bool = True
+    parity_cosine: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in _FORMATS.values():
+            raise ValueError(f"extractor format must be one of {sorted(_FORMATS.values())}, got {self.format!r}")
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"extractor precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"extractor layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
+        if Path(self.file).name != self.file:
+            raise ValueError(f"extractor file must be a plain file name inside the bundle, got {self.file!r}")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed `manifest.json` of a bundle."""
+
+    name: str
+    embedding_dim: int
+    scale: float
+    fingerprint: str
+    preprocess: PreprocessSpec
+    extractors: tuple[ExtractorEntry, ...]
+    base_classes: str | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    format_version: int = BUNDLE_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
+        if not self.scale > 0:
+            raise ValueError(f"scale must be positive, got {self.scale}")
+        if not self.fingerprint:
+            raise ValueError("fingerprint must be a non-empty string")
+        if not self.extractors:
+            raise ValueError("a bundle needs at least one extractor file")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "format_version": self.format_version,
+            "name": self.name,
+            "embedding_dim": self.embedding_dim,
+            "scale": self.scale,
+            "fingerprint": self.fingerprint,
+            "preprocess": self.preprocess.to_dict(),
+            "extractors": [vars(e).copy() for e in self.extractors],
+            "base_classes": self.base_classes,
+            "calibration": self.calibration,
+            "source": self.source,
+            "versions": self.versions,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        if d.get("format") != BUNDLE_FORMAT:
+            raise ValueError(f"not an imprinting bundle manifest (format is {d.get('format')!r})")
+        version = d.get("format_version")
+        if version != BUNDLE_FORMAT_VERSION:
+            raise ValueError(
+                f"bundle format version {version} is not supported by this runtime "
+                f"(it reads version {BUNDLE_FORMAT_VERSION}); upgrade imprinting or re-export the bundle"
+            )
+        try:
+            return cls(
+                name=str(d["name"]),
+                embedding_dim=int(d["embedding_dim"]),
+                scale=float(d["scale"]),
+                fingerprint=str(d["fingerprint"]),
+                preprocess=PreprocessSpec.from_dict(d["preprocess"]),
+                extractors=tuple(ExtractorEntry(**e) for e in d["extractors"]),
+                base_classes=d.get("base_classes"),
+                calibration=dict(d.get("calibration") or {}),
+                source=dict(d.get("source") or {}),
+                versions=dict(d.get("versions") or {}),
+                format_version=version,
+            )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"bundle manifest is missing or has a malformed field: {err}") from None
+
+    def select(self, format: str | None = None, precision: str | None = None) -> ExtractorEntry:
+        """The extractor entry to run: int8 before fp16 before fp32, ONNX before TFLite, unless asked."""
+        order = {"int8": 0, "fp16": 1, "fp32": 2}
+        candidates = [
+            e
+            for e in self.extractors
+            if (format is None or e.format == format) and (precision is None or e.precision == precision)
+        ]
+        if not candidates:
+            have = ", ".join(f"{e.format}/{e.precision}" for e in self.extractors)
+            raise ValueError(f"bundle {self.name!r} has no {format or 'any'}/{precision or 'any'} extractor; it has: {have}")
+        return min(candidates, key=lambda e: (order[e.precision], e.format != "onnx"))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
+    """Parse and validate `bundle_dir/manifest.json`; a clear ValueError for anything wrong."""
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / MANIFEST
+    if not bundle_dir.is_dir():
+        raise ValueError(f"bundle {bundle_dir} is not a directory (export one with `imprint export`)")
+    if not path.is_file():
+        raise ValueError(f"bundle {bundle_dir} has no {MANIFEST}; is it an imprinting bundle?")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"bundle manifest {path} is corrupt: {err}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"bundle manifest {path} is not a JSON object")
+    return Manifest.from_dict(d)
+
+
+def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Path:
+    """Write `manifest.json` atomically (temp file, fsync, rename). Returns its path."""
+    from .store import atomic_write_bytes
+
+    path = Path(bundle_dir) / MANIFEST
+    data = json.dumps(manifest.to_dict(), indent=2, sort_keys=False).encode("utf-8") + b"\n"
+    atomic_write_bytes(path, data)
+    return path
+
+
+def verify_file(bundle_dir: str | os.PathLike[str], entry: ExtractorEntry) -> Path:
+    """Path of an extractor file, checked against its sha256 in the manifest."""
+    path = Path(bundle_dir) / entry.file
+    if not path.is_file():
+        raise ValueError(f"bundle {bundle_dir} lists {entry.file} but the file is missing")
+    if entry.sha256:
+        actual = file_sha256(path)
+        if actual != entry.sha256:
+            raise ValueError(
+                f"extractor {path} is damaged or was replaced: sha256 {actual[:12]} differs from the "
+                f"manifest's {entry.sha256[:12]}; re-export the bundle"
+            )
+    return path
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A model bundle on disk: its directory and parsed manifest."""
+
+    path: Path
+    manifest: Manifest
+
+    def open_extractor(
+        self, format: str | None = None, precision: str | None = None, options: "ExtractorOptions | None" = None
+    ) -> "Extractor":
+        """Load the chosen extractor file (int8 ONNX first by default), checked against the manifest."""
+        from .extractor import ExtractorOptions, load_extractor
+
+        entry = self.manifest.select(format, precision)
+        ex = load_extractor(verify_file(self.path, entry), options or ExtractorOptions())
+        if ex.embedding_dim != self.manifest.embedding_dim:
+            raise ValueError(
+                f"bundle {self.path}: {entry.file} outputs {ex.embedding_dim}-d embeddings but the manifest "
+                f"says {self.manifest.embedding_dim}; re-export the bundle"
+            )
+        if ex.input_size != self.manifest.preprocess.input_size or ex.layout != entry.layout:
+            raise ValueError(
+                f"bundle {self.path}: {entry.file} takes {ex.layout} {ex.input_size}px input but the manifest "
+                f"says {entry.layout} {self.manifest.preprocess.input_size}px; re-export the bundle"
+            )
+        return ex
+
+    def base_classes(self) -> "StoreData | None":
+        """The bundle's base classes, or None for a plain pretrained extractor."""
+        from .store import read_store
+
+        if not self.manifest.base_classes:
+            return None
+        return read_store(
+            self.path / self.manifest.base_classes,
+            expected_fingerprint=self.manifest.fingerprint,
+            expected_dim=self.manifest.embedding_dim,
+        )
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Open a bundle directory; ValueError with the reason if it is not a valid bundle."""
+    path = Path(path)
+    return Bundle(path, read_manifest(path))

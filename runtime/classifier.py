@@ -1,0 +1,346 @@
+"""The imprinted cosine classifier over a NumPy weight matrix (the paper's Sec. 4).
+
+Per class it keeps the float32 *sum* of unit embeddings and a *count*; the weight row is the normalized
+sum, so adding shots later equals imprinting all of them at once. logits = scale * W @ e. Base classes
+from a bundle and imprinted classes live in the same matrix. Rows are preallocated with amortized
+doubling, so adding a class never copies the whole matrix. All public methods hold one lock, so a
+camera thread can classify while another thread teaches.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .results import Classification
+from .store import StoreData, validate_label
+from .templates import kmeans_templates
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class UnknownPolicy:
+    """When a prediction is reported as "unknown".
+
+    min_cosine: top-1 cosine below this is unknown (None: never). min_margin: a top-1 minus top-2 cosine
+    below this is unknown (None: never).
+    """
+
+    min_cosine: float | None = None
+    min_margin: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
+            raise ValueError(f"min_cosine must be in [-1, 1], got {self.min_cosine}")
+        if self.min_margin is not None and not 0.0 <= self.min_margin <= 2.0:
+            raise ValueError(f"min_margin must be in [0, 2], got {self.min_margin}")
+
+
+def normalize_embeddings(embeddings: np.ndarray, dim: int) -> np.ndarray:
+    """Validate and L2-normalize embeddings: (D,) or (n, D) of any real dtype -> float32 (n, D).
+
+    Raises ValueError for a wrong shape, NaN/inf or an all-zero embedding, so nothing bad can
+    enter a weight matrix.
+    """
+    e = np.asarray(embeddings)
+    if e.ndim == 1:
+        e = e[None, :]
+    if e.ndim != 2 or e.shape[1] != dim:
+        raise ValueError(f"expected embeddings of shape ({dim},) or (n, {dim}), got {np.shape(embeddings)}")
+    if e.shape[0] == 0:
+        raise ValueError("got no embeddings (an empty batch)")
+    if not np.issubdtype(e.dtype, np.floating):
+        raise ValueError(f"embeddings must be floating point, got dtype {e.dtype}")
+    e = e.astype(np.float32, copy=False)
+    if not np.isfinite(e).all():
+        raise ValueError("an embedding holds NaN or infinity (a broken extractor or input?)")
+    norms = np.sqrt(np.einsum("ij,ij->i", e, e))
+    if (norms < 1e-6).any():
+        raise ValueError("an embedding is all zeros and has no direction; it cannot be imprinted or classified")
+    return e / norms[:, None]
+
+
+class ImprintedClassifier:
+    """Cosine classifier with imprinting: sums float32 (K, D), counts int64 (K,), labels (K,).
+
+    templates_per_class > 1 keeps every shot and imprints up to that many k-means centres per class
+    (prediction takes the max over a class's templates); 1 is the paper's single averaged template.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        scale: float,
+        extractor_fingerprint: str,
+        *,
+        templates_per_class: int = 1,
+        unknown: UnknownPolicy = UnknownPolicy(),
+        capacity: int = 64,
+    ) -> None:
+        if embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        if templates_per_class < 1:
+            raise ValueError(f"templates_per_class must be >= 1, got {templates_per_class}")
+        self.dim = int(embedding_dim)
+        self.scale = float(scale)
+        self.fingerprint = str(extractor_fingerprint)
+        self.templates_per_class = int(templates_per_class)
+        self.unknown = unknown
+        self._lock = threading.RLock()
+        capacity = max(int(capacity), 1)
+        self._sums = np.zeros((capacity, self.dim), np.float32)
+        self._weights = np.zeros((capacity, self.dim), np.float32)
+        self._counts = np.zeros(capacity, np.int64)
+        self._labels: list[str] = []
+        self._index: dict[str, int] = {}
+        # Shots are kept only when several templates are wanted (k-means needs them).
+        self._shots: list[list[np.ndarray]] | None = [] if templates_per_class > 1 else None
+        self._template_cache: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ----- queries -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __contains__(self, label: object) -> bool:
+        return label in self._index
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._labels)
+
+    def count(self, label: str) -> int:
+        """Number of shots behind a class."""
+        with self._lock:
+            return int(self._counts[self._require(label)])
+
+    @property
+    def weights(self) -> np.ndarray:
+        """A copy of the unit weight rows, float32 (K, D)."""
+        with self._lock:
+            return self._weights[: len(self._labels)].copy()
+
+    # ----- teaching ----------------------------------------------------------------------------
+    def imprint(self, label: str, embeddings: np.ndarray) -> None:
+        """Create class `label` from embeddings (D,) or (n, D): its weight is the normalized mean."""
+        label = validate_label(label)
+        e = normalize_embeddings(embeddings, self.dim)
+        with self._lock:
+            if label in self._index:
+                raise ValueError(f"class {label!r} exists already; use add_shots to add examples to it")
+            k = len(self._labels)
+            if k == self._sums.shape[0]:
+                self._grow()
+            self._sums[k] = e.sum(0)
+            self._counts[k] = e.shape[0]
+            self._labels.append(label)
+            self._index[label] = k
+            if self._shots is not None:
+                self._shots.append(list(e))
+            self._refresh(k)
+
+    def add_shots(self, label: str, embeddings: np.ndarray) -> None:
+        """Add examples to an existing class; exactly equal to having imprinted all shots at once."""
+        e = normalize_embeddings(embeddings, self.dim)
+        with self._lock:
+            k = self._require(label)
+            self._sums[k] += e.sum(0) if e.shape[0] > 1 else e[0]
+            self._counts[k] += e.shape[0]
+            if self._shots is not None:
+                self._shots[k].extend(e)
+            self._refresh(k)
+
+    def learn(self, label: str, embeddings: np.ndarray) -> None:
+        """Imprint a new class or add shots to an existing one."""
+        with self._lock:
+            if validate_label(label) in self._index:
+                self.add_shots(label.strip(), embeddings)
+            else:
+                self.imprint(label, embeddings)
+
+    def remove(self, label: str) -> None:
+        """Delete a class; later classes move up one row."""
+        with self._lock:
+            k = self._require(label)
+            n = len(self._labels)
+            for a in (self._sums, self._weights, self._counts):
+                a[k : n - 1] = a[k + 1 : n]
+                a[n - 1] = 0
+            del self._labels[k]
+            if self._shots is not None:
+                del self._shots[k]
+            self._index = {lab: i for i, lab in enumerate(self._labels)}
+            self._template_cache = None
+
+    def rename(self, old: str, new: str) -> None:
+        """Give a class a new label (which must not be taken)."""
+        new = validate_label(new)
+        with self._lock:
+            k = self._require(old)
+            if new == old:
+                return
+            if new in self._index:
+                raise ValueError(f"cannot rename {old!r} to {new!r}: that label exists already")
+            self._labels[k] = new
+            del self._index[old]
+            self._index[new] = k
+
+    # ----- prediction --------------------------------------------------------------------------
+    def cosines(self, embeddings: np.ndarray) -> np.ndarray:
+        """Cosine of each embedding to each class, float32 (n, K) (max over templates if several)."""
+        e = normalize_embeddings(embeddings, self.dim)
+        with self._lock:
+            return self._cosines(e)
+
+    def classify(self, embeddings: np.ndarray, top_k: int = 5) -> list[Classification]:
+        """Top-k classes for each embedding of (D,) or (n, D); one Classification per embedding."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        e = normalize_embeddings(embeddings, self.dim)
+        with self._lock:
+            if not self._labels:
+                raise ValueError("the classifier has no classes yet: imprint one first")
+            cos = self._cosines(e)
+            labels = tuple(self._labels)
+        return [self._result(row, labels, top_k) for row in cos]
+
+    def _result(self, cos: np.ndarray, labels: tuple[str, ...], top_k: int) -> Classification:
+        n = cos.shape[0]
+        m = min(max(top_k, 2), n)  # at least two, for the margin
+        top = np.argpartition(-cos, m - 1)[:m] if m < n else np.arange(n)
+        top = top[np.argsort(-cos[top], kind="stable")]
+        margin = float(cos[top[0]] - cos[top[1]]) if n > 1 else float("inf")
+        top = top[:top_k]
+        logits = self.scale * cos
+        p = np.exp(logits - logits[top[0]])  # top[0] holds the max logit: no overflow
+        probs = p[top] / p.sum()
+        u = self.unknown
+        unknown = (u.min_cosine is not None and float(cos[top[0]]) < u.min_cosine) or (
+            u.min_margin is not None and margin < u.min_margin
+        )
+        return Classification(
+            labels=tuple(labels[i] for i in top),
+            cosines=tuple(float(cos[i]) for i in top),
+            probabilities=tuple(float(x) for x in probs),
+            unknown=bool(unknown),
+        )
+
+    def _cosines(self, e: np.ndarray) -> np.ndarray:
+        k = len(self._labels)
+        if self.templates_per_class == 1 or self._shots is None:
+            return e @ self._weights[:k].T
+        templates, starts = self._templates()
+        return np.maximum.reduceat(e @ templates.T, starts, axis=1)
+
+    # ----- state -------------------------------------------------------------------------------
+    def to_store_data(self) -> StoreData:
+        """A snapshot of the state in the class-store format."""
+        with self._lock:
+            k = len(self._labels)
+            shots = shot_class = None
+            if self._shots is not None:
+                flat = [s for per in self._shots for s in per]
+                shots = np.asarray(flat, np.float32).reshape(len(flat), self.dim)
+                shot_class = np.repeat(np.arange(k), [len(per) for per in self._shots]).astype(np.int64)
+            return StoreData(
+                labels=tuple(self._labels),
+                sums=self._sums[:k].copy(),
+                counts=self._counts[:k].copy(),
+                scale=self.scale,
+                extractor_fingerprint=self.fingerprint,
+                templates_per_class=self.templates_per_class,
+                shots=shots,
+                shot_class=shot_class,
+            )
+
+    @classmethod
+    def from_store_data(
+        cls,
+        data: StoreData,
+        *,
+        templates_per_class: int | None = None,
+        unknown: UnknownPolicy = UnknownPolicy(),
+    ) -> "ImprintedClassifier":
+        """Rebuild a classifier from a store; templates_per_class defaults to the store's."""
+        t = data.templates_per_class if templates_per_class is None else templates_per_class
+        k = len(data.labels)
+        clf = cls(data.embedding_dim, data.scale, data.extractor_fingerprint, templates_per_class=t,
+                  unknown=unknown, capacity=max(64, 2 * k))
+        clf._sums[:k] = data.sums
+        clf._counts[:k] = data.counts
+        clf._labels = list(data.labels)
+        clf._index = {lab: i for i, lab in enumerate(data.labels)}
+        if clf._shots is not None:
+            clf._shots = [[] for _ in range(k)]
+            if data.shots is not None:
+                for s, c in zip(data.shots.astype(np.float32), data.shot_class):
+                    clf._shots[int(c)].append(s)
+        norms = np.linalg.norm(clf._sums[:k], axis=1, keepdims=True)
+        clf._weights[:k] = clf._sums[:k] / np.maximum(norms, _EPS)
+        return clf
+
+    def extend(self, other: StoreData) -> None:
+        """Add every class of another store (e.g. a bundle's base classes); labels must be new."""
+        if other.embedding_dim != self.dim:
+            raise ValueError(f"cannot merge {other.embedding_dim}-d classes into a {self.dim}-d classifier")
+        with self._lock:
+            clash = sorted(set(other.labels) & set(self._index))
+            if clash:
+                raise ValueError(f"cannot merge: labels exist already: {clash[:5]}")
+            for label, s, c in zip(other.labels, other.sums, other.counts):
+                k = len(self._labels)
+                if k == self._sums.shape[0]:
+                    self._grow()
+                self._sums[k], self._counts[k] = s, c
+                self._labels.append(label)
+                self._index[label] = k
+                if self._shots is not None:
+                    self._shots.append([])
+                self._refresh(k)
+
+    # ----- internals ---------------------------------------------------------------------------
+    def _require(self, label: str) -> int:
+        k = self._index.get(label)
+        if k is None:
+            near = ", ".join(repr(x) for x in self._labels[:10])
+            raise ValueError(f"no class named {label!r}; classes: {near}{' ...' if len(self._labels) > 10 else ''}")
+        return k
+
+    def _grow(self) -> None:
+        # Doubling keeps the cost of adding a class amortized O(D).
+        cap = self._sums.shape[0] * 2
+        for name in ("_sums", "_weights"):
+            old = getattr(self, name)
+            new = np.zeros((cap, self.dim), np.float32)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+        counts = np.zeros(cap, np.int64)
+        counts[: self._counts.shape[0]] = self._counts
+        self._counts = counts
+
+    def _refresh(self, k: int) -> None:
+        s = self._sums[k]
+        self._weights[k] = s / max(float(np.sqrt(s @ s)), _EPS)
+        self._template_cache = None
+
+    def _templates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Templates float32 (M, D) grouped by class, and each class's first row (K,)."""
+        if self._template_cache is None:
+            rows, starts = [], []
+            for k, shots in enumerate(self._shots):
+                starts.append(sum(len(r) for r in rows))
+                if len(shots) <= 1:
+                    rows.append(self._weights[k : k + 1])
+                    continue
+                rows.append(kmeans_templates(np.asarray(shots, np.float32), self.templates_per_class))
+                if self._counts[k] > len(shots):
+                    # A base class with shots added: its trained row is not among the shots; keep it.
+                    rows.append(self._weights[k : k + 1])
+            self._template_cache = (np.concatenate(rows).astype(np.float32), np.asarray(starts, np.intp))
+        return self._template_cache

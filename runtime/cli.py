@@ -1,0 +1,140 @@
+"""The runtime's CLI commands (`imprint learn`, `classify`, `classes`, `info`); wired up in imprinting/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .bundle import load_bundle
+from .classifier import ImprintedClassifier, UnknownPolicy
+from .extractor import ExtractorOptions
+from .recognizer import Recognizer, RecognizerOptions
+from .store import read_store, write_store
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="model bundle directory (written by `imprint export`)")
+    p.add_argument("--store", required=True, help="class store file (.npz); created on the first learn")
+    p.add_argument("--format", choices=["onnx", "tflite"], help="extractor file format (default: onnx if present)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="extractor precision (default: int8 if present)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--templates", type=int, default=1, metavar="T",
+                   help="templates per class (k-means over shots; 1 = the paper's averaged template)")
+
+
+def _options(args: argparse.Namespace) -> RecognizerOptions:
+    unknown = UnknownPolicy(getattr(args, "min_cosine", None), getattr(args, "min_margin", None))
+    return RecognizerOptions(
+        format=args.format, precision=args.precision, extractor=ExtractorOptions(threads=args.threads),
+        templates_per_class=args.templates, unknown=unknown,
+    )
+
+
+def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("learn", help="teach a class from image files (imprinting, no training)")
+    _model_args(p)
+    p.add_argument("--label", required=True, help="class name; an existing class gets the images as more shots")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files of the class")
+    p.set_defaults(func=cmd_learn)
+
+    p = sub.add_parser("classify", help="classify image files")
+    _model_args(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="one JSON object per image, one per line")
+    p.add_argument("--min-cosine", type=float, help="report 'unknown' below this top-1 cosine")
+    p.add_argument("--min-margin", type=float, help="report 'unknown' when top-1 minus top-2 cosine is below this")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("classes", help="list, rename or remove classes in a class store")
+    csub = p.add_subparsers(dest="action", required=True)
+    c = csub.add_parser("list", help="list classes with their shot counts")
+    c.add_argument("--store", required=True)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_classes_list)
+    c = csub.add_parser("rename", help="rename a class")
+    c.add_argument("--store", required=True)
+    c.add_argument("old")
+    c.add_argument("new")
+    c.set_defaults(func=cmd_classes_rename)
+    c = csub.add_parser("remove", help="remove a class")
+    c.add_argument("--store", required=True)
+    c.add_argument("label")
+    c.set_defaults(func=cmd_classes_remove)
+
+    p = sub.add_parser("info", help="describe a model bundle")
+    p.add_argument("bundle")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    with Recognizer.open(args.bundle, args.store, _options(args)) as r:
+        count = r.learn(args.label, args.images)
+        r.save()
+        print(f"learned {args.label.strip()!r} from {len(args.images)} image(s) ({count} shots); "
+              f"{len(r.classifier)} classes in {args.store}")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    with Recognizer.open(args.bundle, args.store, _options(args)) as r:
+        if len(r.classifier) == 0:
+            raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} --label NAME IMAGE...`")
+        results = r.recognize_batch(args.images, top_k=args.top_k)
+    for image, res in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": image, **res.to_dict()}, ensure_ascii=False))
+        else:
+            top = ", ".join(f"{lab} {cos:.3f}" for lab, cos in zip(res.labels, res.cosines))
+            print(f"{image}: {res.label if res.label is not None else 'unknown'}  ({top})")
+    return 0
+
+
+def _load_classes(store: str) -> ImprintedClassifier:
+    return ImprintedClassifier.from_store_data(read_store(store))
+
+
+def cmd_classes_list(args: argparse.Namespace) -> int:
+    clf = _load_classes(args.store)
+    rows = [{"label": lab, "shots": clf.count(lab)} for lab in clf.labels]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        for row in rows:
+            print(f"{row['label']}\t{row['shots']}")
+        print(f"{len(rows)} classes", file=sys.stderr)
+    return 0
+
+
+def cmd_classes_rename(args: argparse.Namespace) -> int:
+    clf = _load_classes(args.store)
+    clf.rename(args.old, args.new)
+    write_store(args.store, clf.to_store_data())
+    print(f"renamed {args.old!r} to {args.new.strip()!r}")
+    return 0
+
+
+def cmd_classes_remove(args: argparse.Namespace) -> int:
+    clf = _load_classes(args.store)
+    clf.remove(args.label)
+    write_store(args.store, clf.to_store_data())
+    print(f"removed {args.label!r}; {len(clf)} classes left")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    b = load_bundle(args.bundle)
+    m = b.manifest
+    print(f"bundle {Path(args.bundle)}: {m.name}, {m.embedding_dim}-d embeddings, scale {m.scale:.3f}")
+    print(f"fingerprint {m.fingerprint}")
+    print(f"preprocess {m.preprocess.to_dict()}")
+    for e in m.extractors:
+        cos = f", parity cosine {e.parity_cosine:.4f}" if e.parity_cosine is not None else ""
+        print(f"  {e.file}: {e.format} {e.precision} {e.layout}{cos}")
+    base = b.base_classes()
+    print(f"base classes: {len(base.labels) if base else 0}")
+    return 0

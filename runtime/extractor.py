@@ -1,0 +1,80 @@
+"""Embedding extractors: `load_extractor(path)` picks onnxruntime or a TFLite interpreter by file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ExtractorOptions:
+    """How to run an extractor.
+
+    threads: intra-op threads (None: the backend's default). providers: onnxruntime execution providers
+    in order of preference (None: CPU). delegate: path of a TFLite delegate library (an NPU or Edge TPU
+    delegate such as libedgetpu.so.1) with delegate_options passed to it.
+    """
+
+    threads: int | None = None
+    providers: tuple[str, ...] | None = None
+    delegate: str | None = None
+    delegate_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+
+
+class Extractor(Protocol):
+    """A loaded extractor. run(): float32 batch in `layout` -> raw float32 (n, embedding_dim)."""
+
+    path: Path
+    layout: str
+    input_size: int
+    embedding_dim: int
+    backend: str
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def load_extractor(path: str | os.PathLike[str], options: ExtractorOptions = ExtractorOptions()) -> Extractor:
+    """Open an `.onnx` file with onnxruntime or a `.tflite` file with ai-edge-litert."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"extractor file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from ._onnx import OnnxExtractor
+
+        return OnnxExtractor(path, options)
+    if suffix == ".tflite":
+        from ._tflite import TFLiteExtractor
+
+        return TFLiteExtractor(path, options)
+    raise ValueError(f"unknown extractor file type {suffix!r} for {path}; expected .onnx or .tflite")
+
+
+def layout_of(shape: tuple, path: Path) -> tuple[str, int]:
+    """(layout, input size) from a 4-d image input shape such as (N, 3, S, S) or (N, S, S, 3)."""
+    if len(shape) != 4:
+        raise ValueError(f"extractor {path} takes input of shape {shape}; expected a 4-d image batch")
+    if shape[1] == 3 and isinstance(shape[2], int):
+        return "NCHW", int(shape[2])
+    if shape[3] == 3 and isinstance(shape[1], int):
+        return "NHWC", int(shape[1])
+    raise ValueError(f"extractor {path} takes input of shape {shape}; expected (N, 3, S, S) or (N, S, S, 3)")
+
+
+def check_batch(batch: np.ndarray, ex: Extractor) -> np.ndarray:
+    """Validate a preprocessed batch against an extractor's input; float32 contiguous on return."""
+    s = ex.input_size
+    want = (3, s, s) if ex.layout == "NCHW" else (s, s, 3)
+    if batch.ndim != 4 or batch.shape[1:] != want:
+        raise ValueError(f"extractor {ex.path.name} takes ({'N, ' + ', '.join(map(str, want))}) input, got {batch.shape}")
+    return np.ascontiguousarray(batch, dtype=np.float32)

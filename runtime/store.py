@@ -1,0 +1,216 @@
+"""The class store file: one portable `.npz` (no pickle) that Python, Java and JavaScript can read.
+
+Format version 1, an uncompressed zip of `.npy` arrays (written by `np.savez`, read with
+`allow_pickle=False`):
+
+    meta.npy    uint8 (B,)   UTF-8 JSON: {"format": "imprinting-class-store", "format_version": 1,
+                             "labels": [...K strings], "scale": s, "embedding_dim": D,
+                             "extractor_fingerprint": "...", "templates_per_class": T}
+    sums.npy    float32 (K, D)  per-class sum of unit embeddings
+    counts.npy  int64 (K,)      shots per class (>= 1)
+    shots.npy   float32 (N, D)  optional: every stored shot (kept for several templates per class)
+    shot_class.npy int64 (N,)   optional: the class index of each shot
+
+Labels live in JSON, not a numpy unicode array, so that other languages need no UTF-32 decoder.
+Saves are atomic (temp file in the same directory, fsync, rename, fsync of the directory): a killed
+writer leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+STORE_FORMAT = "imprinting-class-store"
+STORE_FORMAT_VERSION = 1
+MAX_LABEL_LEN = 100
+
+
+@dataclass(frozen=True)
+class StoreData:
+    """The arrays and facts of a class store. sums float32 (K, D), counts int64 (K,)."""
+
+    labels: tuple[str, ...]
+    sums: np.ndarray
+    counts: np.ndarray
+    scale: float
+    extractor_fingerprint: str
+    templates_per_class: int = 1
+    shots: np.ndarray | None = None
+    shot_class: np.ndarray | None = None
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.sums.shape[1])
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace `path` with `data` so that a crash at any point leaves either the old or the new file."""
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def _atomic_write(path: Path, write) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise ValueError(f"cannot save {path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Never leave a half-written temp file behind; the target is untouched until os.replace.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # some filesystems cannot open directories; the rename is still atomic
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_store(path: str | os.PathLike[str], data: StoreData) -> None:
+    """Validate `data` and save it atomically to `path` (an `.npz`)."""
+    _validate(data, str(path))
+    meta = {
+        "format": STORE_FORMAT,
+        "format_version": STORE_FORMAT_VERSION,
+        "labels": list(data.labels),
+        "scale": float(data.scale),
+        "embedding_dim": data.embedding_dim,
+        "extractor_fingerprint": data.extractor_fingerprint,
+        "templates_per_class": int(data.templates_per_class),
+    }
+    arrays = {
+        "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8),
+        "sums": np.ascontiguousarray(data.sums, dtype=np.float32),
+        "counts": np.ascontiguousarray(data.counts, dtype=np.int64),
+    }
+    if data.shots is not None:
+        arrays["shots"] = np.ascontiguousarray(data.shots, dtype=np.float32)
+        arrays["shot_class"] = np.ascontiguousarray(data.shot_class, dtype=np.int64)
+    _atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def read_store(
+    path: str | os.PathLike[str],
+    *,
+    expected_fingerprint: str | None = None,
+    expected_dim: int | None = None,
+) -> StoreData:
+    """Load and validate a class store. Any problem raises ValueError with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"class store {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+            missing = {"meta", "sums", "counts"} - files
+            if missing:
+                raise ValueError(f"class store {path} is corrupt: missing {sorted(missing)}")
+            arrays = {k: z[k] for k in files}
+    except ValueError as err:
+        if str(err).startswith("class store"):
+            raise
+        raise ValueError(f"class store {path} is truncated or corrupt ({err})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as err:
+        raise ValueError(f"class store {path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    try:
+        meta = json.loads(arrays["meta"].astype(np.uint8).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"class store {path} is corrupt: unreadable metadata ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != STORE_FORMAT:
+        raise ValueError(f"{path} is not an imprinting class store")
+    version = meta.get("format_version")
+    if version != STORE_FORMAT_VERSION:
+        raise ValueError(
+            f"class store {path} has format version {version}; this runtime reads version "
+            f"{STORE_FORMAT_VERSION} (upgrade imprinting to read it)"
+        )
+    try:
+        data = StoreData(
+            labels=tuple(meta["labels"]),
+            sums=arrays["sums"],
+            counts=arrays["counts"],
+            scale=float(meta["scale"]),
+            extractor_fingerprint=str(meta["extractor_fingerprint"]),
+            templates_per_class=int(meta.get("templates_per_class", 1)),
+            shots=arrays.get("shots"),
+            shot_class=arrays.get("shot_class"),
+        )
+        declared_dim = int(meta["embedding_dim"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"class store {path} is corrupt: bad metadata field {err}") from None
+    if data.sums.ndim != 2 or data.sums.shape[1] != declared_dim:
+        raise ValueError(f"class store {path} is corrupt: sums shape {data.sums.shape} but embedding_dim {declared_dim}")
+    _validate(data, str(path))
+    if expected_fingerprint is not None and data.extractor_fingerprint != expected_fingerprint:
+        raise ValueError(
+            f"class store {path} was made with extractor {data.extractor_fingerprint[:16]} but this model is "
+            f"{expected_fingerprint[:16]}; re-teach the classes with this model or use the store's own bundle"
+        )
+    if expected_dim is not None and data.embedding_dim != expected_dim:
+        raise ValueError(
+            f"class store {path} holds {data.embedding_dim}-d embeddings but this model makes {expected_dim}-d ones"
+        )
+    return data
+
+
+def validate_label(label: object) -> str:
+    """A class label: a non-empty string of at most MAX_LABEL_LEN characters, no control characters."""
+    if not isinstance(label, str):
+        raise ValueError(f"a label must be a string, got {type(label).__name__}")
+    label = label.strip()
+    if not label:
+        raise ValueError("a label must not be empty")
+    if len(label) > MAX_LABEL_LEN:
+        raise ValueError(f"a label must be at most {MAX_LABEL_LEN} characters, got {len(label)}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
+        raise ValueError(f"a label must not contain control characters: {label!r}")
+    return label
+
+
+def _validate(data: StoreData, where: str) -> None:
+    k = len(data.labels)
+    if data.sums.ndim != 2 or data.sums.shape[0] != k:
+        raise ValueError(f"class store {where} is corrupt: {k} labels but sums of shape {data.sums.shape}")
+    if data.counts.shape != (k,):
+        raise ValueError(f"class store {where} is corrupt: {k} labels but counts of shape {data.counts.shape}")
+    if not np.issubdtype(data.sums.dtype, np.floating) or not np.issubdtype(data.counts.dtype, np.integer):
+        raise ValueError(f"class store {where} is corrupt: sums must be float and counts integer")
+    if not np.isfinite(data.sums).all():
+        raise ValueError(f"class store {where} is corrupt: sums hold NaN or infinity")
+    if k and (data.counts < 1).any():
+        raise ValueError(f"class store {where} is corrupt: a class has a count below 1")
+    if len(set(data.labels)) != k:
+        raise ValueError(f"class store {where} is corrupt: duplicate labels")
+    for label in data.labels:
+        validate_label(label)
+    if not data.scale > 0:
+        raise ValueError(f"class store {where} is corrupt: scale must be positive, got {data.scale}")
+    if data.templates_per_class < 1:
+        raise ValueError(f"class store {where} is corrupt: templates_per_class must be >= 1")
+    if (data.shots is None) != (data.shot_class is None):
+        raise ValueError(f"class store {where} is corrupt: shots and shot_class must come together")
+    if data.shots is not None:
+        n = data.shot_class.shape[0] if data.shot_class.ndim == 1 else -1
+        if data.shots.ndim != 2 or data.shots.shape != (n, data.sums.shape[1]):
+            raise ValueError(f"class store {where} is corrupt: shots of shape {data.shots.shape} do not match")
+        if n and (data.shot_class.min() < 0 or data.shot_class.max() >= k):
+            raise ValueError(f"class store {where} is corrupt: a shot names a class that does not exist")
+        if not np.isfinite(data.shots).all():
+            raise ValueError(f"class store {where} is corrupt: shots hold NaN or infinity")

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from imprinting.runtime import ImprintedClassifier, UnknownPolicy
+
+D = 32
+
+
+def unit(rng: np.random.Generator, n: int, d: int = D) -> np.ndarray:
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def make(**kw) -> ImprintedClassifier:
+    return ImprintedClassifier(D, 10.0, "fp-test", **kw)
+
+
+def test_one_shot_weight_is_the_normalized_embedding(rng):
+    clf = make()
+    e = rng.normal(size=D).astype(np.float32) * 7.0  # not unit length: the classifier normalizes
+    clf.imprint("a", e)
+    np.testing.assert_allclose(clf.weights[0], e / np.linalg.norm(e), rtol=1e-6, atol=1e-7)
+
+
+def test_adding_shots_later_equals_imprinting_all_at_once(rng):
+    shots = unit(rng, 7)
+    a, b = make(), make()
+    a.imprint("x", shots)
+    b.imprint("x", shots[:2])
+    b.add_shots("x", shots[2:5])
+    b.add_shots("x", shots[5])
+    b.add_shots("x", shots[6])
+    np.testing.assert_allclose(a.weights, b.weights, atol=1e-6)
+    assert a.count("x") == b.count("x") == 7
+    mean = shots.mean(0)
+    np.testing.assert_allclose(a.weights[0], mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def test_cosine_argmax_is_the_nearest_template_by_euclidean_distance(rng):
+    clf = make()
+    for i in range(20):
+        clf.imprint(f"c{i}", unit(rng, 3))
+    queries = unit(rng, 200)
+    cos = clf.cosines(queries)
+    dist = np.linalg.norm(queries[:, None, :] - clf.weights[None], axis=2)
+    np.testing.assert_array_equal(cos.argmax(1), dist.argmin(1))
+
+
+def test_scale_changes_probabilities_but_never_the_ranking(rng):
+    protos = unit(rng, 10)
+    queries = unit(rng, 50)
+    results = []
+    for scale in (1.0, 10.0, 64.0):
+        clf = ImprintedClassifier(D, scale, "fp")
+        for i, p in enumerate(protos):
+            clf.imprint(f"c{i}", p)
+        results.append(clf.classify(queries, top_k=3))
+    for r1, r16, r64 in zip(*results):
+        assert r1.labels == r16.labels == r64.labels
+        assert r64.probabilities[0] > r1.probabilities[0]
+
+
+def test_classify_returns_sorted_topk_with_softmax_over_all_classes(rng):
+    clf = make()
+    protos = unit(rng, 6)
+    for i, p in enumerate(protos):
+        clf.imprint(f"c{i}", p)
+    (res,) = clf.classify(protos[4], top_k=3)
+    assert res.label == "c4" and res.labels[0] == "c4"
+    assert list(res.cosines) == sorted(res.cosines, reverse=True)
+    logits = 10.0 * (protos @ protos[4])
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(res.probabilities, np.sort(expected)[::-1][:3], rtol=1e-5)
+    assert len(clf.classify(protos[0], top_k=100)[0].labels) == 6
+
+
+def test_growth_is_amortized_and_keeps_every_row(rng):
+    clf = make(capacity=4)
+    shots = unit(rng, 100)
+    buffers = set()
+    for i, s in enumerate(shots):
+        clf.imprint(f"c{i}", s)
+        buffers.add(id(clf._sums))
+    # Doubling from 4 to 128 rows: 5 reallocations for 100 classes, not one per class.
+    assert len(buffers) <= 6
+    assert clf._sums.shape[0] == 128
+    np.testing.assert_allclose(clf.weights, shots, atol=1e-6)
+
+
+def test_remove_and_rename(rng):
+    clf = make()
+    protos = unit(rng, 4)
+    for i, p in enumerate(protos):
+        clf.imprint(f"c{i}", p)
+    clf.remove("c1")
+    assert clf.labels == ("c0", "c2", "c3")
+    np.testing.assert_allclose(clf.weights, protos[[0, 2, 3]], atol=1e-6)
+    assert clf.classify(protos[3])[0].label == "c3"
+    clf.rename("c3", "  three ")
+    assert clf.labels == ("c0", "c2", "three")
+    assert clf.classify(protos[3])[0].label == "three"
+    clf.imprint("c1", protos[1])  # the freed label can be used again
+    assert clf.classify(protos[1])[0].label == "c1"
+    with pytest.raises(ValueError, match="no class named 'nope'"):
+        clf.remove("nope")
+    with pytest.raises(ValueError, match="exists already"):
+        clf.rename("c0", "c2")
+    with pytest.raises(ValueError, match="exists already; use add_shots"):
+        clf.imprint("c0", protos[0])
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.full(D, np.nan, np.float32), "NaN or infinity"),
+        (np.zeros(D, np.float32), "all zeros"),
+        (np.ones(D + 1, np.float32), r"expected embeddings of shape \(32,\)"),
+        (np.ones((2, 3, D), np.float32), "expected embeddings of shape"),
+        (np.ones(D, np.int32), "floating point"),
+        (np.zeros((0, D), np.float32), "empty batch"),
+    ],
+)
+def test_bad_embeddings_are_refused_and_nothing_enters_the_matrix(rng, bad, message):
+    clf = make()
+    good = unit(rng, 1)[0]
+    clf.imprint("a", good)
+    before = clf.to_store_data()
+    with pytest.raises(ValueError, match=message):
+        clf.imprint("b", bad)
+    with pytest.raises(ValueError, match=message):
+        mixed = np.stack([good, bad]) if bad.shape == (D,) and bad.dtype.kind == "f" else bad
+        clf.add_shots("a", mixed)
+    after = clf.to_store_data()
+    assert after.labels == ("a",)
+    np.testing.assert_array_equal(after.sums, before.sums)
+    np.testing.assert_array_equal(after.counts, before.counts)
+
+
+@pytest.mark.parametrize("label, message", [("", "must not be empty"), ("   ", "must not be empty"),
+                                            ("x" * 101, "at most 100"), ("a\nb", "control"), (3, "must be a string")])
+def test_bad_labels(rng, label, message):
+    with pytest.raises(ValueError, match=message):
+        make().imprint(label, unit(rng, 1))
+
+
+def test_classify_without_classes_is_a_clear_error(rng):
+    with pytest.raises(ValueError, match="no classes yet"):
+        make().classify(unit(rng, 1))
+
+
+def test_unknown_policy_threshold_and_margin(rng):
+    protos = unit(rng, 2)
+    clf = make(unknown=UnknownPolicy(min_cosine=0.9))
+    clf.imprint("a", protos[0])
+    clf.imprint("b", protos[1])
+    assert not clf.classify(protos[0])[0].unknown
+    far = unit(rng, 1)[0]
+    res = clf.classify(far)[0]
+    assert res.unknown and res.label is None and res.labels[0] in ("a", "b")
+    # Halfway between two classes: confident cosine, no margin.
+    mid = protos[0] + protos[1]
+    clf.unknown = UnknownPolicy(min_margin=0.05)
+    assert clf.classify(mid)[0].unknown
+    assert not clf.classify(protos[0])[0].unknown
+    with pytest.raises(ValueError, match="min_cosine"):
+        UnknownPolicy(min_cosine=2.0)
+
+
+def test_several_templates_per_class_capture_a_bimodal_class(rng):
+    # Class "two" has two far-apart modes; its average template sits between them.
+    modes = unit(rng, 3)
+    shots = np.concatenate([modes[0] + 0.05 * unit(rng, 5), modes[1] + 0.05 * unit(rng, 5)])
+    single, multi = make(), make(templates_per_class=2)
+    for clf in (single, multi):
+        clf.imprint("two", shots)
+        clf.imprint("other", modes[2] * 0.6 + modes[0] * 0.5)
+    query = modes[0] + 0.02 * unit(rng, 1)[0]
+    assert multi.classify(query)[0].label == "two"
+    assert multi.cosines(query)[0, 0] > single.cosines(query)[0, 0] + 0.1
+    # Adding shots later rebuilds the templates; a round trip through the store keeps the shots.
+    multi.add_shots("two", modes[1])
+    again = ImprintedClassifier.from_store_data(multi.to_store_data())
+    np.testing.assert_allclose(again.cosines(query), multi.cosines(query), atol=1e-6)
+    assert again.to_store_data().shots.shape == (12, D)
+
+
+def test_teaching_from_another_thread_never_tears_a_read(rng):
+    clf = make(capacity=2)
+    protos = unit(rng, 1)
+    clf.imprint("anchor", protos[0])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def teach() -> None:
+        r = np.random.default_rng(1)
+        for i in range(300):
+            clf.imprint(f"t{i}", unit(r, 2))
+            if i % 3 == 0:
+                clf.remove(f"t{i}")
+        stop.set()
+
+    t = threading.Thread(target=teach)
+    t.start()
+    while not stop.is_set():
+        try:
+            res = clf.classify(protos[0], top_k=1)[0]
+            assert res.labels[0] == "anchor" and abs(res.cosines[0] - 1.0) < 1e-5
+        except BaseException as err:  # noqa: BLE001 - any failure is what we look for
+            errors.append(err)
+            break
+    t.join()
+    assert not errors
+    assert len(clf) == 1 + 300 - 100

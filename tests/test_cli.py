@@ -1,0 +1,72 @@
+"""The CLI round trip a new user does, run as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def imprint(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imprinting.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def ok(*args: str) -> str:
+    res = imprint(*args)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_learn_classify_rename_remove_restart(tiny_bundle, image_files, tmp_path):
+    store = tmp_path / "classes.npz"
+    for name in ("red", "green", "blue"):
+        out = ok("learn", tiny_bundle, "--store", store, "--label", name, *image_files[name][:2])
+        assert f"learned '{name}' from 2 image(s)" in out
+    ok("learn", tiny_bundle, "--store", store, "--label", "blue", image_files["blue"][2])
+    listing = json.loads(ok("classes", "list", "--store", store, "--json"))
+    assert listing == [{"label": "red", "shots": 2}, {"label": "green", "shots": 2}, {"label": "blue", "shots": 3}]
+
+    queries = [image_files["red"][3], image_files["green"][3], image_files["blue"][3]]
+    rows = [json.loads(line) for line in ok("classify", tiny_bundle, "--store", store, "--json", *queries).splitlines()]
+    assert [r["label"] for r in rows] == ["red", "green", "blue"]
+    assert rows[0]["image"] == str(queries[0]) and len(rows[0]["labels"]) == 3
+    assert rows[0]["cosines"][0] > rows[0]["cosines"][1]
+
+    ok("classes", "rename", "--store", store, "green", "leaf")
+    ok("classes", "remove", "--store", store, "red")
+    # A new process (a restart) sees exactly what was saved.
+    rows = [json.loads(line) for line in ok("classify", tiny_bundle, "--store", store, "--json", "--top-k", "1", *queries[1:]).splitlines()]
+    assert [r["labels"] for r in rows] == [["leaf"], ["blue"]]
+    text = ok("classify", tiny_bundle, "--store", store, queries[2])
+    assert text.startswith(f"{queries[2]}: blue")
+    assert "tiny-test" in ok("info", tiny_bundle)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["classes", "list", "--store", "{missing}"], "does not exist"),
+        (["learn", "{bundle}", "--store", "{store}", "--label", "", "{image}"], "must not be empty"),
+        (["learn", "{bundle}", "--store", "{store}", "--label", "x" * 200, "{image}"], "at most 100"),
+        (["learn", "{bundle}", "--store", "{store}", "--label", "a", "{corrupt}"], "cannot decode"),
+        (["learn", "{bundle}", "--store", "{store}", "--label", "a", "{empty}"], "is empty"),
+        (["learn", "{tmp}", "--store", "{store}", "--label", "a", "{image}"], "has no manifest.json"),
+        (["classify", "{bundle}", "--store", "{corrupt}", "{image}"], "truncated or corrupt"),
+        (["classify", "{bundle}", "--store", "{store}", "{image}"], "no classes yet"),
+        (["classes", "rename", "--store", "{good}", "nope", "x"], "no class named 'nope'"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(tiny_bundle, image_files, tmp_path, args, message):
+    (tmp_path / "corrupt.jpg").write_bytes(b"garbage" * 50)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    good = tmp_path / "good.npz"
+    ok("learn", tiny_bundle, "--store", good, "--label", "red", image_files["red"][0])
+    fill = dict(missing=tmp_path / "missing.npz", bundle=tiny_bundle, store=tmp_path / "s.npz", image=image_files["red"][0],
+                corrupt=tmp_path / "corrupt.jpg", empty=tmp_path / "empty.jpg", tmp=tmp_path, good=good)
+    res = imprint(*[a.format(**fill) for a in args])
+    assert res.returncode == 1
+    assert res.stderr.startswith("imprint: error: ") and message in res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "s.npz").exists(), "a failed command must not write a store"

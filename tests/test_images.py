@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from imprinting.runtime import PreprocessSpec, load_image, preprocess  # noqa: E402
+from imprinting.runtime.preprocess import resize_for_crop  # noqa: E402
+
+from tiny import pattern_image  # noqa: E402
+
+
+def test_file_bytes_and_array_inputs_agree(tmp_path):
+    rgb = pattern_image(0, 0)
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(load_image(path), rgb)
+    np.testing.assert_array_equal(load_image(str(path)), rgb)
+    np.testing.assert_array_equal(load_image(path.read_bytes()), rgb)
+    np.testing.assert_array_equal(load_image(rgb[..., ::-1].copy(), color_order="BGR"), rgb)
+
+
+def test_grayscale_files_become_colour(tmp_path):
+    path = tmp_path / "g.png"
+    cv2.imwrite(str(path), np.full((20, 30), 77, np.uint8))
+    img = load_image(path)
+    assert img.shape == (20, 30, 3) and (img == 77).all()
+
+
+@pytest.mark.parametrize(
+    "arr, message",
+    [
+        (np.zeros((10, 10), np.uint8), "grayscale"),
+        (np.zeros((10, 10, 1), np.uint8), "grayscale"),
+        (np.zeros((10, 10, 4), np.uint8), "alpha"),
+        (np.zeros((10, 10, 3), np.float32), "uint8"),
+        (np.zeros((10, 10, 5), np.uint8), r"shape \(H, W, 3\)"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+    ],
+)
+def test_bad_arrays(arr, message):
+    with pytest.raises(ValueError, match=message):
+        load_image(arr)
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff this is not really a jpeg" * 10)
+    with pytest.raises(ValueError, match="is empty"):
+        load_image(tmp_path / "empty.jpg")
+    with pytest.raises(ValueError, match="cannot decode"):
+        load_image(tmp_path / "bad.jpg")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_image(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="is a directory"):
+        load_image(tmp_path)
+    with pytest.raises(ValueError, match="color_order"):
+        load_image(pattern_image(0, 0), color_order="rgb")
+    with pytest.raises(ValueError, match="expected a file path"):
+        load_image(12)
+
+
+def test_preprocess_is_resize_shorter_side_center_crop_and_normalize():
+    spec = PreprocessSpec(input_size=4, resize_size=4, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    img = np.zeros((4, 8, 3), np.uint8)
+    img[:, 2:6] = 255  # the central 4 columns are white
+    x = preprocess(img, spec)
+    assert x.shape == (1, 3, 4, 4) and x.dtype == np.float32
+    np.testing.assert_allclose(x, 1.0)  # white maps to +1 with mean 0.5, std 0.5
+    y = preprocess([img, img], spec, layout="NHWC")
+    assert y.shape == (2, 4, 4, 3)
+
+
+def test_resize_keeps_aspect_and_stretch_does_not():
+    img = np.zeros((480, 640, 3), np.uint8)
+    assert resize_for_crop(img, PreprocessSpec()).shape == (256, 341, 3)
+    assert resize_for_crop(img, PreprocessSpec(resize_mode="stretch")).shape == (256, 256, 3)
+    small = np.zeros((100, 50, 3), np.uint8)
+    assert resize_for_crop(small, PreprocessSpec()).shape == (512, 256, 3)
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="resize_size"):
+        PreprocessSpec(input_size=224, resize_size=200)
+    with pytest.raises(ValueError, match="resize_mode"):
+        PreprocessSpec(resize_mode="fill")
+    with pytest.raises(ValueError, match="unknown preprocessing keys"):
+        PreprocessSpec.from_dict({"input_size": 224, "colour": "RGB"})

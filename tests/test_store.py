@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imprinting.runtime import ImprintedClassifier, read_store, write_store
+from imprinting.runtime.store import STORE_FORMAT
+
+D = 24
+
+
+def classifier(n: int = 5, templates: int = 1, seed: int = 0) -> ImprintedClassifier:
+    rng = np.random.default_rng(seed)
+    clf = ImprintedClassifier(D, 12.5, "sha256:abc", templates_per_class=templates)
+    for i in range(n):
+        clf.imprint(f"class {i} é", rng.normal(size=(i + 1, D)).astype(np.float32))
+    return clf
+
+
+def test_round_trip_keeps_everything(tmp_path):
+    clf = classifier(templates=3)
+    path = tmp_path / "store.npz"
+    write_store(path, clf.to_store_data())
+    data = read_store(path, expected_fingerprint="sha256:abc", expected_dim=D)
+    again = ImprintedClassifier.from_store_data(data)
+    assert again.labels == clf.labels
+    assert again.scale == 12.5 and again.templates_per_class == 3
+    np.testing.assert_array_equal(data.sums, clf.to_store_data().sums)
+    np.testing.assert_array_equal(data.counts, [1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(data.shots, clf.to_store_data().shots)
+    np.testing.assert_allclose(again.weights, clf.weights)
+    assert not list(tmp_path.glob(".*tmp")), "a temp file was left behind"
+
+
+def test_file_is_portable_npz_without_pickle(tmp_path):
+    path = tmp_path / "store.npz"
+    write_store(path, classifier().to_store_data())
+    with zipfile.ZipFile(path) as z:
+        assert sorted(z.namelist()) == ["counts.npy", "meta.npy", "sums.npy"]
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+        meta = json.loads(np.lib.format.read_array(z.open("meta.npy"), allow_pickle=False).tobytes())
+    assert meta["format"] == STORE_FORMAT and meta["labels"][0] == "class 0 é" and meta["embedding_dim"] == D
+
+
+def _rewrite(path: Path, **arrays) -> None:
+    with np.load(path, allow_pickle=False) as z:
+        content = {k: z[k] for k in z.files}
+    content.update(arrays)
+    with open(path, "wb") as f:
+        np.savez(f, **content)
+
+
+def _meta(path: Path, **changes) -> np.ndarray:
+    with np.load(path) as z:
+        meta = json.loads(z["meta"].tobytes())
+    meta.update(changes)
+    return np.frombuffer(json.dumps(meta).encode(), np.uint8)
+
+
+@pytest.fixture
+def stored(tmp_path) -> Path:
+    path = tmp_path / "store.npz"
+    write_store(path, classifier().to_store_data())
+    return path
+
+
+def test_refuses_another_extractor_naming_both_fingerprints(stored):
+    with pytest.raises(ValueError, match=r"made with extractor sha256:abc but this model is sha256:other"):
+        read_store(stored, expected_fingerprint="sha256:other")
+
+
+def test_refuses_another_embedding_dim(stored):
+    with pytest.raises(ValueError, match=r"holds 24-d embeddings but this model makes 64-d"):
+        read_store(stored, expected_dim=64)
+
+
+def test_refuses_truncated_file(stored):
+    data = stored.read_bytes()
+    stored.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_store(stored)
+
+
+def test_refuses_corrupt_bytes(stored):
+    data = bytearray(stored.read_bytes())
+    data[:200] = os.urandom(200)
+    stored.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_store(stored)
+
+
+def test_refuses_empty_and_missing_files(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_store(tmp_path / "empty.npz")
+    with pytest.raises(ValueError, match="does not exist"):
+        read_store(tmp_path / "missing.npz")
+
+
+def test_refuses_unknown_format_version(stored):
+    _rewrite(stored, meta=_meta(stored, format_version=99))
+    with pytest.raises(ValueError, match="format version 99; this runtime reads version 1"):
+        read_store(stored)
+
+
+def test_refuses_inconsistent_arrays(stored):
+    _rewrite(stored, counts=np.ones(3, np.int64))
+    with pytest.raises(ValueError, match="5 labels but counts of shape"):
+        read_store(stored)
+
+
+def test_refuses_nan_sums(stored):
+    sums = read_store(stored).sums.copy()
+    sums[0, 0] = np.nan
+    _rewrite(stored, sums=sums)
+    with pytest.raises(ValueError, match="NaN"):
+        read_store(stored)
+
+
+def test_refuses_pickled_object_arrays(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, meta=np.array([{"x": 1}], dtype=object), sums=np.zeros((1, 2)), counts=np.ones(1))
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_store(path)
+
+
+def test_refuses_a_file_that_is_not_a_store(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, meta=np.frombuffer(b'{"format": "x"}', np.uint8), sums=np.zeros((1, 2)), counts=np.ones(1))
+    with pytest.raises(ValueError, match="is not an imprinting class store"):
+        read_store(path)
+
+
+def test_failed_save_leaves_the_old_store(stored, monkeypatch):
+    before = stored.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="No space"):
+        write_store(stored, classifier(n=9).to_store_data())
+    assert stored.read_bytes() == before
+    assert not list(stored.parent.glob(".*tmp"))
+
+
+def test_save_into_a_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        write_store(tmp_path / "nope" / "s.npz", classifier().to_store_data())
+
+
+_SLOW_WRITER = r"""
+import sys, time
+import numpy as np
+from imprinting.runtime import ImprintedClassifier, write_store
+real = np.savez
+def slow_savez(f, **arrays):
+    f.write(b"PK\x03\x04 partial data that is not a complete zip" * 1000)
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+np.savez = slow_savez
+clf = ImprintedClassifier(24, 1.0, "sha256:abc")
+clf.imprint("new", np.ones(24, np.float32))
+write_store(sys.argv[1], clf.to_store_data())
+"""
+
+
+def test_a_writer_killed_in_the_middle_of_a_save_leaves_the_previous_store_loadable(stored):
+    before = read_store(stored)
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(stored)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        assert list(stored.parent.glob(".*tmp")), "the writer should be writing a temp file"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    after = read_store(stored)
+    assert after.labels == before.labels
+    np.testing.assert_array_equal(after.sums, before.sums)
