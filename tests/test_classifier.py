@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from imprinting.runtime import ImprintedClassifier, UnknownPolicy
+from imprinting.runtime import ImprintedClassifier, UnknownPolicy, normalize_embeddings
 
 D = 32
 
@@ -24,6 +24,10 @@ def test_one_shot_weight_is_the_normalized_embedding(rng):
     e = rng.normal(size=D).astype(np.float32) * 7.0  # not unit length: the classifier normalizes
     clf.imprint("a", e)
     np.testing.assert_allclose(clf.weights[0], e / np.linalg.norm(e), rtol=1e-6, atol=1e-7)
+    for batch in (e, np.stack([e, -e])):
+        out = normalize_embeddings(batch.astype(np.float64), D)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-6)
 
 
 def test_adding_shots_later_equals_imprinting_all_at_once(rng):

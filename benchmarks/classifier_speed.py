@@ -1,0 +1,84 @@
+"""Speed and memory of the NumPy classifier: imprint and classify for K classes of D-dim embeddings.
+
+    python benchmarks/classifier_speed.py [--classes 100 1000 10000 100000] [--dims 128 1280] [--out FILE.md]
+
+Targets (issue 2, this 2-core machine): adding one embedding to a class <= 10 us amortized; classifying
+one embedding among 1,000 classes <= 50 us and among 100,000 <= 5 ms; memory about K x D x 4 bytes.
+A benchmark, not a test: run it on a quiet machine, nothing else timing at the same time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+
+from imprinting.runtime import ImprintedClassifier
+
+
+def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def per_call_us(fn, repeat: int, rounds: int = 5) -> float:
+    """Median over rounds of the mean time per call, in microseconds."""
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        times.append((time.perf_counter() - t0) / repeat * 1e6)
+    return float(np.median(times))
+
+
+def measure(k: int, d: int, rng: np.random.Generator) -> dict:
+    protos = unit(rng, k, d)
+    clf = ImprintedClassifier(d, 10.0, "bench", capacity=64)
+    t0 = time.perf_counter()
+    for i in range(k):
+        clf.imprint(f"c{i}", protos[i])  # grows from 64 rows by doubling
+    imprint_new_us = (time.perf_counter() - t0) / k * 1e6
+    shots = unit(rng, 256, d)
+    it = iter(range(10**9))
+    add_us = per_call_us(lambda: clf.add_shots(f"c{next(it) % k}", shots[next(it) % 256]), 2000)
+    q = unit(rng, 1, d)[0]
+    reps = max(20, min(2000, 2_000_000 // k))
+    classify_us = per_call_us(lambda: clf.classify(q, top_k=5), reps)
+    q64 = unit(rng, 64, d)
+    batch_us = per_call_us(lambda: clf.classify(q64, top_k=5), max(3, reps // 64)) / 64
+    matrix_mb = clf._sums[:k].nbytes / 2**20
+    held_mb = (clf._sums.nbytes + clf._inv_norms.nbytes + clf._counts.nbytes) / 2**20
+    return dict(K=k, D=d, imprint_new_us=imprint_new_us, add_shot_us=add_us, classify_us=classify_us,
+                classify_batch64_us=batch_us, matrix_mb=matrix_mb, held_mb=held_mb)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--classes", type=int, nargs="+", default=[100, 1000, 10000, 100000])
+    ap.add_argument("--dims", type=int, nargs="+", default=[128, 1280])
+    ap.add_argument("--out", help="also write the markdown table to this file")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    rows = [measure(k, d, rng) for d in args.dims for k in args.classes]
+    lines = [
+        f"Classifier speed on {platform.processor() or platform.machine()}, numpy {np.__version__}, "
+        f"`python benchmarks/classifier_speed.py`",
+        "",
+        "| K | D | imprint new class (us) | add one shot (us) | classify 1 (us) | classify, per item of 64 (us) | K x D x 4 (MB) | held incl. spare capacity (MB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['K']:,} | {r['D']} | {r['imprint_new_us']:.1f} | {r['add_shot_us']:.1f} | {r['classify_us']:.1f} | "
+                     f"{r['classify_batch64_us']:.1f} | {r['matrix_mb']:.1f} | {r['held_mb']:.1f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
