@@ -170,6 +170,21 @@ class ImprintedClassifier:
             else:
                 self.imprint(label, embeddings)
 
+    def forget_shots(self, label: str, embeddings: np.ndarray) -> None:
+        """Undo the latest add_shots/imprint of `label` with these embeddings; a class left with no
+        shots is removed."""
+        e = normalize_embeddings(embeddings, self.dim)
+        with self._lock:
+            k = self._require(label)
+            if e.shape[0] >= self._counts[k]:
+                self.remove(label)
+                return
+            self._sums[k] -= e.sum(0)
+            self._counts[k] -= e.shape[0]
+            if self._shots is not None:
+                del self._shots[k][len(self._shots[k]) - e.shape[0] :]
+            self._refresh(k)
+
     def remove(self, label: str) -> None:
         """Delete a class; later classes move up one row."""
         with self._lock:

@@ -64,6 +64,10 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("label")
     c.set_defaults(func=cmd_classes_remove)
 
+    from .camera_cli import add_camera_parser
+
+    add_camera_parser(sub)
+
     p = sub.add_parser("info", help="describe a model bundle")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_info)

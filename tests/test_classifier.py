@@ -219,3 +219,16 @@ def test_teaching_from_another_thread_never_tears_a_read(rng):
     t.join()
     assert not errors
     assert len(clf) == 1 + 300 - 100
+
+
+def test_forget_shots_undoes_the_last_teach(rng):
+    clf = make()
+    first, later = unit(rng, 3), unit(rng, 2)
+    clf.imprint("a", first)
+    clf.add_shots("a", later)
+    clf.forget_shots("a", later)
+    assert clf.count("a") == 3
+    mean = first.mean(0)
+    np.testing.assert_allclose(clf.weights[0], mean / np.linalg.norm(mean), atol=1e-5)
+    clf.forget_shots("a", first)
+    assert len(clf) == 0

@@ -1,0 +1,168 @@
+"""A small HTTP API for robots, on the standard library's threading HTTP server (no extra dependency).
+
+Bound to 127.0.0.1 by default. JSON in, JSON out; errors are 4xx with {"error": "..."}.
+
+    GET    /prediction                  latest smoothed prediction
+    GET    /classes                     [{"label": ..., "shots": ...}]
+    GET    /stats                       frames, FPS, per-stage milliseconds
+    POST   /teach   {"label": L, "frames": N}           teach L from the next N frames (202)
+    POST   /teach?label=L  (body: an encoded image)     teach L from the uploaded image (200)
+    POST   /undo, /save                                 (202)
+    POST   /rename  {"old": A, "new": B}                (202)
+    DELETE /classes/<label>                             (202)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .loop import CameraLoop
+
+log = logging.getLogger(__name__)
+MAX_BODY = 16 * 1024 * 1024
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiServer:
+    """Serves a CameraLoop over HTTP on a background thread. port=0 picks a free port."""
+
+    def __init__(self, loop: CameraLoop, host: str = "127.0.0.1", port: int = 8765) -> None:
+        handler = type("Handler", (_Handler,), {"loop": loop})
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as err:
+            raise ValueError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        self.httpd.daemon_threads = True
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="http-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "ApiServer":
+        self._thread.start()
+        log.info("HTTP API on %s", self.url)
+        return self
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    loop: CameraLoop
+    server_version = "imprinting"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging, not stderr
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        try:
+            status, body = self._route(method, urlsplit(self.path))
+        except _ApiError as err:
+            status, body = err.status, {"error": str(err)}
+        except ValueError as err:
+            status, body = HTTPStatus.BAD_REQUEST, {"error": str(err)}
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self, method: str, url: Any) -> tuple[int, Any]:
+        loop, path = self.loop, url.path.rstrip("/") or "/"
+        get_routes = {
+            "/prediction": loop.latest,
+            "/stats": loop.stats,
+            "/classes": lambda: [{"label": lab, "shots": loop.r.classifier.count(lab)} for lab in loop.r.classifier.labels],
+        }
+        if path in get_routes:
+            self._require(method, "GET")
+            return HTTPStatus.OK, get_routes[path]()
+        if path == "/teach":
+            self._require(method, "POST")
+            query = parse_qs(url.query)
+            if "label" in query:
+                image = self._body(json_body=False)
+                if not image:
+                    raise _ApiError(HTTPStatus.BAD_REQUEST, "send the image as the request body")
+                shots = loop.teach_image(query["label"][0], image)
+                return HTTPStatus.OK, {"label": query["label"][0].strip(), "shots": shots}
+            req = self._body()
+            loop.teach(self._field(req, "label"), req.get("frames"))
+            return HTTPStatus.ACCEPTED, {"status": "teaching", "label": req["label"].strip()}
+        if path in ("/undo", "/save"):
+            self._require(method, "POST")
+            loop.undo() if path == "/undo" else loop.save()
+            return HTTPStatus.ACCEPTED, {"status": "queued"}
+        if path == "/rename":
+            self._require(method, "POST")
+            req = self._body()
+            old, new = self._field(req, "old"), self._field(req, "new")
+            self._known(old)
+            if new.strip() in loop.r.classifier and new.strip() != old:
+                raise _ApiError(HTTPStatus.CONFLICT, f"class {new.strip()!r} exists already")
+            loop.rename(old, new)
+            return HTTPStatus.ACCEPTED, {"status": "queued"}
+        if path.startswith("/classes/"):
+            self._require(method, "DELETE")
+            label = unquote(path[len("/classes/"):])
+            self._known(label)
+            loop.remove(label)
+            return HTTPStatus.ACCEPTED, {"status": "queued"}
+        raise _ApiError(HTTPStatus.NOT_FOUND, f"no endpoint {path}; see GET /prediction, /classes, /stats")
+
+    def _require(self, method: str, allowed: str) -> None:
+        if method != allowed:
+            raise _ApiError(HTTPStatus.METHOD_NOT_ALLOWED, f"use {allowed} for {self.path}")
+
+    def _known(self, label: str) -> None:
+        if label not in self.loop.r.classifier:
+            raise _ApiError(HTTPStatus.NOT_FOUND, f"no class named {label!r}")
+
+    def _body(self, json_body: bool = True) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise _ApiError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
+        if length > MAX_BODY:
+            raise _ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY // 2**20} MB")
+        data = self.rfile.read(length) if length > 0 else b""
+        if not json_body:
+            return data
+        try:
+            req = json.loads(data.decode("utf-8") or "null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise _ApiError(HTTPStatus.BAD_REQUEST, f"malformed JSON: {err}") from None
+        if not isinstance(req, dict):
+            raise _ApiError(HTTPStatus.BAD_REQUEST, "expected a JSON object")
+        return req
+
+    @staticmethod
+    def _field(req: dict, name: str) -> str:
+        value = req.get(name)
+        if not isinstance(value, str):
+            raise _ApiError(HTTPStatus.BAD_REQUEST, f"field {name!r} must be a string")
+        return value

@@ -1,0 +1,179 @@
+"""`imprint camera`: the live loop with keys, stdin commands, an HTTP API and JSON-lines events."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from typing import Any, Callable, TextIO
+
+import numpy as np
+
+from .api import ApiServer
+from .classifier import UnknownPolicy
+from .extractor import ExtractorOptions
+from .loop import CameraLoop, Event, LoopOptions
+from .recognizer import Recognizer, RecognizerOptions
+from .sources import open_source
+
+STDIN_HELP = "commands: teach LABEL [N] | add [N] | undo | rename OLD NEW | remove LABEL | list | stats | save | quit"
+
+
+def add_camera_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("camera", help="live recognition with instant teaching (camera, video, stream or folder)")
+    p.add_argument("bundle", help="model bundle directory")
+    p.add_argument("--store", required=True, help="class store file; loaded at start, saved after every change")
+    p.add_argument("--source", default="0", help="camera index, video file, rtsp/http URL, image folder or 'picamera2'")
+    p.add_argument("--format", choices=["onnx", "tflite"])
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--smoothing", type=int, default=5, help="frames voted over (default 5)")
+    p.add_argument("--teach-frames", type=int, default=5, help="frames a teach command uses (default 5)")
+    p.add_argument("--min-cosine", type=float, default=0.5, help="'unknown' below this cosine (default 0.5)")
+    p.add_argument("--min-margin", type=float, default=None, help="'unknown' below this top-1/top-2 margin")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--api-port", type=int, default=8765, help="HTTP API port on --api-host (0: any free port; -1: no API)")
+    p.add_argument("--api-host", default="127.0.0.1")
+    p.add_argument("--show", action="store_true", help="a window with an overlay; keys: t teach, a add, u undo, s save, q quit")
+    p.add_argument("--events", choices=["changes", "all", "none"], default="changes",
+                   help="JSON lines on stdout: label changes and teaching (default), every frame, or none")
+    p.add_argument("--no-stdin", action="store_true", help="do not read commands from stdin")
+    p.set_defaults(func=cmd_camera)
+
+
+def cmd_camera(args: argparse.Namespace) -> int:
+    options = RecognizerOptions(
+        format=args.format, precision=args.precision, extractor=ExtractorOptions(threads=args.threads),
+        unknown=UnknownPolicy(args.min_cosine, args.min_margin),
+    )
+    loop_options = LoopOptions(smoothing=args.smoothing, teach_frames=args.teach_frames, max_frames=args.max_frames)
+    source = open_source(args.source)
+    with Recognizer.open(args.bundle, args.store, options) as r:
+        emit = _printer(sys.stdout, args.events)
+        window = _Window() if args.show else None
+        loop = CameraLoop(r, source, loop_options, on_event=emit, on_frame=window.draw if window else None)
+        if window:
+            window.loop = loop
+        api = ApiServer(loop, args.api_host, args.api_port).start() if args.api_port >= 0 else None
+        if api:
+            emit({"event": "api", "url": api.url})
+        if not args.no_stdin and sys.stdin is not None and not sys.stdin.closed:
+            threading.Thread(target=read_commands, args=(sys.stdin, loop, emit), daemon=True).start()
+        try:
+            loop.run()
+        except KeyboardInterrupt:
+            loop.stop()
+        finally:
+            if api:
+                api.close()
+            if window:
+                window.close()
+    return 0
+
+
+def _printer(out: TextIO, mode: str) -> Callable[[Event], None]:
+    lock = threading.Lock()
+
+    def emit(event: Event) -> None:
+        if mode == "none" or (mode == "changes" and event.get("event") == "prediction"):
+            return
+        with lock:
+            out.write(json.dumps(event, ensure_ascii=False, default=_jsonable) + "\n")
+            out.flush()
+
+    return emit
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return str(x)
+
+
+def read_commands(stream: TextIO, loop: CameraLoop, emit: Callable[[Event], None]) -> None:
+    """Headless teaching: one command per line (see STDIN_HELP). Ends at EOF or `quit`."""
+    for line in stream:
+        words = line.split()
+        if not words:
+            continue
+        cmd, rest = words[0].lower(), words[1:]
+        try:
+            if cmd == "teach" and rest:
+                n = int(rest[-1]) if len(rest) > 1 and rest[-1].isdigit() else None
+                loop.teach(" ".join(rest[:-1] if n is not None else rest), n)
+            elif cmd == "add":
+                loop.add_shots(int(rest[0]) if rest else None)
+            elif cmd == "undo":
+                loop.undo()
+            elif cmd == "rename" and len(rest) == 2:
+                loop.rename(rest[0], rest[1])
+            elif cmd == "remove" and len(rest) == 1:
+                loop.remove(rest[0])
+            elif cmd == "list":
+                emit({"event": "classes", "classes": [{"label": lab, "shots": loop.r.classifier.count(lab)}
+                                                      for lab in loop.r.classifier.labels]})
+            elif cmd == "stats":
+                emit(loop.stats())
+            elif cmd == "save":
+                loop.save()
+            elif cmd in ("quit", "exit", "q"):
+                loop.stop()
+                return
+            else:
+                emit({"event": "error", "message": f"unknown command {line.strip()!r}; {STDIN_HELP}"})
+        except ValueError as err:
+            emit({"event": "error", "message": str(err)})
+
+
+class _Window:
+    """An OpenCV window with the prediction, score, FPS and class list; keys drive teaching."""
+
+    def __init__(self) -> None:
+        from ._deps import require_cv2
+
+        self.cv2 = cv2 = require_cv2()
+        self.loop: CameraLoop | None = None
+        self.t_last = time.perf_counter()
+        self.fps = 0.0
+
+    def draw(self, frame: np.ndarray, event: Event) -> None:
+        cv2, loop = self.cv2, self.loop
+        now = time.perf_counter()
+        self.fps = 0.9 * self.fps + 0.1 / max(now - self.t_last, 1e-6)
+        self.t_last = now
+        img = frame if loop.source.color_order == "BGR" else frame[..., ::-1]
+        img = np.ascontiguousarray(img)
+        label = event.get("label") or "unknown"
+        cv2.putText(img, f"{label} {event.get('score', 0):.2f}", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 0), 2)
+        cv2.putText(img, f"{self.fps:.0f} FPS", (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
+        for i, lab in enumerate(loop.r.classifier.labels[-12:]):
+            cv2.putText(img, lab, (10, 90 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        cv2.putText(img, "t teach  a add  u undo  s save  q quit", (10, img.shape[0] - 10),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1)
+        try:
+            cv2.imshow("imprint", img)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as err:
+            raise ValueError("this OpenCV build cannot open windows (opencv-python-headless); "
+                             "pip install opencv-python, or run without --show") from err
+        try:
+            if key == ord("t"):
+                loop.teach(f"object {len(loop.r.classifier) + 1}")  # rename later over stdin or the API
+            elif key == ord("a"):
+                loop.add_shots()
+            elif key == ord("u"):
+                loop.undo()
+            elif key == ord("s"):
+                loop.save()
+            elif key in (ord("q"), 27):
+                loop.stop()
+        except ValueError:
+            pass  # e.g. "add" with nothing recognized: the overlay already says unknown
+
+    def close(self) -> None:
+        try:
+            self.cv2.destroyAllWindows()
+        except self.cv2.error:
+            pass

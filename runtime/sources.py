@@ -1,0 +1,183 @@
+"""Frame sources for the camera loop, and a capture thread that keeps only what inference needs.
+
+`open_source(spec)` accepts a device index ("0"), a video file, an RTSP/HTTP URL, a folder of images,
+"picamera2", or any Python iterable of uint8 (H, W, 3) frames. `FrameGrabber` reads a source on its own
+thread: for live sources it keeps only the newest frame (stale frames are dropped), for files, folders
+and iterators it hands over every frame through a small bounded queue.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from ._deps import require_cv2
+from .images import load_image
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class Source:
+    """An opened frame source: `frames` yields uint8 (H, W, 3) in `color_order`; `live` means frames
+    arrive in real time and may be dropped when inference is slower."""
+
+    name: str
+    frames: Iterator[np.ndarray]
+    color_order: str
+    live: bool
+    close: Callable[[], None] = lambda: None
+
+
+def open_source(spec: Any) -> Source:
+    """Open a frame source; ValueError with the reason when it cannot be opened."""
+    if not isinstance(spec, (str, int, os.PathLike)):
+        if isinstance(spec, Iterable):
+            return Source("iterator", iter(spec), "RGB", live=False)
+        raise ValueError(f"cannot use {type(spec).__name__} as a frame source")
+    text = str(spec)
+    if text == "picamera2":
+        return _picamera2()
+    if isinstance(spec, int) or text.isdigit():
+        return _capture(int(text), text, live=True)
+    if "://" in text:
+        return _capture(text, text, live=True)
+    path = Path(text)
+    if path.is_dir():
+        return _folder(path)
+    if path.is_file():
+        return _capture(str(path), text, live=False)
+    raise ValueError(f"frame source {text} does not exist (give a device index, a video file, a URL or a folder)")
+
+
+def _capture(arg: int | str, name: str, live: bool) -> Source:
+    cv2 = require_cv2()
+    cap = cv2.VideoCapture(arg)
+    if not cap.isOpened():
+        cap.release()
+        raise ValueError(f"cannot open video source {name}: no such camera, an unreadable file or an unreachable stream")
+    if live:
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # ask the driver not to queue stale frames
+
+    def frames() -> Iterator[np.ndarray]:
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                return
+            yield frame
+
+    return Source(name, frames(), "BGR", live, cap.release)
+
+
+def _folder(path: Path) -> Source:
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+
+    def frames() -> Iterator[np.ndarray]:
+        for f in files:
+            try:
+                yield load_image(f)
+            except ValueError as err:
+                log.warning("skipping %s", err)
+
+    return Source(str(path), frames(), "RGB", live=False)
+
+
+def _picamera2() -> Source:
+    try:
+        from picamera2 import Picamera2
+    except ImportError:
+        raise ValueError("picamera2 is not installed (on a Raspberry Pi: sudo apt install python3-picamera2)") from None
+    cam = Picamera2()
+    # A small "lores"-sized main stream is all the model needs; RGB888 is BGR byte order in memory.
+    cam.configure(cam.create_video_configuration(main={"size": (640, 480), "format": "RGB888"}))
+    cam.start()
+
+    def frames() -> Iterator[np.ndarray]:
+        while True:
+            yield cam.capture_array("main")
+
+    return Source("picamera2", frames(), "BGR", live=True, close=cam.stop)
+
+
+class FrameGrabber:
+    """Reads a Source on a background thread. get() returns the next frame to process, or None at the end.
+
+    Live sources keep one slot (the newest frame wins); others a queue of `depth` frames, so capture
+    runs apart from inference without dropping frames of a file. Memory is bounded either way.
+    """
+
+    def __init__(self, source: Source, depth: int = 4) -> None:
+        self.source = source
+        self._buf: collections.deque = collections.deque(maxlen=1 if source.live else depth)
+        self._cond = threading.Condition()
+        self._done = False
+        self._stop = False
+        self.error: str | None = None
+        self.frames_read = 0
+        self.frames_dropped = 0
+        self.capture_seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        it = self.source.frames
+        try:
+            while not self._stop:
+                t0 = time.perf_counter()
+                frame = next(it, None)
+                dt = time.perf_counter() - t0
+                if frame is None:
+                    break
+                with self._cond:
+                    self.capture_seconds += dt
+                    self.frames_read += 1
+                    if self.source.live:
+                        self.frames_dropped += len(self._buf)
+                    else:
+                        while len(self._buf) == self._buf.maxlen and not self._stop:
+                            self._cond.wait(0.1)
+                    self._buf.append(frame)
+                    self._cond.notify_all()
+        except Exception as err:  # a camera driver may raise anything; report it, do not kill the loop
+            self.error = f"{type(err).__name__}: {err}"
+            log.error("frame source %s failed: %s", self.source.name, self.error)
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def get(self, timeout: float) -> np.ndarray | None:
+        """The next frame; None when the source has ended. TimeoutError when none came within timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._buf:
+                if self._done:
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no frame from {self.source.name} for {timeout:.1f} s")
+                self._cond.wait(left)
+            frame = self._buf.popleft()
+            self._cond.notify_all()
+            return frame
+
+    def close(self) -> None:
+        self._stop = True
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=2.0)
+        try:
+            self.source.close()
+        except Exception as err:  # closing a broken device must not hide the real result
+            log.warning("closing %s: %s", self.source.name, err)

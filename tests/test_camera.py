@@ -1,0 +1,168 @@
+"""The camera loop on a generated video file, the HTTP API on 127.0.0.1, and stdin commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from imprinting.runtime import Recognizer, RecognizerOptions, UnknownPolicy, read_store  # noqa: E402
+from imprinting.runtime.api import ApiServer  # noqa: E402
+from imprinting.runtime.camera_cli import read_commands  # noqa: E402
+from imprinting.runtime.loop import CameraLoop, LoopOptions  # noqa: E402
+from imprinting.runtime.sources import open_source  # noqa: E402
+
+from tiny import pattern_image  # noqa: E402
+
+SEG = 15  # frames per object
+NAMES = ["red", "green", "blue", "yellow"]
+
+
+def frame(kind: int, i: int) -> np.ndarray:
+    return cv2.resize(pattern_image(kind, i), (640, 480), interpolation=cv2.INTER_NEAREST)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("video") / "objects.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    assert writer.isOpened()
+    for kind in range(4):
+        for i in range(SEG):
+            writer.write(cv2.cvtColor(frame(kind, i), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def recognizer(bundle, store) -> Recognizer:
+    return Recognizer.open(bundle, store, RecognizerOptions(unknown=UnknownPolicy(min_cosine=0.95)))
+
+
+def test_teach_recognize_unknown_undo_save_and_reload(tiny_bundle, video, tmp_path):
+    store = tmp_path / "classes.npz"
+    events: list[dict] = []
+    predictions: dict[int, str | None] = {}
+    with recognizer(tiny_bundle, store) as r:
+        loop = CameraLoop(r, open_source(video), LoopOptions(smoothing=3, teach_frames=2), on_event=events.append)
+
+        def on_frame(_frame, event):
+            predictions[event["frame"]] = event["label"]
+            i = event["frame"] + 1  # teach each of the first three objects at the start of its segment
+            if i % SEG == 0 and i // SEG < 3:
+                loop.teach(NAMES[i // SEG], 2)
+            if i == 4 * SEG - 3:
+                loop.undo()  # the last teach (blue) goes
+
+        loop.on_frame = on_frame
+        loop.teach("red", 2)
+        stats = loop.run()
+    assert stats["frames"] == 4 * SEG
+    for kind in range(3):  # after a teach (2 frames) and smoothing (3 frames) every frame is right
+        seg = [predictions[kind * SEG + i] for i in range(6, SEG)]
+        assert seg == [NAMES[kind]] * len(seg), (kind, seg)
+    # An object never taught is "unknown", not the nearest class.
+    assert [predictions[3 * SEG + i] for i in range(4, SEG - 4)] == [None] * (SEG - 8)
+    taught = [e["label"] for e in events if e["event"] == "taught"]
+    assert taught == ["red", "green", "blue"]
+    assert [e["label"] for e in events if e["event"] == "undone"] == ["blue"]
+    assert events[-1]["event"] == "stats" and {"preprocess_ms", "extract_ms", "classify_ms", "capture_ms", "fps"} <= set(events[-1])
+    # Saved after every change: the file holds what the loop ended with, and a restart loads it.
+    assert read_store(store).labels == ("red", "green")
+    with recognizer(tiny_bundle, store) as r:
+        assert r.recognize(frame(1, 3)).label == "green"
+
+
+def test_stdin_commands(tiny_bundle, tmp_path):
+    frames = [frame(k, i) for k in (0, 1) for i in range(6)]
+    events: list[dict] = []
+    with recognizer(tiny_bundle, tmp_path / "s.npz") as r:
+        loop = CameraLoop(r, open_source(frames), LoopOptions(smoothing=1), on_event=events.append)
+        read_commands(io.StringIO("teach red 2\nbogus\nteach  \nlist\n"), loop, events.append)
+        loop.run()
+        read_commands(io.StringIO("rename red crimson\nremove nope\n"), loop, events.append)
+        loop._drain_commands()
+        assert r.classifier.labels == ("crimson",)
+    messages = [e["message"] for e in events if e["event"] == "error"]
+    assert any("unknown command 'bogus'" in m for m in messages)
+    assert any("no class named 'nope'" in m for m in messages)
+
+
+def _call(url: str, method: str = "GET", body: bytes | None = None, ctype: str = "application/json"):
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_http_api_good_and_malformed_requests(tiny_bundle, tmp_path):
+    store = tmp_path / "s.npz"
+    feed_go = threading.Event()
+
+    def frames():
+        for i in range(400):
+            if i == 5:
+                feed_go.wait(20)  # hold the stream until the robot has asked for a teach
+            yield frame(0 if i < 200 else 1, i)
+
+    with recognizer(tiny_bundle, store) as r:
+        loop = CameraLoop(r, open_source(frames()), LoopOptions(smoothing=1, teach_frames=2))
+        api = ApiServer(loop, port=0).start()
+        thread = threading.Thread(target=loop.run)
+        thread.start()
+        try:
+            base = api.url
+            assert api.host == "127.0.0.1"
+            assert _call(base + "/teach", "POST", json.dumps({"label": "red", "frames": 2}).encode())[0] == 202
+            feed_go.set()
+            ok, png = cv2.imencode(".png", cv2.cvtColor(frame(1, 50), cv2.COLOR_RGB2BGR))
+            status, body = _call(base + "/teach?label=green", "POST", png.tobytes(), "image/png")
+            assert (status, body) == (200, {"label": "green", "shots": 1})
+            thread.join(30)
+            status, classes = _call(base + "/classes")
+            assert status == 200 and {c["label"] for c in classes} == {"red", "green"}
+            status, pred = _call(base + "/prediction")
+            assert status == 200 and pred["label"] == "green"
+            assert _call(base + "/stats")[1]["frames"] == 400
+            bad = [
+                (_call(base + "/teach", "POST", b"{not json"), 400, "malformed JSON"),
+                (_call(base + "/teach", "POST", b"[1]"), 400, "JSON object"),
+                (_call(base + "/teach", "POST", json.dumps({"label": ""}).encode()), 400, "must not be empty"),
+                (_call(base + "/teach", "POST", json.dumps({"label": "x" * 500}).encode()), 400, "at most 100"),
+                (_call(base + "/teach", "POST", json.dumps({"label": "a", "frames": "many"}).encode()), 400, "frames"),
+                (_call(base + "/teach?label=z", "POST", b"not an image", "image/png"), 400, "cannot decode"),
+                (_call(base + "/teach?label=z", "POST", b"", "image/png"), 400, "request body"),
+                (_call(base + "/classes/nope", "DELETE"), 404, "no class named"),
+                (_call(base + "/rename", "POST", json.dumps({"old": "red", "new": "green"}).encode()), 409, "exists"),
+                (_call(base + "/nowhere"), 404, "no endpoint"),
+                (_call(base + "/classes", "DELETE"), 405, "use GET"),
+                (_call(base + "/prediction", "POST", b"{}"), 405, "use GET"),
+            ]
+            for (status, body), want_status, want_text in bad:
+                assert status == want_status and want_text in body["error"], (status, body)
+            assert _call(base + "/classes/red", "DELETE")[0] == 202
+            loop._drain_commands()  # the loop has ended: carry out what is queued
+            assert read_store(store).labels == ("green",)
+        finally:
+            loop.stop()
+            api.close()
+            thread.join(10)
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        open_source(tmp_path / "missing.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="cannot open video source"):
+        open_source(tmp_path / "bad.mp4")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        open_source(tmp_path / "empty")
