@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_runtime_parsers(sub)
+    from imprinting.demo import add_demo_parser
+
+    add_demo_parser(sub)
     _add_optional(sub, "imprinting.export.cli", "add_export_parsers")
     return parser
 
