@@ -194,8 +194,7 @@ class CameraLoop:
     def process(self, frame: np.ndarray) -> Event:
         """Recognize one frame (and feed a pending teach). Returns the prediction event."""
         t0 = time.perf_counter()
-        rgb = frame[..., ::-1] if self.source.color_order == "BGR" else frame
-        x = preprocess(rgb, self.r.bundle.manifest.preprocess, self.r.extractor.layout)
+        x = preprocess(frame, self.r.bundle.manifest.preprocess, self.r.extractor.layout, self.source.color_order)
         t1 = time.perf_counter()
         raw = self.r.extractor.run(x)
         t2 = time.perf_counter()

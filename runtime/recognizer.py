@@ -93,8 +93,13 @@ class Recognizer:
         out = []
         bs = self.options.batch_size
         for i in range(0, len(items), bs):
-            rgb = [load_image(x, color_order) for x in items[i : i + bs]]
-            out.append(self.extractor.run(preprocess(rgb, spec, self.extractor.layout)))
+            chunk = items[i : i + bs]
+            if all(isinstance(x, np.ndarray) for x in chunk):
+                # Frames keep their channel order; preprocess swaps BGR for free.
+                x = preprocess(chunk, spec, self.extractor.layout, color_order)
+            else:
+                x = preprocess([load_image(x, color_order) for x in chunk], spec, self.extractor.layout)
+            out.append(self.extractor.run(x))
         raw = np.concatenate(out)
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         if not np.isfinite(raw).all() or (norms < 1e-6).any():

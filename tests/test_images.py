@@ -6,7 +6,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from imprinting.runtime import PreprocessSpec, load_image, preprocess  # noqa: E402
-from imprinting.runtime.preprocess import resize_for_crop  # noqa: E402
+from imprinting.runtime.preprocess import center_crop, normalize, resize_for_crop  # noqa: E402
 
 from tiny import pattern_image  # noqa: E402
 
@@ -87,3 +87,21 @@ def test_spec_validation():
         PreprocessSpec(resize_mode="fill")
     with pytest.raises(ValueError, match="unknown preprocessing keys"):
         PreprocessSpec.from_dict({"input_size": 224, "colour": "RGB"})
+
+
+def test_bgr_frames_need_no_conversion():
+    rgb = cv2.resize(pattern_image(1, 0), (640, 480))
+    spec = PreprocessSpec()
+    for layout in ("NCHW", "NHWC"):
+        np.testing.assert_array_equal(preprocess(rgb[..., ::-1], spec, layout, color_order="BGR"), preprocess(rgb, spec, layout))
+
+
+def test_crop_then_resize_matches_resize_then_crop():
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (384, 512, 3), dtype=np.uint8), (0, 0), 4)
+    spec = PreprocessSpec()
+    fast = preprocess(img, spec)
+    slow = normalize(center_crop(resize_for_crop(img, spec), 224)[None], spec)
+    assert np.abs(fast - slow).mean() < 0.02  # same geometry, interpolation differs slightly
+    square = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)  # the paper's setting is exactly a crop
+    np.testing.assert_array_equal(preprocess(square, spec), normalize(center_crop(square, 224)[None], spec))

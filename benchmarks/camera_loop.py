@@ -1,0 +1,141 @@
+"""End-to-end speed and endurance of the camera loop, headless, from a 640x480 video file.
+
+    python benchmarks/camera_loop.py BUNDLE [--frames 3000] [--soak 100000] [--threads N] [--out FILE.md]
+
+Reports the loop's own per-stage timings (capture, preprocess, extract, classify), the end-to-end FPS,
+the share of preprocessing in the frame time, and, with --soak, the growth of the resident memory over
+that many frames (the video is looped). Targets (issue 5, int8 bundle on this 2-core machine): >= 100 FPS,
+preprocessing <= 25% of the frame time, resident memory growth <= 5 MB over 100,000 frames.
+A benchmark, not a test: nothing else should be timing on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imprinting import simcam
+from imprinting.runtime import Recognizer, RecognizerOptions, UnknownPolicy
+from imprinting.runtime.extractor import ExtractorOptions
+from imprinting.runtime.loop import CameraLoop, LoopOptions
+from imprinting.runtime.sources import Source, open_source
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process in MiB (Linux)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def write_video(path: Path, frames: int = 300, seed: int = 0) -> Path:
+    """A 640x480 MJPG video panning over the demo photos."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    photos = [simcam.sample_photo(n) for n in simcam.OBJECTS]
+    per = frames // len(photos)
+    for photo in photos:
+        a, b = simcam.random_view(rng), simcam.random_view(rng)
+        for j in range(per):
+            writer.write(cv2.cvtColor(simcam.render(photo, simcam.pan(a, b, j / per), rng), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def looped(path: Path, total: int) -> Source:
+    """A video file played over and over until `total` frames (for the soak)."""
+    def frames():
+        n = 0
+        while n < total:
+            src = open_source(path)
+            for f in src.frames:
+                yield f
+                n += 1
+                if n >= total:
+                    break
+            src.close()
+    return Source(f"{path} (looped)", frames(), "BGR", live=False)
+
+
+def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread: bool) -> dict:
+    opts = RecognizerOptions(extractor=ExtractorOptions(threads=threads), unknown=UnknownPolicy(0.4))
+    with Recognizer.open(bundle, None, opts) as r:
+        loop = CameraLoop(r, looped(video, frames), LoopOptions(max_frames=frames))
+        loop.teach("first", 3)
+        samples: list[tuple[int, float]] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(1.0):
+                samples.append((loop.frames, rss_mb()))
+
+        def teacher() -> None:
+            # Teach and remove classes from another thread while the loop classifies.
+            for i in itertools.count():
+                if stop.wait(0.05):
+                    return
+                loop.teach(f"t{i % 50}", 1)
+                if i % 7 == 6:
+                    loop.undo()
+
+        threads_ = [threading.Thread(target=sample, daemon=True)]
+        if teach_thread:
+            threads_.append(threading.Thread(target=teacher, daemon=True))
+        for t in threads_:
+            t.start()
+        t0 = time.perf_counter()
+        stats = loop.run()
+        wall = time.perf_counter() - t0
+        stop.set()
+        stats.update(wall_s=wall, classes=len(r.classifier), extractor=r.bundle.manifest.select().file)
+    stats["rss_samples"] = samples
+    return stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle")
+    ap.add_argument("--frames", type=int, default=3000)
+    ap.add_argument("--soak", type=int, default=0, help="also run this many frames and report memory growth")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        video = write_video(Path(tmp) / "video.avi")
+        s = run(args.bundle, video, args.frames, args.threads, teach_thread=False)
+        frame_ms = sum(s[k] for k in ("preprocess_ms", "extract_ms", "classify_ms"))
+        lines = [
+            f"Camera loop, `python benchmarks/camera_loop.py {args.bundle} --frames {args.frames}"
+            f"{f' --soak {args.soak}' if args.soak else ''}`, {s['extractor']}, 640x480 MJPG video",
+            "",
+            "| frames | FPS end to end | capture ms (own thread) | preprocess ms | extract ms | classify ms | preprocess share |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {s['frames']} | {s['fps']:.1f} | {s['capture_ms']:.2f} | {s['preprocess_ms']:.2f} | {s['extract_ms']:.2f} | "
+            f"{s['classify_ms']:.3f} | {s['preprocess_ms'] / frame_ms:.0%} |",
+        ]
+        if args.soak:
+            k = run(args.bundle, video, args.soak, args.threads, teach_thread=True)
+            rss = k["rss_samples"]
+            warm = [m for f, m in rss if f >= min(1000, args.soak // 10)]
+            growth = (warm[-1] - warm[0]) if len(warm) > 1 else float("nan")
+            lines += ["", f"Soak: {k['frames']} frames in {k['wall_s']:.0f} s ({k['fps']:.1f} FPS) while another thread "
+                      f"taught and undid classes ({k['classes']} classes at the end); resident memory "
+                      f"{warm[0]:.1f} -> {warm[-1]:.1f} MiB after warm-up (growth {growth:+.1f} MiB)."]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
