@@ -1,0 +1,116 @@
+"""The CUB results file (markdown beside the paper's numbers) and its plots, from benchmarks/cub.py's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SHOTS = (1, 2, 5, 10, 20)
+# Top-1 % at n = 1, 2, 5, 10, 20 (Qi et al. 2018, Tables 1-2, InceptionV1; and a public ResNet-50 reproduction).
+PAPER = {
+    "novel": {
+        "Paper: Imprinting": (21.26, 28.69, 39.52, 45.77, 49.32),
+        "Paper: Imprinting+FT": (18.67, 30.17, 46.08, 59.39, 68.77),
+        "Paper: Rand+FT": (5.25, 13.41, 34.95, 54.33, 65.60),
+        "Paper: AllClassJoint": (3.89, 10.82, 33.00, 50.24, 64.88),
+        "ResNet-50 repro: Imprinting": (28.77, 37.61, 50.20, 56.31, 60.58),
+        "ResNet-50 repro: Imprinting+FT": (26.14, 34.81, 54.40, 63.41, 73.41),
+    },
+    "all": {
+        "Paper: Imprinting": (44.75, 48.21, 52.95, 55.99, 57.47),
+        "Paper: Imprinting+FT": (45.81, 50.41, 59.15, 64.65, 68.73),
+        "Paper: Rand-noFT": (37.36,) * 5,
+        "ResNet-50 repro: Imprinting": (53.50, 57.35, 62.65, 65.38, 67.09),
+    },
+}
+
+
+def _cell(values: list) -> tuple[float, float]:
+    a = np.asarray(values)
+    return float(a.mean()), float(a.std())
+
+
+def _table(results: list[dict], metric: int, shots: list[int], key: str) -> list[str]:
+    head = "| row | extractor | " + " | ".join(f"n={n}" for n in shots) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(shots)]
+    for label, vals in PAPER[key].items():
+        lines.append(f"| {label} | published | " + " | ".join(f"{v:.2f}" for n, v in zip(SHOTS, vals) if n in shots) + " |")
+    for r in results:
+        for row, per_n in r["rows"].items():
+            cells = []
+            for n in shots:
+                v = per_n.get(str(n))
+                cells.append("" if not v else "{:.2f} ± {:.2f}".format(*_cell([x[metric] for x in v])))
+            lines.append(f"| {row} | {r['name']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(out: Path, meta: dict, results: list[dict]) -> None:
+    shots = meta["shots"]
+    lines = [
+        "# CUB-200-2011 low-shot benchmark",
+        "",
+        f"Regenerate: `{meta['command']}` ({meta['date']}, {meta['machine']}).",
+        f"Seeds (shot draws): {meta['seeds']}; cells are mean ± std over them, top-1 %, 200-way.",
+        "Imprinting rows run the exported extractor files through the runtime; no fine-tuning unless a row says so.",
+        "",
+        "Extractors:",
+        "",
+    ]
+    for r in results:
+        src = r.get("source") or {}
+        lines.append(f"- `{r['name']}`: {r['format']} {r['precision']}, D = {r['dim']}, "
+                     f"base rows {'trained' if r['trained_base'] else 'imprinted from all base training images'}"
+                     f"{'; ' + ', '.join(f'{k}: {v}' for k, v in src.items()) if src else ''}; "
+                     f"calibration offsets {r['offsets']}")
+    lines += ["", "## Novel classes (Table 1)", ""] + _table(results, 0, shots, "novel")
+    lines += ["", "## All classes (Table 2)", ""] + _table(results, 1, shots, "all")
+    fp = {(r["bundle"], r["format"]): r for r in results if r["precision"] == "fp32"}
+    pairs = [(fp[(r["bundle"], r["format"])], r) for r in results if r["precision"] == "int8" and (r["bundle"], r["format"]) in fp]
+    if pairs:
+        lines += ["", "## int8 against fp32 (Imprinting, novel / all, points)", "",
+                  "| extractor | " + " | ".join(f"n={n}" for n in shots) + " |", "|---|" + "---:|" * len(shots)]
+        for a, b in pairs:
+            cells = []
+            for n in shots:
+                fa, fb = a["rows"]["Imprinting"][str(n)], b["rows"]["Imprinting"][str(n)]
+                cells.append(f"{_cell([x[0] for x in fb])[0] - _cell([x[0] for x in fa])[0]:+.2f} / "
+                             f"{_cell([x[1] for x in fb])[0] - _cell([x[1] for x in fa])[0]:+.2f}")
+            lines.append(f"| {b['name']} vs {a['file']} | " + " | ".join(cells) + " |")
+    lines += ["", "Plots: `cub_novel.png`, `cub_all.png`.", ""]
+    (out / "cub.md").write_text("\n".join(lines))
+    _plot(out, results, shots)
+
+
+def _plot(out: Path, results: list[dict], shots: list[int]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    for metric, key in ((0, "novel"), (1, "all")):
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        for label, vals in PAPER[key].items():
+            ax.plot(SHOTS, vals, "--", alpha=0.6, label=label)
+        for r in results:
+            for row in ("Imprinting", "Imprinting + Aug", "Imprinting + calibration", "Imprinting, centred (CL2N)"):
+                per_n = r["rows"].get(row)
+                if not per_n:
+                    continue
+                ns = [n for n in shots if per_n.get(str(n))]
+                m = [_cell([x[metric] for x in per_n[str(n)]]) for n in ns]
+                ax.errorbar(ns, [a for a, _ in m], yerr=[s for _, s in m], marker="o", capsize=3,
+                            label=f"{row} — {r['name']}")
+        ax.set_xscale("log")
+        ax.set_xticks(list(SHOTS), [str(n) for n in SHOTS])
+        ax.set_xlabel("shots per novel class (n)")
+        ax.set_ylabel(f"top-1 % ({key} test images, 200-way)")
+        ax.set_title(f"CUB-200-2011, {key} classes")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out / f"cub_{key}.png", dpi=120)
+        plt.close(fig)
