@@ -1,0 +1,98 @@
+"""What the latency numbers depend on: CPU model, cores, instruction-set features, governor, clock,
+temperature, and a peak multiply-accumulate rate estimated from them."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def device_info() -> dict:
+    """A JSON-ready description of this machine (Linux /proc and /sys; other systems give less)."""
+    cpuinfo = _read("/proc/cpuinfo") or ""
+    model = flags = ""
+    mhz = None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value
+        elif key in ("flags", "features") and not flags:
+            flags = value
+        elif key == "cpu mhz" and mhz is None:
+            mhz = float(value)
+    fl = set(flags.split())
+    features = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "i8mm", "sve")
+                if f in fl]
+    max_khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    temp = _read("/sys/class/thermal/thermal_zone0/temp")
+    governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    ghz = int(max_khz) / 1e6 if max_khz else (mhz / 1000 if mhz else None)
+    return {
+        "cpu": model or platform.processor() or platform.machine(),
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "features": features,
+        "ghz": ghz,
+        "governor": governor,
+        "temperature_c": int(temp) / 1000 if temp and temp.lstrip("-").isdigit() else None,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def peak_gmacs(info: dict, threads: int, int8: bool) -> float | None:
+    """Peak GMAC/s for `threads` cores: FMA lanes x FMA units x clock (an estimate; 2 FMA units assumed).
+
+    fp32: 16 lanes (AVX-512), 8 (AVX2/FMA), 4 (NEON). int8 with a dot-product instruction (VNNI, ASIMDDP)
+    does 4 MACs per fp32 lane, else 2 (pairwise multiply-add).
+    """
+    ghz = info.get("ghz")
+    if not ghz:
+        return None
+    f = set(info["features"])
+    lanes = 16 if "avx512f" in f else 8 if ("avx2" in f or "fma" in f) else 4
+    per_lane = (4 if f & {"avx512_vnni", "avx_vnni", "asimddp"} else 2) if int8 else 1
+    return threads * ghz * 2 * lanes * per_lane
+
+
+def onnx_macs(path: str | os.PathLike[str]) -> int | None:
+    """Multiply-accumulates of one image through an fp32 ONNX graph (Conv, MatMul, Gemm).
+
+    Output shapes come from running the graph once with every such node's output exposed: static shape
+    inference cannot see through the dynamic "SAME" padding of the exported graph.
+    """
+    try:
+        import numpy as np
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    model = onnx.load(str(path))
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.input[1] in inits]
+    have = {o.name for o in model.graph.output}
+    for n in nodes:
+        if n.output[0] not in have:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(n.output[0]))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    shape = [1 if not isinstance(d, int) else d for d in inp.shape]
+    outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {inp.name: np.zeros(shape, np.float32)})))
+    total = 0
+    for n in nodes:
+        w, out = inits[n.input[1]], outs[n.output[0]].shape
+        if n.op_type == "Conv":  # weights (Cout, Cin/groups, kh, kw)
+            total += int(np.prod(out)) * w[1] * w[2] * w[3]
+        else:
+            trans_b = any(a.name == "transB" and a.i for a in n.attribute)
+            total += int(np.prod(out)) * (w[1] if trans_b else w[0])
+    return total or None

@@ -1,0 +1,296 @@
+"""Latency of every backend and precision side by side, per stage, with memory, cold start and the
+distance to the hardware limit.
+
+    python benchmarks/latency.py BUNDLE [--threads 1 2] [--runs 200] [--name this-machine]
+    python benchmarks/latency.py BUNDLE --compare benchmarks/reference/x86-2core.json
+
+Each configuration (PyTorch eager when installed; every extractor file of the bundle through
+onnxruntime or ai-edge-litert; threads 1..N; batch 1) runs in a fresh process, so cold start (process
+start to first result) and peak resident memory are its own. A configuration that fails is reported as
+failed with its error and the rest still run. Writes JSON, a markdown table and plots to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from device import device_info, onnx_macs, peak_gmacs  # noqa: E402
+
+K_CLASSES = 1000
+
+
+# ----- the worker: one configuration in its own process ---------------------------------------------
+def _frames(n: int = 8) -> list[np.ndarray]:
+    """Camera-sized test frames (640x480 RGB) from real photos, deterministic."""
+    from imprinting import simcam
+
+    rng = np.random.default_rng(0)
+    photos = [simcam.sample_photo(p) for p in simcam.OBJECTS]
+    return [simcam.render(photos[i % len(photos)], simcam.random_view(rng), rng) for i in range(n)]
+
+
+def _percentiles(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
+            "runs": len(a)}
+
+
+def _peak_rss_kb() -> float:
+    """Peak resident memory of this process: VmHWM, which starts afresh at exec (ru_maxrss can carry the
+    parent's peak across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def worker(cfg: dict) -> dict:
+    """Run one configuration; the first timestamp is taken right after the first embedding exists."""
+    import cv2
+
+    from imprinting.runtime import ImprintedClassifier
+    from imprinting.runtime.preprocess import PreprocessSpec, preprocess
+
+    spec = PreprocessSpec(**cfg["preprocess"])
+    frame = np.zeros((480, 640, 3), np.uint8)
+    if cfg["backend"] == "torch":
+        import torch
+
+        from imprinting.export.model import ExtractorConfig, ImprintExtractor
+
+        torch.set_num_threads(cfg["threads"])
+        model = ImprintExtractor(ExtractorConfig(embedding_dim=cfg["dim"]), pretrained=False).eval()
+        layout = "NCHW"
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(x)).numpy()
+    else:
+        from imprinting.runtime import ExtractorOptions, load_extractor
+
+        ex = load_extractor(cfg["file"], ExtractorOptions(threads=cfg["threads"]))
+        layout, run = ex.layout, ex.run
+    first = run(preprocess(frame, spec, layout))
+    t_first = time.time()
+    frames = list(np.load(cfg["frames"]))
+    ok, jpeg = cv2.imencode(".jpg", frames[0][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    xs = [preprocess(f, spec, layout) for f in frames]
+    for _ in range(cfg["warmup"]):
+        run(xs[0])
+    stages: dict[str, list[float]] = {k: [] for k in ("decode", "preprocess", "extract", "classify", "imprint")}
+    rng = np.random.default_rng(0)
+    clf = ImprintedClassifier(first.shape[1], 10.0, "bench")
+    protos = rng.standard_normal((K_CLASSES, first.shape[1]), dtype=np.float32)
+    for i in range(K_CLASSES):
+        clf.imprint(f"c{i}", protos[i])
+    emb = []
+    for i in range(cfg["runs"]):
+        f = frames[i % len(frames)]
+        t0 = time.perf_counter()
+        cv2.imdecode(np.frombuffer(jpeg.tobytes(), np.uint8), cv2.IMREAD_COLOR)
+        t1 = time.perf_counter()
+        x = preprocess(f, spec, layout)
+        t2 = time.perf_counter()
+        e = run(x)
+        t3 = time.perf_counter()
+        clf.classify(e[0], top_k=5)
+        t4 = time.perf_counter()
+        clf.add_shots(f"c{i % K_CLASSES}", e[0])
+        t5 = time.perf_counter()
+        for k, a, b in (("decode", t0, t1), ("preprocess", t1, t2), ("extract", t2, t3), ("classify", t3, t4), ("imprint", t4, t5)):
+            stages[k].append(1000 * (b - a))
+        if i < len(frames):
+            emb.append(e[0] / np.linalg.norm(e[0]))
+    peak_kb = _peak_rss_kb()
+    return {"first_result_time": t_first, "stages": {k: _percentiles(v) for k, v in stages.items()},
+            "e2e": _percentiles([sum(v[i] for k, v in stages.items() if k in ("preprocess", "extract", "classify"))
+                                 for i in range(cfg["runs"])]),
+            "peak_rss_mb": peak_kb / 1024, "embeddings": np.stack(emb).tolist()}
+
+
+# ----- the parent: configurations, report, comparison ----------------------------------------------
+def configurations(bundle: Path, threads: list[int], torch_too: bool) -> list[dict]:
+    from imprinting.runtime import load_bundle
+
+    m = load_bundle(bundle).manifest
+    base = {"preprocess": m.preprocess.to_dict()}
+    cfgs = []
+    for t in threads:
+        if torch_too:
+            dim = 0 if m.embedding_dim == 1280 else m.embedding_dim  # same backbone cost either way
+            cfgs.append({**base, "name": f"pytorch-eager-fp32-t{t}", "backend": "torch", "precision": "fp32",
+                         "format": "pytorch", "threads": t, "dim": dim, "file": None})
+        for e in m.extractors:
+            backend = "onnxruntime" if e.format == "onnx" else "litert"
+            cfgs.append({**base, "name": f"{backend}-{e.precision}-t{t}", "backend": backend, "precision": e.precision,
+                         "format": e.format, "threads": t, "file": str(bundle / e.file)})
+    return cfgs
+
+
+def run_config(cfg: dict, runs: int, warmup: int, frames: Path) -> dict:
+    cfg = {**cfg, "runs": runs, "warmup": warmup, "frames": str(frames)}
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True,
+                          timeout=1800, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+    if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        return {**cfg, "status": "failed", "error": err}
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["cold_start_s"] = res.pop("first_result_time") - t0
+    size = Path(cfg["file"]).stat().st_size / 2**20 if cfg["file"] else None
+    return {**cfg, **res, "status": "ok", "file_mb": size}
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "" if x is None else format(x, spec)
+
+
+def report(results: list[dict], info: dict, macs: int | None, out: Path, name: str) -> str:
+    fp = {(r["format"], r["threads"]): np.asarray(r["embeddings"]) for r in results
+          if r["status"] == "ok" and r["precision"] == "fp32"}
+    lines = [f"# Latency on {info['cpu']} ({info['cores']} cores, {', '.join(info['features']) or 'no SIMD flags read'}, "
+             f"{info['ghz'] or '?'} GHz, governor {info['governor'] or 'unreadable'})", "",
+             f"Batch 1, 640x480 frames, classify among {K_CLASSES} classes; medians of {results[0].get('runs', '?')} runs "
+             f"(p90 in brackets), milliseconds. Extractor: {macs / 1e6:.0f}M MACs." if macs else "", "",
+             "| configuration | extract | p90 | p99 | preprocess | classify | imprint | decode JPEG | pre+extract+classify | "
+             "cold start s | peak RSS MB | file MB | cos vs fp32 | GMAC/s | of peak |",
+             "|---|" + "---:|" * 14]
+    for r in results:
+        if r["status"] != "ok":
+            lines.append(f"| {r['name']} | failed: {r['error'][:120]} |" + " |" * 13)
+            continue
+        s = r["stages"]
+        cos = ""
+        ref = fp.get((r["format"], r["threads"])) if r["precision"] != "fp32" else None
+        if ref is not None:
+            e = np.asarray(r["embeddings"])
+            cos = f"{float((e * ref).sum(1).mean()):.4f}"
+            r["cosine_vs_fp32"] = float((e * ref).sum(1).mean())
+        gmacs = macs / (s["extract"]["median"] * 1e6) if macs else None
+        peak = peak_gmacs(info, r["threads"], r["precision"] == "int8")
+        r["gmacs"], r["peak_gmacs"] = gmacs, peak
+        lines.append(
+            f"| {r['name']} | {s['extract']['median']:.2f} | {s['extract']['p90']:.2f} | {s['extract']['p99']:.2f} | "
+            f"{s['preprocess']['median']:.2f} | {s['classify']['median']:.3f} | {s['imprint']['median']:.3f} | "
+            f"{s['decode']['median']:.2f} | {r['e2e']['median']:.2f} | {r['cold_start_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+            f"{_fmt(r['file_mb'], '.2f')} | {cos} | "
+            f"{_fmt(gmacs, '.0f')} | {_fmt(gmacs / peak if gmacs and peak else None, '.0%')} |")
+    if info.get("governor") not in (None, "performance"):
+        lines += ["", f"Warning: the CPU frequency governor is {info['governor']!r}, not 'performance'."]
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], out: Path, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if r["status"] == "ok"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    med = [r["stages"]["extract"]["median"] for r in ok]
+    p90 = [r["stages"]["extract"]["p90"] - m for r, m in zip(ok, med)]
+    a.barh([r["name"] for r in ok], med, xerr=[[0] * len(ok), p90], capsize=3, color="tab:blue")
+    a.set_xlabel("extract latency, ms (median, whisker to p90)")
+    a.invert_yaxis()
+    groups: dict[str, list] = {}
+    for r in ok:
+        groups.setdefault(r["name"].rsplit("-t", 1)[0], []).append((r["threads"], r["stages"]["extract"]["median"]))
+    for g, pts in groups.items():
+        pts.sort()
+        b.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=g)
+    b.set_xlabel("threads")
+    b.set_ylabel("extract latency, ms (median)")
+    b.legend(fontsize=7)
+    b.grid(alpha=0.3)
+    fig.suptitle(f"Latency, batch 1 ({name})")
+    fig.tight_layout()
+    fig.savefig(out / f"latency-{name}.png", dpi=110)
+    plt.close(fig)
+
+
+def compare(results: list[dict], ref_path: Path) -> str:
+    ref = {r["name"]: r for r in json.loads(ref_path.read_text())["results"] if r["status"] == "ok"}
+    lines = [f"Against {ref_path} (ratio > 1: this device is slower):", "",
+             "| configuration | extract here ms | reference ms | ratio |", "|---|---:|---:|---:|"]
+    for r in results:
+        if r["status"] == "ok" and r["name"] in ref:
+            here, there = r["stages"]["extract"]["median"], ref[r["name"]]["stages"]["extract"]["median"]
+            lines.append(f"| {r['name']} | {here:.2f} | {there:.2f} | {here / there:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", nargs="?")
+    ap.add_argument("--threads", type=int, nargs="+", help="thread counts (default 1..cores)")
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch eager")
+    ap.add_argument("--name", default="this-machine", help="results name (files latency-NAME.*)")
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--compare", type=Path, help="a reference JSON: print ratios against it")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        res = worker(json.loads(args.worker))
+        print(json.dumps(res))
+        return 0
+    if not args.bundle:
+        ap.error("give a bundle directory")
+    try:
+        import torch  # noqa: F401
+
+        torch_ok = args.torch
+    except ImportError:
+        torch_ok = False
+    info = device_info()
+    threads = args.threads or list(range(1, (info["cores"] or 1) + 1))
+    bundle = Path(args.bundle)
+    cfgs = configurations(bundle, threads, torch_ok)
+    fp32_onnx = next((c["file"] for c in cfgs if c["format"] == "onnx" and c["precision"] == "fp32"), None)
+    macs = onnx_macs(fp32_onnx) if fp32_onnx else None
+    results = []
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = Path(tmp) / "frames.npy"
+        np.save(frames, np.stack(_frames()))
+        for i, cfg in enumerate(cfgs):
+            print(f"[{i + 1}/{len(cfgs)}] {cfg['name']} ...", file=sys.stderr, flush=True)
+            results.append(run_config(cfg, args.runs, args.warmup, frames))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = report(results, info, macs, out, args.name)
+    text += f"\n\nRegenerate: `python benchmarks/latency.py {args.bundle} --name {args.name}" \
+            f"{' --threads ' + ' '.join(map(str, args.threads)) if args.threads else ''} --runs {args.runs}`\n"
+    for r in results:
+        r.pop("embeddings", None)
+    (out / f"latency-{args.name}.json").write_text(json.dumps({"device": info, "macs": macs, "results": results}, indent=1))
+    (out / f"latency-{args.name}.md").write_text(text)
+    plot(results, out, args.name)
+    print(text)
+    if args.compare:
+        print()
+        print(compare(results, args.compare))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
