@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     from imprinting.demo import add_demo_parser
 
     add_demo_parser(sub)
-    _add_optional(sub, "imprinting.export.cli", "add_export_parsers")
+    _add_optional(sub, "imprinting.export.cli", "add_export_parser")
+    _add_optional(sub, "imprinting.export.train_cli", "add_train_parser")
     return parser
 
 

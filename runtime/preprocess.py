@@ -148,6 +148,18 @@ def normalize(crops: np.ndarray, spec: PreprocessSpec, layout: str = "NCHW", col
     return out
 
 
+def centre_crop_resized(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The uint8 input_size x input_size crop of one image (H, W, 3) that the model sees (any colour order)."""
+    check_rgb(image)
+    s = spec.input_size
+    top, left, ch, cw = center_box(image.shape[0], image.shape[1], spec)
+    region = image[top : top + ch, left : left + cw]
+    if (ch, cw) == (s, s):
+        return region
+    flag = _cv2_flag(spec, ch * cw > s * s)
+    return require_cv2().resize(np.ascontiguousarray(region), (s, s), interpolation=flag)
+
+
 def preprocess(
     images: list[np.ndarray] | np.ndarray, spec: PreprocessSpec, layout: str = "NCHW", color_order: str = "RGB"
 ) -> np.ndarray:
@@ -158,19 +170,11 @@ def preprocess(
     """
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
-    s = spec.input_size
-    crops = np.empty((len(images), s, s, 3), np.uint8)
+    crops = np.empty((len(images), spec.input_size, spec.input_size, 3), np.uint8)
     if len(crops) == 0:
         raise ValueError("no images to preprocess")
     for i, im in enumerate(images):
-        check_rgb(im)
-        top, left, ch, cw = center_box(im.shape[0], im.shape[1], spec)
-        region = im[top : top + ch, left : left + cw]
-        if (ch, cw) == (s, s):
-            crops[i] = region
-        else:
-            flag = _cv2_flag(spec, ch * cw > s * s)
-            crops[i] = require_cv2().resize(np.ascontiguousarray(region), (s, s), interpolation=flag)
+        crops[i] = centre_crop_resized(im, spec)
     return normalize(crops, spec, layout, color_order)
 
 
