@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--cache", default="cache/cub", help="embedding cache directory ('' for none)")
     ap.add_argument("--out", default="benchmarks/results", help="where cub.md, cub.json and the plots go")
+    ap.add_argument("--finetune", metavar="CKPT", help="also the fine-tuning rows from this `imprint train` checkpoint")
+    ap.add_argument("--ft-epochs", type=int, default=10)
+    ap.add_argument("--ft-seeds", type=int, default=3)
+    ap.add_argument("--views", type=int, default=4, help="augmented views cached per training image (as `imprint train`)")
+    ap.add_argument("--feature-cache", default="cache/features")
     args = ap.parse_args(argv)
     args.cache = args.cache or None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -129,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         for entry in bundle.manifest.extractors:
             if entry.format in formats and entry.precision in precisions:
                 results.append(evaluate_extractor(cub, bundle, entry, args))
+    if args.finetune:
+        from cub_finetune import evaluate_finetuning
+
+        results.append(evaluate_finetuning(cub, args.finetune, args.shots, args.ft_seeds, args.ft_epochs, args.views,
+                                           args.feature_cache or None))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/cub.py " + " ".join(argv if argv is not None else sys.argv[1:])

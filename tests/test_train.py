@@ -57,3 +57,26 @@ def test_train_cli_writes_a_checkpoint_that_builds(tmp_path, monkeypatch):
     model, clf = build_from_checkpoint(c)
     x = torch.zeros(1, 3, 224, 224)
     assert model(x).shape == (1, 8) and clf.weight.shape == (3, 8)
+
+
+def test_imprinted_rows_start_fine_tuning_ahead_of_random_rows():
+    from imprinting.export.finetune import FinetuneOptions, extend_head, finetune
+
+    rng = np.random.default_rng(0)
+    centres = np.abs(rng.normal(size=(20, 64)))
+    labels = np.repeat(np.arange(20), 20)
+    feats = np.abs(centres[labels][:, None, :] + 0.5 * rng.normal(size=(len(labels), 3, 64))).astype(np.float16)
+    base = labels < 10
+    head, _ = train_head(feats[base], labels[base], 10, HeadOptions(dim=32, epochs=5, batch=64))
+    shots = np.flatnonzero(~base)[::10]  # 2 shots per novel class
+    test = torch.from_numpy(feats[:, 1].astype(np.float32))
+    acc = {}
+    for init in ("imprint", "random"):
+        h = extend_head(head, feats[shots], labels[shots], 10, init)
+        assert h.classifier.weight.shape == (20, 32)
+        torch.testing.assert_close(h.classifier.weight[:10], head.classifier.weight)
+        with torch.no_grad():
+            acc[init] = (h(test).argmax(1).numpy() == labels).mean()
+        h = finetune(h, np.concatenate([feats[base], feats[shots]]), np.concatenate([labels[base], labels[shots]]),
+                     20, FinetuneOptions(epochs=2), 200)
+    assert acc["imprint"] > acc["random"] + 0.1
