@@ -93,7 +93,7 @@ def cached_embeddings(
         return embed_paths(extractor, spec, paths, views=views, seed=seed, desc=desc)
     key = hashlib.sha256(json.dumps({
         "extractor": file_sha256(extractor.path), "spec": spec.to_dict(), "views": views, "seed": seed,
-        "paths": [str(p) for p in paths],
+        "paths": [str(Path(p).resolve()) for p in paths],
     }).encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"emb-{key}.npy"
     if path.is_file():

@@ -40,7 +40,7 @@ def pooled_features(
     and a bool mask (N,) of the images that could be read (corrupt ones are skipped and counted)."""
     key = None
     if cache_dir is not None:
-        h = hashlib.sha256(json.dumps({"paths": [str(p) for p in paths], "spec": spec.to_dict(), "views": views,
+        h = hashlib.sha256(json.dumps({"paths": [str(Path(p).resolve()) for p in paths], "spec": spec.to_dict(), "views": views,
                                        "seed": seed, "backbone": model.config.backbone}).encode())
         for name, t in model.backbone.state_dict().items():  # the weights matter, not just the name
             if name.endswith("weight"):
