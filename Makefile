@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[onnx,tflite,camera,export,dev]'
 	touch $@
 
-.PHONY: setup demo test test-all
+.PHONY: setup demo test test-all android-check
 setup: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -22,3 +22,7 @@ test: $(BIN)/.installed
 
 test-all: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+android-check: $(BIN)/.installed
+	bash scripts/install_android_check_deps.sh
+	$(BIN)/python -m pytest tests/test_android_core.py tests/test_android_app.py tests/test_android_web.py

@@ -1,0 +1,29 @@
+package org.imprinting.core;
+
+/**
+ * The top-k answer for one embedding, best first. cosines in [-1, 1]; probabilities are the softmax of
+ * scale * cosine over all classes (so they need not sum to 1 over the top k).
+ */
+public final class Classification {
+    public final String[] labels;
+    public final float[] cosines;
+    public final float[] probabilities;
+    public final boolean unknown;
+
+    Classification(String[] labels, float[] cosines, float[] probabilities, boolean unknown) {
+        this.labels = labels;
+        this.cosines = cosines;
+        this.probabilities = probabilities;
+        this.unknown = unknown;
+    }
+
+    /** The top-1 label, or null when the answer is unknown. */
+    public String label() {
+        return unknown ? null : labels[0];
+    }
+
+    /** The top-1 cosine. */
+    public float score() {
+        return cosines[0];
+    }
+}

@@ -1,0 +1,87 @@
+package org.imprinting.core;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+
+/** The parts of a bundle's manifest.json that a device needs (docs/formats.md, format version 1). */
+public final class Manifest {
+    public static final String FORMAT = "imprinting-bundle";
+    public static final int FORMAT_VERSION = 1;
+
+    public final String name;
+    public final int embeddingDim;
+    public final float scale;
+    public final String fingerprint;
+    public final PreprocessSpec preprocess;
+    public final List<Extractor> extractors;
+    /** File name of the base classes store inside the bundle, or null. */
+    public final String baseClasses;
+
+    /** One extractor file of the bundle. */
+    public static final class Extractor {
+        public final String file;
+        public final String format;
+        public final String precision;
+        public final String layout;
+
+        Extractor(String file, String format, String precision, String layout) {
+            this.file = file;
+            this.format = format;
+            this.precision = precision;
+            this.layout = layout;
+        }
+    }
+
+    private Manifest(Map<String, Object> m) {
+        if (!FORMAT.equals(m.get("format"))) {
+            throw new IllegalArgumentException("not an imprinting bundle manifest (format is " + m.get("format") + ")");
+        }
+        Object version = m.get("format_version");
+        if (!(version instanceof Number) || ((Number) version).intValue() != FORMAT_VERSION) {
+            throw new IllegalArgumentException("bundle format version " + version + " is not supported (this app reads "
+                    + FORMAT_VERSION + "); re-export the bundle or update the app");
+        }
+        name = String.valueOf(m.get("name"));
+        embeddingDim = ((Number) m.get("embedding_dim")).intValue();
+        scale = ((Number) m.get("scale")).floatValue();
+        fingerprint = String.valueOf(m.get("fingerprint"));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> pre = (Map<String, Object>) m.get("preprocess");
+        preprocess = PreprocessSpec.fromMap(pre);
+        List<Extractor> ex = new ArrayList<Extractor>();
+        for (Object o : (List<?>) m.get("extractors")) {
+            Map<?, ?> e = (Map<?, ?>) o;
+            Object layout = e.get("layout");
+            ex.add(new Extractor((String) e.get("file"), (String) e.get("format"), (String) e.get("precision"),
+                    layout == null ? "NCHW" : (String) layout));
+        }
+        extractors = Collections.unmodifiableList(ex);
+        Object base = m.get("base_classes");
+        baseClasses = base == null ? null : String.valueOf(base);
+    }
+
+    public static Manifest parse(String json) {
+        try {
+            return new Manifest(Json.parseObject(json));
+        } catch (ClassCastException e) {
+            throw new IllegalArgumentException("bundle manifest has a malformed field: " + e.getMessage());
+        } catch (NullPointerException e) {
+            throw new IllegalArgumentException("bundle manifest is missing a field");
+        }
+    }
+
+    /** The ONNX extractor to run: int8 before fp16 before fp32 (the Python runtime's order). */
+    public Extractor selectOnnx() {
+        String[] order = {"int8", "fp16", "fp32"};
+        for (String p : order) {
+            for (Extractor e : extractors) {
+                if ("onnx".equals(e.format) && p.equals(e.precision)) {
+                    return e;
+                }
+            }
+        }
+        throw new IllegalArgumentException("the bundle has no ONNX extractor; export one with `imprint export`");
+    }
+}

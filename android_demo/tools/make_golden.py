@@ -1,0 +1,165 @@
+"""Write golden vectors for the Java core (imprint-core) and the web demo with the Python runtime.
+
+    python android_demo/tools/make_golden.py OUT_DIR [--bundle BUNDLE_DIR]
+
+Without --bundle it builds the tiny test extractor of tests/tiny.py (no downloads). Everything written
+is small; tests generate it into a temp dir at test time instead of committing it:
+
+    golden.json        what every other file is, plus the expected predictions
+    manifest.json      the bundle manifest (the Java core reads its preprocess spec from it)
+    frame_*.rgb/.png   test images as raw RGB bytes (H*W*3) and as PNG; frame_*.nv21 the same in NV21
+    input_*.npy        float32 (1, 3, S, S) the preprocessed tensor (imprinting.runtime.preprocess)
+    input_nv21_*.npy   the same for the frame after an NV21 round trip (chroma subsampling loses colour)
+    embedding_*.npy    float32 (D,) the extractor's unit-length embedding of that frame
+    shots.npy          float32 (N, D) unit embeddings that were imprinted into store.npz, in order
+    queries.npy        float32 (Q, D) unit embeddings that predictions refer to
+    store.npz          the class store the shots make (read_store format)
+    store_shots.npz    a store that keeps its shots (optional entries shots/shot_class)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # tests/tiny.py: the tiny extractor and the synthetic images
+
+
+def nv21_from_rgb(rgb: np.ndarray) -> bytes:
+    """Full-range BT.601 (JFIF, what Android cameras deliver) NV21: Y plane, then interleaved V,U at 2x2."""
+    h, w = rgb.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError(f"NV21 needs even sizes, got {w}x{h}")
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    u = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+    v = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+    sub = lambda p: p.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+    vu = np.stack([sub(v), sub(u)], axis=-1)
+    q = lambda p: np.clip(np.rint(p), 0, 255).astype(np.uint8)  # noqa: E731
+    return q(y).tobytes() + q(vu).tobytes()
+
+
+def rgb_from_nv21(data: bytes, w: int, h: int) -> np.ndarray:
+    """The decoder the Java core implements (full-range BT.601, chroma repeated over its 2x2 block)."""
+    b = np.frombuffer(data, np.uint8)
+    y = b[: w * h].reshape(h, w).astype(np.float32)
+    vu = b[w * h :].reshape(h // 2, w // 2, 2).astype(np.float32) - 128
+    up = lambda p: np.repeat(np.repeat(p, 2, axis=0), 2, axis=1)  # noqa: E731
+    v, u = up(vu[..., 0]), up(vu[..., 1])
+    rgb = np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def frames(spec) -> dict[str, np.ndarray]:
+    """Three frames: one the centre crop takes as is (no resampling: tight tolerance), one that is shrunk
+    (INTER_AREA) and one that is enlarged (bilinear), both with a different aspect ratio."""
+    from tiny import pattern_image
+
+    r = spec.resize_size
+
+    def scene(h: int, w: int, kind: int) -> np.ndarray:
+        import cv2
+
+        return cv2.resize(pattern_image(kind, 7, size=64), (w, h), interpolation=cv2.INTER_LINEAR)
+
+    even = lambda x: max(2, int(round(x / 2)) * 2)  # noqa: E731
+    return {
+        "exact": scene(r, r, 0),
+        "shrink": scene(even(1.3 * r), even(1.7 * r), 2),
+        "enlarge": scene(even(0.6 * r), even(0.5 * r), 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="directory to write (created)")
+    ap.add_argument("--bundle", type=Path, help="a bundle directory (default: build the tiny test bundle)")
+    args = ap.parse_args(argv)
+
+    import cv2
+
+    from imprinting.runtime import ImprintedClassifier, UnknownPolicy, load_bundle, preprocess, write_store
+    from tiny import pattern_image, write_tiny_bundle
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    bundle_dir = args.bundle or write_tiny_bundle(out / "bundle")
+    bundle = load_bundle(bundle_dir)
+    m = bundle.manifest
+    entry = m.select("onnx")
+    spec = m.preprocess
+    shutil.copy(bundle_dir / "manifest.json", out / "manifest.json")
+    ex = bundle.open_extractor("onnx", entry.precision)
+
+    def embed(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        x = preprocess(images, spec, ex.layout)
+        e = ex.run(x).astype(np.float32)
+        return x, e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    golden: dict = {
+        "bundle": str(bundle_dir.resolve()), "extractor": entry.file, "layout": ex.layout,
+        "input_size": spec.input_size, "embedding_dim": m.embedding_dim, "scale": m.scale,
+        "fingerprint": m.fingerprint, "frames": [],
+    }
+    for name, rgb in frames(spec).items():
+        h, w = rgb.shape[:2]
+        (out / f"frame_{name}.rgb").write_bytes(rgb.tobytes())
+        nv21 = nv21_from_rgb(rgb)
+        (out / f"frame_{name}.nv21").write_bytes(nv21)
+        np.save(out / f"input_nv21_{name}.npy", preprocess([rgb_from_nv21(nv21, w, h)], spec, ex.layout))
+        cv2.imwrite(str(out / f"frame_{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        x, e = embed([rgb])
+        np.save(out / f"input_{name}.npy", x)
+        np.save(out / f"embedding_{name}.npy", e[0])
+        golden["frames"].append({"name": name, "width": w, "height": h, "resampled": name != "exact"})
+
+    # Three classes taught from a few shots each; the shots are saved so that the Java core can imprint
+    # them itself and must arrive at the same sums.
+    names = ["red", "green", "blue"]
+    shot_labels, shot_images = [], []
+    for kind, name in enumerate(names):
+        for seed in range(3):
+            shot_labels.append(name)
+            shot_images.append(pattern_image(kind, seed))
+    _, shots = embed(shot_images)
+    np.save(out / "shots.npy", shots)
+    clf = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint)
+    for label, e in zip(shot_labels, shots):
+        clf.learn(label, e)
+    write_store(out / "store.npz", clf.to_store_data())
+
+    kept = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint, templates_per_class=2)
+    for label, e in zip(shot_labels, shots):
+        kept.learn(label, e)
+    write_store(out / "store_shots.npz", kept.to_store_data())
+
+    # Queries: unseen images of the taught kinds plus one kind that was never taught (yellow).
+    _, queries = embed([pattern_image(kind, 20 + kind) for kind in range(4)])
+    np.save(out / "queries.npy", queries)
+    policy = {"min_cosine": 0.95, "min_margin": 0.05}
+    strict = ImprintedClassifier.from_store_data(clf.to_store_data(), unknown=UnknownPolicy(**policy))
+    edited = ImprintedClassifier.from_store_data(clf.to_store_data())
+    edited.rename("red", "Rot ß 赤")
+    edited.remove("green")
+    golden.update(
+        shot_labels=shot_labels, top_k=3, unknown_policy=policy,
+        predictions=[c.to_dict() for c in clf.classify(queries, top_k=3)],
+        predictions_unknown=[c.to_dict() for c in strict.classify(queries, top_k=3)],
+        predictions_edited=[c.to_dict() for c in edited.classify(queries, top_k=3)],
+        edited_labels=list(edited.labels),
+    )
+    (out / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False), encoding="utf-8")
+    ex.close()
+    print(f"golden vectors in {out} ({len(golden['frames'])} frames, {len(shots)} shots, {len(queries)} queries)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

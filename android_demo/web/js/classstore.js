@@ -1,0 +1,148 @@
+// The class store and the imprinted cosine classifier (docs/formats.md, the Python runtime's
+// ImprintedClassifier with one template per class): per class a float32 sum of unit embeddings and a
+// count; weight = sum / |sum|; logits = scale * cosine; softmax over all classes; unknown threshold.
+import { readNpy, readZip, writeNpy, writeZip } from "./npz.js";
+
+export const STORE_FORMAT = "imprinting-class-store";
+const f = Math.fround;
+
+export function validateLabel(label) {
+  if (typeof label !== "string") throw new Error(`a label must be a string, got ${typeof label}`);
+  const s = label.trim();
+  if (!s) throw new Error("a label must not be empty");
+  const n = [...s].length; // code points, as Python counts them
+  if (n > 100) throw new Error(`a label must be at most 100 characters, got ${n}`);
+  if (/[\u0000-\u001f\u007f]/.test(s)) throw new Error(`a label must not contain control characters: ${JSON.stringify(s)}`);
+  return s;
+}
+
+export function unit(e, dim) {
+  if (e.length !== dim) throw new Error(`expected an embedding of length ${dim}, got ${e.length}`);
+  let ss = 0;
+  for (const v of e) ss = f(ss + f(v * v));
+  const n = f(Math.sqrt(ss));
+  if (!Number.isFinite(n)) throw new Error("an embedding holds NaN or infinity");
+  if (n < 1e-6) throw new Error("an embedding is all zeros and cannot be imprinted or classified");
+  return Float32Array.from(e, (v) => v / n);
+}
+
+export class ClassStore {
+  constructor(dim, scale, fingerprint) {
+    if (!(dim >= 1) || !(scale > 0)) throw new Error(`bad store: embedding_dim ${dim}, scale ${scale}`);
+    Object.assign(this, { dim, scale, fingerprint, templatesPerClass: 1, labels: [], sums: [], counts: [], shots: null });
+    this.unknown = { minCosine: null, minMargin: null };
+  }
+
+  learn(label, embeddings) {
+    label = validateLabel(label);
+    const es = embeddings.map((e) => unit(e, this.dim));
+    let k = this.labels.indexOf(label);
+    if (k < 0) {
+      k = this.labels.length;
+      this.labels.push(label); this.sums.push(new Float32Array(this.dim)); this.counts.push(0);
+      if (this.shots) this.shots.push([]);
+    }
+    for (const e of es) for (let i = 0; i < this.dim; i++) this.sums[k][i] += e[i];
+    this.counts[k] += es.length;
+    if (this.shots) this.shots[k].push(...es);
+  }
+
+  remove(label) {
+    const k = this.require(label);
+    for (const a of [this.labels, this.sums, this.counts, this.shots || []]) a.splice(k, 1);
+  }
+
+  rename(oldLabel, newLabel) {
+    const n = validateLabel(newLabel);
+    const k = this.require(oldLabel);
+    if (n === oldLabel) return;
+    if (this.labels.includes(n)) throw new Error(`cannot rename "${oldLabel}" to "${n}": that label exists already`);
+    this.labels[k] = n;
+  }
+
+  require(label) {
+    const k = this.labels.indexOf(label);
+    if (k < 0) throw new Error(`no class named "${label}"; classes: ${this.labels.slice(0, 10).join(", ")}`);
+    return k;
+  }
+
+  cosines(embedding) {
+    const e = unit(embedding, this.dim);
+    return this.sums.map((s) => {
+      let dot = 0, ss = 0;
+      for (let i = 0; i < this.dim; i++) { dot += e[i] * s[i]; ss += s[i] * s[i]; }
+      return dot / Math.max(Math.sqrt(ss), 1e-12);
+    });
+  }
+
+  /** {labels, cosines, probabilities, unknown, label} for the top k, best first. */
+  classify(embedding, topK = 3) {
+    if (!this.labels.length) throw new Error("the classifier has no classes yet: add one first");
+    const cos = this.cosines(embedding);
+    const order = cos.map((_, i) => i).sort((a, b) => cos[b] - cos[a]);
+    const best = cos[order[0]];
+    const margin = cos.length > 1 ? best - cos[order[1]] : Infinity;
+    const total = cos.reduce((t, c) => t + Math.exp((c - best) * this.scale), 0);
+    const top = order.slice(0, topK);
+    const u = this.unknown;
+    const unknown = (u.minCosine != null && best < u.minCosine) || (u.minMargin != null && margin < u.minMargin);
+    const labels = top.map((i) => this.labels[i]);
+    return {
+      labels, cosines: top.map((i) => cos[i]), probabilities: top.map((i) => Math.exp((cos[i] - best) * this.scale) / total),
+      unknown, label: unknown ? null : labels[0],
+    };
+  }
+
+  toNpz() {
+    const meta = {
+      format: STORE_FORMAT, format_version: 1, labels: this.labels, scale: this.scale, embedding_dim: this.dim,
+      extractor_fingerprint: this.fingerprint, templates_per_class: this.templatesPerClass,
+    };
+    const k = this.labels.length, sums = new Float32Array(k * this.dim);
+    this.sums.forEach((s, i) => sums.set(s, i * this.dim));
+    const metaBytes = new TextEncoder().encode(JSON.stringify(meta));
+    const entries = {
+      meta: writeNpy(metaBytes, [metaBytes.length]),
+      sums: writeNpy(sums, [k, this.dim]),
+      counts: writeNpy(BigInt64Array.from(this.counts, (c) => BigInt(c)), [k]),
+    };
+    if (this.shots) {
+      const flat = this.shots.flat();
+      const shots = new Float32Array(flat.length * this.dim);
+      flat.forEach((s, i) => shots.set(s, i * this.dim));
+      entries.shots = writeNpy(shots, [flat.length, this.dim]);
+      entries.shot_class = writeNpy(BigInt64Array.from(this.shots.flatMap((per, k2) => per.map(() => BigInt(k2)))), [flat.length]);
+    }
+    return writeZip(entries);
+  }
+
+  /** Read a store; refuses another extractor's store naming both fingerprints, as the Python runtime does. */
+  static fromNpz(bytes, { expectedFingerprint = null, expectedDim = null, name = "class store" } = {}) {
+    const z = readZip(bytes, name);
+    for (const need of ["meta", "sums", "counts"]) if (!z[need]) throw new Error(`${name} is corrupt: missing ${need}`);
+    const meta = JSON.parse(new TextDecoder().decode(readNpy(z.meta, "meta").data));
+    if (meta.format !== STORE_FORMAT) throw new Error(`${name} is not an imprinting class store`);
+    if (meta.format_version !== 1) throw new Error(`${name} has format version ${meta.format_version}; this page reads version 1`);
+    const sums = readNpy(z.sums, "sums"), counts = readNpy(z.counts, "counts");
+    const k = meta.labels.length, dim = meta.embedding_dim;
+    if (sums.dtype !== "<f4" || sums.shape.join() !== `${k},${dim}`) throw new Error(`${name} is corrupt: sums of shape (${sums.shape}) for ${k} labels of dim ${dim}`);
+    if (counts.dtype !== "<i8" || counts.shape.join() !== `${k}`) throw new Error(`${name} is corrupt: counts of shape (${counts.shape})`);
+    if (expectedFingerprint && meta.extractor_fingerprint !== expectedFingerprint) {
+      throw new Error(`${name} was made with extractor ${meta.extractor_fingerprint.slice(0, 16)} but this model is ${expectedFingerprint.slice(0, 16)}; re-teach the classes with this model`);
+    }
+    if (expectedDim && dim !== expectedDim) throw new Error(`${name} holds ${dim}-d embeddings but this model makes ${expectedDim}-d ones`);
+    const st = new ClassStore(dim, meta.scale, meta.extractor_fingerprint);
+    meta.labels.forEach(validateLabel);
+    st.templatesPerClass = meta.templates_per_class || 1;
+    st.labels = [...meta.labels];
+    st.sums = st.labels.map((_, i) => sums.data.slice(i * dim, (i + 1) * dim));
+    st.counts = Array.from(counts.data, Number);
+    if (st.counts.some((c) => c < 1)) throw new Error(`${name} is corrupt: a class has a count below 1`);
+    if (z.shots && z.shot_class) {
+      const shots = readNpy(z.shots, "shots"), cls = readNpy(z.shot_class, "shot_class");
+      st.shots = st.labels.map(() => []);
+      Array.from(cls.data, Number).forEach((c, i) => st.shots[c].push(shots.data.slice(i * dim, (i + 1) * dim)));
+    }
+    return st;
+  }
+}

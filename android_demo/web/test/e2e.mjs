@@ -1,0 +1,180 @@
+// End-to-end test of the browser demo in Debian's chromium with a fake camera playing a y4m file.
+//   node test/e2e.mjs --golden DIR --video FILE.y4m --out DIR [--chromium /usr/bin/chromium]
+// DIR comes from android_demo/tools/make_golden.py (its bundle/ is served as the page's model). The video
+// alternates two objects, each segment marked by a bright (A) or dark (B) square in the top-left corner,
+// outside the centre crop the model sees. Prints "web-e2e: N passed, N failed"; exit 1 on a failure.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+import { readNpy } from "../js/npz.js";
+import { serve } from "./server.mjs";
+
+const { values: args } = parseArgs({ options: {
+  golden: { type: "string" }, video: { type: "string" }, out: { type: "string" },
+  chromium: { type: "string", default: "/usr/bin/chromium" },
+} });
+const webRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+const golden = JSON.parse(readFileSync(join(args.golden, "golden.json"), "utf8"));
+const results = [];
+
+async function check(name, fn) {
+  try {
+    await fn();
+    results.push(true);
+    console.log(`ok - ${name}`);
+  } catch (err) {
+    results.push(false);
+    console.log(`FAIL - ${name}: ${err.message}`);
+  }
+}
+function expect(cond, msg) { if (!cond) throw new Error(msg); }
+const npy = (name) => readNpy(new Uint8Array(readFileSync(join(args.golden, name))), name).data;
+const maxDiff = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+const unit = (e) => { const n = Math.hypot(...e); return e.map((v) => v / n); };
+
+const server = await serve(webRoot, golden.bundle);
+const url = `http://127.0.0.1:${server.address().port}/index.html?bundle=/bundle/`;
+const profile = mkdtempSync(join(tmpdir(), "imprint-chromium-"));
+const launch = () => chromium.launchPersistentContext(profile, {
+  executablePath: args.chromium,
+  headless: true,
+  viewport: { width: 1000, height: 700 },
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    `--use-file-for-fake-video-capture=${args.video}`,
+  ],
+});
+let context = await launch();
+let page = await context.newPage();
+const logs = [];
+page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
+page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
+
+// Which object the fake camera shows now: the corner marker's brightness (the page itself never looks there).
+const segment = () => page.evaluate(() => {
+  const v = document.getElementById("video");
+  const c = Object.assign(document.createElement("canvas"), { width: v.videoWidth, height: v.videoHeight });
+  const ctx = c.getContext("2d");
+  ctx.drawImage(v, 0, 0);
+  const p = ctx.getImageData(Math.floor(v.videoWidth * 0.04), Math.floor(v.videoHeight * 0.05), 1, 1).data;
+  return p[0] > 128 ? "A" : "B";
+});
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Waits until the video has just switched to segment `want`, so that a whole segment lies ahead. */
+async function waitForStartOf(want) {
+  let prev = await segment();
+  for (let t = 0; t < 400; t++) {
+    await sleep(25);
+    const now = await segment();
+    if (now === want && prev !== want) return;
+    prev = now;
+  }
+  throw new Error(`the video never switched to segment ${want}`);
+}
+const state = () => page.evaluate(() => window.imprintDemo.state());
+
+async function teach(label, seg) {
+  await page.fill("#name", label);
+  await page.fill("#shots", "5");
+  await waitForStartOf(seg);
+  await page.locator("#add").hover();
+  await page.mouse.down();
+  // Capturing ends by itself after 5 frames; the class then exists (polling for "capturing" could miss it).
+  await page.waitForFunction((l) => { const s = window.imprintDemo.state(); return !s.capturing && s.labels.includes(l); },
+    label, { timeout: 10000 });
+  await page.mouse.up();
+}
+
+try {
+  await check("page loads the bundle and the camera", async () => {
+    await page.goto(url);
+    await page.evaluate(() => window.imprintDemo.ready);
+    await page.waitForFunction(() => window.imprintDemo.state().frames > 3, null, { timeout: 15000 });
+    const text = await page.textContent("#status");
+    expect(text.includes(golden.extractor), `status says ${text}`);
+  });
+
+  await check("preprocessing and embedding match Python on the golden frames", async () => {
+    const out = {};
+    for (const f of golden.frames) {
+      const rgb = readFileSync(join(args.golden, `frame_${f.name}.rgb`)).toString("base64");
+      const x = await page.evaluate(([b, w, h]) => window.imprintDemo.preprocessRgb(b, w, h), [rgb, f.width, f.height]);
+      const e = await page.evaluate(([b, w, h]) => window.imprintDemo.embedRgb(b, w, h), [rgb, f.width, f.height]);
+      out[f.name] = e;
+      const level = 1 / 255 / 0.5;
+      const dx = maxDiff(x, npy(`input_${f.name}.npy`));
+      const de = maxDiff(unit(e), npy(`embedding_${f.name}.npy`));
+      // Exact frames: the same float32 tensor, so only the runtimes' kernels differ. Resampled ones: a grey level.
+      expect(f.resampled ? dx <= 1.01 * level : dx <= 1e-6, `${f.name}: input differs by ${dx}`);
+      expect(f.resampled ? de <= 0.02 : de <= 1e-5, `${f.name}: embedding differs by ${de}`);
+    }
+    writeFileSync(join(args.out, "web_embeddings.json"), JSON.stringify(out));
+  });
+
+  await check("teaches two classes from the camera", async () => {
+    await teach("stripes", "A");
+    await teach("checks", "B");
+    const s = await state();
+    expect(JSON.stringify(s.labels) === '["stripes","checks"]', `classes ${JSON.stringify(s.labels)}`);
+    expect(s.counts.every((c) => c === 5), `counts ${s.counts}`);
+  });
+
+  await check("predicts the object in view", async () => {
+    for (const [seg, label] of [["A", "stripes"], ["B", "checks"], ["A", "stripes"]]) {
+      await waitForStartOf(seg);
+      await sleep(500);
+      for (let i = 0; i < 3; i++) {
+        const p = (await state()).prediction;
+        expect(p && p.label === label, `segment ${seg}: predicted ${JSON.stringify(p)}`);
+        await sleep(150);
+      }
+    }
+    expect((await page.textContent("#fps")).includes("FPS"), "no FPS shown");
+    await page.screenshot({ path: join(args.out, "screenshot.png") });
+  });
+
+  await check("exports the store as .npz", async () => {
+    writeFileSync(join(args.out, "web_store.npz"), Buffer.from(await page.evaluate(() => window.imprintDemo.exportNpz()), "base64"));
+    const download = page.waitForEvent("download");
+    await page.click("#export");
+    await (await download).saveAs(join(args.out, "web_download.npz"));
+  });
+
+  await check("classes persist across a restart", async () => {
+    await context.close();
+    context = await launch();
+    page = await context.newPage();
+    await page.goto(url);
+    await page.evaluate(() => window.imprintDemo.ready);
+    const s = await state();
+    expect(JSON.stringify(s.labels) === '["stripes","checks"]', `after restart: ${JSON.stringify(s.labels)}`);
+  });
+
+  await check("renames and deletes classes from the list", async () => {
+    await page.locator("#classes li").nth(1).locator("input").fill("Karo ß");
+    await page.locator("#classes li").nth(1).locator("button.rename").click();
+    await page.locator("#classes li").nth(0).locator("button.delete").click();
+    await page.waitForFunction(() => window.imprintDemo.state().labels.join() === "Karo ß", null, { timeout: 3000 });
+    await page.locator("#classes li").nth(0).locator("input").fill("   ");
+    await page.locator("#classes li").nth(0).locator("button.rename").click();
+    expect((await page.textContent("#status")).includes("must not be empty"), "an empty name was not refused");
+  });
+
+  await check("imports a store written by Python", async () => {
+    await page.setInputFiles("#import", join(args.golden, "store.npz"));
+    await page.waitForFunction(() => window.imprintDemo.state().labels.join() === "red,green,blue", null, { timeout: 3000 });
+  });
+} finally {
+  await context.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+const failed = results.filter((r) => !r).length;
+if (failed) console.log(logs.slice(-20).join("\n"));
+console.log(`web-e2e: ${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
