@@ -30,6 +30,8 @@ import numpy as np
 STORE_FORMAT = "imprinting-class-store"
 STORE_FORMAT_VERSION = 1
 MAX_LABEL_LEN = 100
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def _atomic_write(path: Path, write) -> None:
         raise ValueError(f"cannot save {path}: directory {directory} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's).
+        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -18,6 +18,12 @@ from imprinting.runtime.store import STORE_FORMAT
 D = 24
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def classifier(n: int = 5, templates: int = 1, seed: int = 0) -> ImprintedClassifier:
     rng = np.random.default_rng(seed)
     clf = ImprintedClassifier(D, 12.5, "sha256:abc", templates_per_class=templates)
@@ -39,6 +45,10 @@ def test_round_trip_keeps_everything(tmp_path):
     np.testing.assert_array_equal(data.shots, clf.to_store_data().shots)
     np.testing.assert_allclose(again.weights, clf.weights)
     assert not list(tmp_path.glob(".*tmp")), "a temp file was left behind"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask(), "saved files get the usual permissions"
+    path.chmod(0o640)
+    write_store(path, clf.to_store_data())
+    assert path.stat().st_mode & 0o777 == 0o640, "a save keeps the old file's permissions"
 
 
 def test_file_is_portable_npz_without_pickle(tmp_path):
