@@ -43,7 +43,7 @@ def evaluate_extractor(cub, bundle, entry, args) -> dict:
     emb = cached_embeddings(args.cache, ex, spec, cub.paths, desc=name)
     novel_train = cub.indices(train=True, base=False)
     aug = cached_embeddings(args.cache, ex, spec, [cub.paths[i] for i in novel_train], views=5, seed=0,
-                            desc=f"{name} +aug") if args.aug else None
+                            desc=f"{name} +aug") if args.aug and f"{entry.format}/{entry.precision}" in args.aug else None
     log.info("%s: embeddings in %.0f s", name, time.perf_counter() - t0)
     aug_of = {int(i): k for k, i in enumerate(novel_train)}
     test = cub.indices(train=False)
@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precisions", default="fp32,int8")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--shots", type=int, nargs="+", default=list(SHOTS))
-    ap.add_argument("--no-aug", dest="aug", action="store_false", help="skip Imprinting+Aug (5 views per shot)")
+    ap.add_argument("--aug", default="onnx/int8,onnx/fp32,tflite/fp32,tflite/int8",
+                    help="extractors (format/precision, comma list) that also get the Imprinting+Aug row "
+                         "(5 random crops and flips per shot); '' for none")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--cache", default="cache/cub", help="embedding cache directory ('' for none)")
     ap.add_argument("--out", default="benchmarks/results", help="where cub.md, cub.json and the plots go")
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feature-cache", default="cache/features")
     args = ap.parse_args(argv)
     args.cache = args.cache or None
+    args.aug = set(filter(None, args.aug.split(",")))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cub = load_cub(args.root)
     results = []

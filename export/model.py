@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .efficientnet_lite import efficientnet_lite0
@@ -57,17 +58,25 @@ class ImprintExtractor(nn.Module):
     that the fast training path can train the head on cached pooled features.
     """
 
-    def __init__(self, config: ExtractorConfig = ExtractorConfig(), pretrained: bool = True) -> None:
+    def __init__(
+        self, config: ExtractorConfig = ExtractorConfig(), pretrained: bool = True, backbone: nn.Module | None = None
+    ) -> None:
+        """backbone: a module with `features(x)` -> (N, C, h, w) and `num_features` == C, used instead of
+        the config's (tests use a tiny one); the config's name then only labels the bundle."""
         super().__init__()
         self.config = config
-        self.backbone = efficientnet_lite0(pretrained=pretrained)
-        self.backbone._fc = nn.Identity()  # the ImageNet classifier is not part of phi
+        if backbone is None:
+            backbone = efficientnet_lite0(pretrained=pretrained)
+            backbone._fc = nn.Identity()  # the ImageNet classifier is not part of phi
+        self.backbone = backbone
         width = self.backbone.num_features
         self.embed = nn.Linear(width, config.embedding_dim) if config.embedding_dim else None
         self.embedding_dim = config.embedding_dim or width
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.features(x).mean((2, 3))
+        # adaptive_avg_pool2d rather than mean((2, 3)): in a channels-last TFLite graph a mean over named
+        # NCHW axes leaves a transpose of the last feature map behind.
+        return F.adaptive_avg_pool2d(self.backbone.features(x), 1).flatten(1)
 
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
         f = self.embed(pooled) if self.embed is not None else pooled

@@ -108,13 +108,16 @@ def ensure_bundle(path: Path) -> Path:
     if (path / "manifest.json").is_file():
         return path
     try:
-        from imprinting.export.api import export_bundle
+        import imprinting.export.exporters  # noqa: F401  (torch and the converters)
     except ImportError as err:
         raise ImportError(f"{path} has no bundle and the training side is not installed to export one "
                           f"(pip install 'imprinting[export]'): {err}") from None
+    from imprinting.cli import main
+
     print(f"exporting the ImageNet-pretrained EfficientNet-Lite0 bundle to {path} (once, about a minute)...",
           file=sys.stderr)
-    export_bundle(path)
+    if main(["export", "--out", str(path), "--formats", "onnx", "--name", "lite0-imagenet"]) != 0:
+        raise RuntimeError(f"exporting the default bundle to {path} failed (see the message above)")
     return path
 
 

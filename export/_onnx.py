@@ -1,0 +1,82 @@
+"""ONNX backend glue: fp32 export through torch.onnx (dynamo) and int8 through onnxruntime's static QDQ
+quantization."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+INPUT_NAME = "images"
+OUTPUT_NAME = "embeddings"
+# Ops after the global pool (embedding layer, L2 norm) stay fp32: they are cheap, and int8 sums of squares
+# and rsqrt cost accuracy for nothing.
+_POOL_OPS = ("GlobalAveragePool", "ReduceMean")
+
+
+def export_onnx_fp32(model: nn.Module, path: Path, input_size: int) -> None:
+    """Export `model` (float32 (N, 3, S, S) -> (N, D)) to ONNX opset 18 with a dynamic batch axis."""
+    sample = torch.zeros(2, 3, input_size, input_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        program = torch.onnx.export(
+            model.eval(), (sample,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), verbose=False, external_data=False,
+        )
+        program.save(str(path), external_data=False)
+    except Exception as err:  # the exporter raises many types; say which step failed
+        raise RuntimeError(f"torch.onnx.export failed for {path.name}: {err}") from err
+
+
+class _BatchReader:
+    """onnxruntime CalibrationDataReader over an in-memory array (N, 3, S, S), in batches."""
+
+    def __init__(self, inputs: np.ndarray, batch: int = 8) -> None:
+        self._inputs, self._batch, self._i = inputs, batch, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._i >= len(self._inputs):
+            return None
+        out = {INPUT_NAME: np.ascontiguousarray(self._inputs[self._i : self._i + self._batch])}
+        self._i += self._batch
+        return out
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+def float_node_names(model_path: Path, float_prefix_convs: int) -> list[str]:
+    """Nodes to leave in fp32: the first `float_prefix_convs` Conv nodes and everything after the pool."""
+    import onnx
+
+    nodes = list(onnx.load(str(model_path), load_external_data=False).graph.node)
+    convs = [n.name for n in nodes if n.op_type == "Conv"][:float_prefix_convs]
+    pools = [i for i, n in enumerate(nodes) if n.op_type in _POOL_OPS]
+    tail = [n.name for n in nodes[pools[-1] + 1 :]] if pools else []
+    return convs + tail
+
+
+def quantize_onnx_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, float_prefix_convs: int) -> None:
+    """Static int8 QDQ quantization: per-channel int8 weights, uint8 activations, min/max calibration on
+    `calibration` float32 (N, 3, S, S) (already through the shared preprocessing)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="imprint-onnx-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        # Shape inference and graph cleanup first: onnxruntime's quantizer works on the optimized graph.
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        exclude = float_node_names(pre, float_prefix_convs)
+        log.debug("keeping %d ONNX nodes in fp32: %s", len(exclude), exclude)
+        quantize_static(
+            str(pre), str(out_path), _BatchReader(calibration), quant_format=QuantFormat.QDQ,
+            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+        )

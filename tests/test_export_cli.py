@@ -1,0 +1,66 @@
+"""`imprint export` from the command line: arguments, errors, and a checkpoint exported end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("skimage")
+
+from imprinting.cli import main  # noqa: E402
+from imprinting.export.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from imprinting.export.model import CosineClassifier, ExtractorConfig, ImprintExtractor  # noqa: E402
+from imprinting.runtime.bundle import load_bundle  # noqa: E402
+
+
+def _lite0_checkpoint(path, dim=8, labels=("a", "b", "c")):
+    torch.manual_seed(0)
+    m = ImprintExtractor(ExtractorConfig(embedding_dim=dim), pretrained=True).eval()
+    clf = CosineClassifier(len(labels), dim, scale=12.0)
+    return save_checkpoint(path, Checkpoint(m.config, m.state_dict(), clf.weight.detach(), 12.0, labels, (2, 3, 4)))
+
+
+def test_dim_without_checkpoint_is_refused(tmp_path, capsys):
+    assert main(["export", "--dim", "64", "--out", str(tmp_path / "b")]) == 1
+    assert "--dim 64 needs a trained embedding layer" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_and_typos_are_reported(tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "b")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["export", "--formats", "onnx,tflte", "--out", str(tmp_path / "b")]) == 1
+    assert "did you mean 'tflite'" in capsys.readouterr().err
+    assert main(["export", "--calib-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 1
+    assert "--calib-dir" in capsys.readouterr().err
+
+
+def test_dim_must_match_the_checkpoint(tmp_path, capsys):
+    ckpt = _lite0_checkpoint(tmp_path / "c.pt", dim=8)
+    assert main(["export", "--checkpoint", str(ckpt), "--dim", "16", "--out", str(tmp_path / "b")]) == 1
+    assert "does not match the checkpoint's embedding dimension 8" in capsys.readouterr().err
+
+
+def test_checkpoint_exports_a_bundle_with_base_classes(tmp_path, capsys):
+    ckpt = _lite0_checkpoint(tmp_path / "c.pt", dim=8)
+    out = tmp_path / "bundle"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--formats", "onnx", "--precisions", "fp32"]) == 0
+    printed = capsys.readouterr().out
+    assert "extractor_fp32.onnx" in printed and "3 base classes" in printed
+    bundle = load_bundle(out)
+    assert bundle.manifest.embedding_dim == 8 and bundle.manifest.scale == pytest.approx(12.0)
+    assert bundle.base_classes().labels == ("a", "b", "c")
+    assert bundle.manifest.source["checkpoint"].endswith("c.pt")
+
+
+@pytest.mark.slow
+def test_pretrained_lite0_exports_all_formats_within_targets(tmp_path, capsys):
+    """The real thing: ImageNet Lite0, four files, each passing parity; int8 files under 4.5 MB."""
+    out = tmp_path / "lite0"
+    assert main(["export", "--out", str(out)]) == 0
+    m = load_bundle(out).manifest
+    assert len(m.extractors) == 4 and m.embedding_dim == 1280 and m.base_classes is None
+    for e in m.extractors:
+        assert e.parity_cosine >= (0.999 if e.precision == "fp32" else 0.99)
+        if e.precision == "int8":
+            assert (out / e.file).stat().st_size <= 4.5e6
