@@ -18,7 +18,7 @@ demo: $(BIN)/.installed
 	$(BIN)/imprint demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -m "not slow and not data"
+	$(BIN)/python -m pytest -m "not slow"
 
 test-all: $(BIN)/.installed
 	$(BIN)/python -m pytest
