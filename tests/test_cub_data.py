@@ -45,5 +45,6 @@ def test_reduced_protocol_imprinting_is_far_above_chance(cub, tmp_path):
     test = ~train
     pred = lowshot.predict(emb[test], np.concatenate([rows_base, rows_novel]), num_base=10)
     s = lowshot.score(pred, y[test], y[test] >= 10)
-    # 20-way chance is 5%; measured here about 60% novel / 70% all.
+    print(f"reduced protocol, n=5: novel {s.novel:.1f}%, all {s.all:.1f}%")
+    # 20-way chance is 5%; measured here (int8 ONNX, seed 0): 69.5% novel, 74.5% all.
     assert s.novel > 35 and s.all > 45, s
