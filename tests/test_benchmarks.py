@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end on the tiny bundle (functional checks, never timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("skimage")
+pytest.importorskip("matplotlib")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_latency_suite_reports_every_configuration_and_keeps_going_after_a_failure(tiny_bundle, tmp_path):
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "b")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    broken = dict(manifest["extractors"][0], file="broken.onnx", sha256="", precision="int8")
+    (bundle / "broken.onnx").write_bytes(b"not a model")
+    manifest["extractors"].append(broken)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "benchmarks/latency.py", str(bundle), "--threads", "1", "--runs", "5",
+                          "--warmup", "1", "--no-torch", "--name", "t", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads((out / "latency-t.json").read_text())
+    status = {r["name"]: r["status"] for r in data["results"]}
+    assert status == {"onnxruntime-fp32-t1": "ok", "onnxruntime-int8-t1": "failed"}
+    ok = next(r for r in data["results"] if r["status"] == "ok")
+    assert ok["stages"]["extract"]["runs"] == 5 and ok["peak_rss_mb"] > 10 and ok["cold_start_s"] > 0
+    assert data["macs"] > 0 and "cannot load ONNX extractor" in next(r["error"] for r in data["results"] if r["status"] == "failed")
+    assert (out / "latency-t.png").is_file() and "| onnxruntime-fp32-t1 |" in (out / "latency-t.md").read_text()
+    cmp = subprocess.run([sys.executable, "benchmarks/latency.py", str(bundle), "--threads", "1", "--runs", "5",
+                          "--warmup", "1", "--no-torch", "--name", "t2", "--out", str(out),
+                          "--compare", str(out / "latency-t.json")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert cmp.returncode == 0 and "| onnxruntime-fp32-t1 |" in cmp.stdout.split("Against")[1]
+
+
+def test_classifier_speed_script_runs(tmp_path):
+    res = subprocess.run([sys.executable, "benchmarks/classifier_speed.py", "--classes", "100", "--dims", "16",
+                          "--out", str(tmp_path / "s.md")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "| 100 | 16 |" in (tmp_path / "s.md").read_text()
