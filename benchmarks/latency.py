@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.bundle:
         ap.error("give a bundle directory")
+    if args.compare and not args.compare.is_file():
+        ap.error(f"--compare {args.compare}: no such results file (see benchmarks/reference/)")
     try:
         import torch  # noqa: F401
 
