@@ -91,26 +91,30 @@ def _plot(out: Path, results: list[dict], shots: list[int]) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
+    # One extractor per bundle keeps the plot readable: the int8 ONNX file users run (the table has all).
+    shown = [r for r in results if r["format"] == "onnx" and r["precision"] == "int8"] or results
+    styles = ["-", "--", ":", "-."]
     for metric, key in ((0, "novel"), (1, "all")):
-        fig, ax = plt.subplots(figsize=(7.5, 5))
-        for label, vals in PAPER[key].items():
-            ax.plot(SHOTS, vals, "--", alpha=0.6, label=label)
-        for r in results:
-            for row in ("Imprinting", "Imprinting + Aug", "Imprinting + calibration", "Imprinting, centred (CL2N)"):
+        fig, ax = plt.subplots(figsize=(11, 5.5))
+        for j, (label, vals) in enumerate(PAPER[key].items()):
+            ax.plot(SHOTS, vals, color="black", alpha=0.55, lw=1.2, marker="x", ls=[":", "-.", "--", (0, (1, 4))][j % 4],
+                    label=label)
+        for i, r in enumerate(shown):
+            for row in ("Imprinting", "Imprinting + calibration", "Imprinting + Aug + calibration", "Imprinting+FT"):
                 per_n = r["rows"].get(row)
                 if not per_n:
                     continue
                 ns = [n for n in shots if per_n.get(str(n))]
                 m = [_cell([x[metric] for x in per_n[str(n)]]) for n in ns]
                 ax.errorbar(ns, [a for a, _ in m], yerr=[s for _, s in m], marker="o", capsize=3,
-                            label=f"{row} — {r['name']}")
+                            ls=styles[i % len(styles)], label=f"{row} — {r['name']}")
         ax.set_xscale("log")
         ax.set_xticks(list(SHOTS), [str(n) for n in SHOTS])
         ax.set_xlabel("shots per novel class (n)")
         ax.set_ylabel(f"top-1 % ({key} test images, 200-way)")
         ax.set_title(f"CUB-200-2011, {key} classes")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
         fig.savefig(out / f"cub_{key}.png", dpi=120)
         plt.close(fig)
