@@ -116,7 +116,8 @@ def main() -> None:
         frame_ms = sum(s[k] for k in ("preprocess_ms", "extract_ms", "classify_ms"))
         lines = [
             f"Camera loop, `python benchmarks/camera_loop.py {args.bundle} --frames {args.frames}"
-            f"{f' --soak {args.soak}' if args.soak else ''}`, {s['extractor']}, 640x480 MJPG video",
+            f"{f' --soak {args.soak}' if args.soak else ''}{f' --threads {args.threads}' if args.threads else ''}`, "
+            f"{s['extractor']}, 640x480 MJPG video",
             "",
             "| frames | FPS end to end | capture ms (own thread) | preprocess ms | extract ms | classify ms | preprocess share |",
             "|---:|---:|---:|---:|---:|---:|---:|",
