@@ -135,6 +135,8 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _webcam_opens(source: str) -> bool:
+    if source.isdigit() and sys.platform.startswith("linux") and not Path(f"/dev/video{source}").exists():
+        return False  # no device node: skip OpenCV's noisy probe
     try:
         import cv2
     except ImportError:
