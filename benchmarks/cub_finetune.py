@@ -50,6 +50,7 @@ def evaluate_finetuning(cub: Cub, checkpoint: str, shots: list[int], seeds: int,
     fn, _ = pooled_features(backbone, [cub.paths[i] for i in novel_idx], spec, views=1, cache_dir=cache)
     ft, _ = pooled_features(backbone, [cub.paths[i] for i in test_idx], spec, views=0, cache_dir=cache)
     log.info("pooled features in %.0f s", time.perf_counter() - t0)
+    fn = fn[:, np.arange(fb.shape[1]) % fn.shape[1]]  # repeat novel views to the base's view count
     novel_pos = {int(i): k for k, i in enumerate(novel_idx)}
     t_lab = cub.labels[test_idx]
     novel_mask = t_lab >= NUM_BASE
