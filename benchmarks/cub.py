@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cub_report import PAPER, write_report  # noqa: E402
+from cub_report import write_report  # noqa: E402
 
 from imprinting.export import lowshot  # noqa: E402
 from imprinting.export.cub import NUM_BASE, draw_shots, load_cub  # noqa: E402
@@ -50,20 +50,21 @@ def evaluate_extractor(cub, bundle, entry, args) -> dict:
     t_emb, t_lab = emb[test], cub.labels[test]
     novel_mask = t_lab >= NUM_BASE
     base_train = cub.indices(train=True, base=True)
+    # Imprinted base rows (the mean of all base training embeddings); a trained bundle's own rows are used
+    # for the plain rows, but its trained rows and imprinted novel rows have different cosine statistics,
+    # which skews the base/novel balance, so the calibrated rows use imprinted base rows.
+    imp_base_rows = lowshot.class_means(emb, cub.labels, np.arange(NUM_BASE))
     base = bundle.base_classes()
     if base is not None:
         if len(base.labels) != NUM_BASE:
             raise ValueError(f"{bundle.path} has {len(base.labels)} base classes; the CUB protocol needs the first 100")
         base_rows = lowshot.unit_rows(base.sums.astype(np.float32))
     else:
-        base_rows = lowshot.class_means(emb, cub.labels, np.arange(NUM_BASE))  # imprinted from all base images
+        base_rows = imp_base_rows
     # Centring (SimpleShot's CL2N) on the base-class training mean: for extractors without base training.
     centre = emb[base_train].mean(0)
     c_emb = lowshot.unit_rows(emb - centre)
     c_base_rows = lowshot.class_means(c_emb, cub.labels, np.arange(NUM_BASE))
-    # Imprinted base rows (the mean of all base training embeddings), also for a trained bundle: trained rows
-    # and imprinted novel rows have different cosine statistics, which skews the base/novel balance.
-    imp_base_rows = lowshot.class_means(emb, cub.labels, np.arange(NUM_BASE))
     rows: dict[str, dict[int, list]] = {}
 
     def add(row: str, n: int, s: lowshot.Scores) -> None:

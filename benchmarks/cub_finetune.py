@@ -55,7 +55,6 @@ def evaluate_finetuning(cub: Cub, checkpoint: str, shots: list[int], seeds: int,
     t_lab = cub.labels[test_idx]
     novel_mask = t_lab >= NUM_BASE
     test_x = torch.from_numpy(ft[:, 0].astype(np.float32))
-    opt = FinetuneOptions(epochs=epochs)
     rows: dict[str, dict[str, list]] = {}
     num_classes = len(cub.class_names)
 

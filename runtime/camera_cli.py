@@ -133,7 +133,7 @@ class _Window:
     def __init__(self) -> None:
         from ._deps import require_cv2
 
-        self.cv2 = cv2 = require_cv2()
+        self.cv2 = require_cv2()
         self.loop: CameraLoop | None = None
         self.t_last = time.perf_counter()
         self.fps = 0.0
