@@ -76,7 +76,15 @@ def evaluate_extractor(cub, bundle, entry, args) -> dict:
         s = lowshot.score(lowshot.predict(t_emb, np.concatenate([base_rows, rand])), t_lab, novel_mask)
         for n in args.shots:
             add("Rand-noFT", n, s)
-    offsets = {n: lowshot.choose_novel_offset(emb[base_train], cub.labels[base_train], n) for n in args.shots}
+    # Shot-aware calibration: the bundle's own table (chosen at training time, what users get) with the
+    # bundle's base rows, else a table chosen here on the base training images with imprinted base rows.
+    table = bundle.manifest.shot_offsets
+    if table is not None:
+        offsets = {n: float(table(np.array([n]))[0]) for n in args.shots}
+        cal_base_rows = base_rows
+    else:
+        offsets = {n: lowshot.choose_novel_offset(emb[base_train], cub.labels[base_train], n) for n in args.shots}
+        cal_base_rows = imp_base_rows
     for n in args.shots:
         for seed in range(args.seeds):
             shots = draw_shots(cub, n, seed)
@@ -84,17 +92,15 @@ def evaluate_extractor(cub, bundle, entry, args) -> dict:
             novel_rows = lowshot.class_means(emb[shots], s_lab, np.arange(NUM_BASE, num_classes))
             w = np.concatenate([base_rows, novel_rows])
             add("Imprinting", n, lowshot.score(lowshot.predict(t_emb, w), t_lab, novel_mask))
-            # The calibration offset is chosen against imprinted base rows (pseudo-novel split of the base
-            # training images), so it is applied with imprinted base rows.
             add("Imprinting + calibration", n, lowshot.score(
-                lowshot.predict(t_emb, np.concatenate([imp_base_rows, novel_rows]), offsets[n]), t_lab, novel_mask))
+                lowshot.predict(t_emb, np.concatenate([cal_base_rows, novel_rows]), offsets[n]), t_lab, novel_mask))
             if aug is not None:
                 a = aug[[aug_of[int(i)] for i in shots]].mean(1)
                 aug_rows = lowshot.class_means(a, s_lab, np.arange(NUM_BASE, num_classes))
                 add("Imprinting + Aug", n, lowshot.score(lowshot.predict(t_emb, np.concatenate([base_rows, aug_rows])),
                                                          t_lab, novel_mask))
                 add("Imprinting + Aug + calibration", n, lowshot.score(
-                    lowshot.predict(t_emb, np.concatenate([imp_base_rows, aug_rows]), offsets[n]), t_lab, novel_mask))
+                    lowshot.predict(t_emb, np.concatenate([cal_base_rows, aug_rows]), offsets[n]), t_lab, novel_mask))
             add("Nearest shot (Fig. 6)", n, lowshot.score(
                 lowshot.predict_nearest_shot(t_emb, base_rows, emb[shots], s_lab, num_classes), t_lab, novel_mask))
             if n > 1:
@@ -108,8 +114,17 @@ def evaluate_extractor(cub, bundle, entry, args) -> dict:
             acc = 100.0 * (pred == t_lab[novel_mask]).mean()
             add("Transfer, novel only (Table 3)", n, lowshot.Scores(acc, acc))
     ex.close()
-    return {"name": name, "file": entry.file, "format": entry.format, "precision": entry.precision,
+    sheet = None
+    if args.sheet and not args.sheet_done and f"{entry.format}/{entry.precision}" == args.sheet and 1 in offsets:
+        from cub_figures import exemplar_sheet
+
+        args.sheet_done = True
+        shown = exemplar_sheet(cub, emb, cal_base_rows, offsets[1], Path(args.out) / "cub_fig5.png",
+                               f"{name}, imprinting + calibration")
+        sheet = {"file": "cub_fig5.png", "extractor": name, "recall": shown}
+    return {"name": name, "sheet": sheet, "file": entry.file, "format": entry.format, "precision": entry.precision,
             "trained_base": base is not None, "dim": int(emb.shape[1]), "offsets": offsets,
+            "offsets_from": "bundle" if table is not None else "chosen here on base training images",
             "rows": {r: {str(n): v for n, v in d.items()} for r, d in rows.items()},
             "bundle": str(bundle.path), "bundle_name": bundle.manifest.name, "source": bundle.manifest.source}
 
@@ -133,9 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ft-seeds", type=int, default=3)
     ap.add_argument("--views", type=int, default=4, help="augmented views cached per training image (as `imprint train`)")
     ap.add_argument("--feature-cache", default="cache/features")
+    ap.add_argument("--sheet", default="onnx/int8", help="extractor (format/precision) of the first bundle that "
+                    "draws the Figure 5 exemplar sheet; '' for none")
+    ap.add_argument("--dims", default="64,128,256,512,1280,0",
+                    help="embedding dimensions for Figure 7 (0: unprojected pooled features); '' for none")
     args = ap.parse_args(argv)
     args.cache = args.cache or None
     args.aug = set(filter(None, args.aug.split(",")))
+    args.sheet_done = False
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cub = load_cub(args.root)
     results = []
@@ -150,13 +171,18 @@ def main(argv: list[str] | None = None) -> int:
 
         results.append(evaluate_finetuning(cub, args.finetune, args.shots, args.ft_seeds, args.ft_epochs, args.views,
                                            args.feature_cache or None))
+    sweep = None
+    if args.dims:
+        from cub_figures import dimension_sweep
+
+        dims = tuple(int(d) for d in args.dims.split(","))
+        sweep = dimension_sweep(cub, dims, args.shots, args.seeds, args.views, args.feature_cache or None)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/cub.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"command": command, "seeds": list(range(args.seeds)), "shots": args.shots,
             "machine": platform.platform(), "date": time.strftime("%Y-%m-%d")}
-    (out / "cub.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    write_report(out, meta, results)
+    (out / "cub.json").write_text(json.dumps({"meta": meta, "results": results, "dimensions": sweep}, indent=1))
+    write_report(out, meta, results, sweep)
     print(f"wrote {out / 'cub.md'}")
     return 0
 

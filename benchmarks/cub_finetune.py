@@ -83,6 +83,6 @@ def evaluate_finetuning(cub: Cub, checkpoint: str, shots: list[int], seeds: int,
             log.info("fine-tuning n=%d seed=%d done", n, seed)
     return {"name": f"{checkpoint} (PyTorch head, frozen backbone, FT {epochs} epochs)", "file": checkpoint,
             "format": "pytorch", "precision": "fp32", "trained_base": True,
-            "dim": int(head.classifier.weight.shape[1]), "offsets": {}, "rows": rows, "bundle": checkpoint,
+            "dim": int(head.classifier.weight.shape[1]), "offsets": {}, "offsets_from": "none", "rows": rows, "bundle": checkpoint,
             "bundle_name": "checkpoint", "source": {"training": {k: v for k, v in training.items()
                                                                  if k in ("epochs", "dim", "views")}}}

@@ -46,7 +46,7 @@ def _table(results: list[dict], metric: int, shots: list[int], key: str) -> list
     return lines
 
 
-def write_report(out: Path, meta: dict, results: list[dict]) -> None:
+def write_report(out: Path, meta: dict, results: list[dict], sweep: dict | None = None) -> None:
     shots = meta["shots"]
     lines = [
         "# CUB-200-2011 low-shot benchmark",
@@ -61,9 +61,9 @@ def write_report(out: Path, meta: dict, results: list[dict]) -> None:
     for r in results:
         src = r.get("source") or {}
         lines.append(f"- `{r['name']}`: {r['format']} {r['precision']}, D = {r['dim']}, "
-                     f"base rows {'trained' if r['trained_base'] else 'imprinted from all base training images'}"
+                     f"base rows {'from the bundle' if r['trained_base'] else 'imprinted here from all base training images'}"
                      f"{'; ' + ', '.join(f'{k}: {v}' for k, v in src.items()) if src else ''}; "
-                     f"calibration offsets {r['offsets']}")
+                     f"shot offsets {r['offsets']} ({r.get('offsets_from', 'chosen on base training images')})")
     lines += ["", "## Novel classes (Table 1)", ""] + _table(results, 0, shots, "novel")
     lines += ["", "## All classes (Table 2)", ""] + _table(results, 1, shots, "all")
     fp = {(r["bundle"], r["format"]): r for r in results if r["precision"] == "fp32"}
@@ -78,9 +78,32 @@ def write_report(out: Path, meta: dict, results: list[dict]) -> None:
                 cells.append(f"{_cell([x[0] for x in fb])[0] - _cell([x[0] for x in fa])[0]:+.2f} / "
                              f"{_cell([x[1] for x in fb])[0] - _cell([x[1] for x in fa])[0]:+.2f}")
             lines.append(f"| {b['name']} vs {a['file']} | " + " | ".join(cells) + " |")
-    lines += ["", "Plots: `cub_novel.png`, `cub_all.png`.", ""]
+    plots = ["cub_novel.png", "cub_all.png", "cub_fig6.png"]
+    if sweep:
+        lines += ["", "## Embedding dimension (Figure 7)", "",
+                  "Heads trained by `imprint train`'s fast path (epochs chosen by its pseudo-novel check: "
+                  + ", ".join(f"{k}: {v}" for k, v in sweep["epochs"].items())
+                  + ") on the cached PyTorch fp32 pooled features; imprinting + shot-aware calibration with imprinted "
+                  "base rows; novel / all top-1 %.", "",
+                  "| D | " + " | ".join(f"n={n}" for n in shots) + " |", "|---|" + "---:|" * len(shots)]
+        for name, per_n in sweep["rows"].items():
+            cells = [" / ".join(f"{_cell([x[m] for x in per_n[str(n)]])[0]:.2f}" for m in (0, 1)) for n in shots]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        from cub_figures import plot_dimensions
+
+        plot_dimensions(sweep, shots, out / "cub_fig7.png")
+        plots.append("cub_fig7.png")
+    sheets = [r["sheet"] for r in results if r.get("sheet")]
+    if sheets:
+        worst = sorted(sheets[0]["recall"].items(), key=lambda kv: kv[1])
+        lines += ["", "## 1-shot exemplars (Figure 5)", "",
+                  f"`{sheets[0]['file']}` ({sheets[0]['extractor']}, shot draw 0): the best and worst novel classes by "
+                  "recall, e.g. " + ", ".join(f"{k} {v:.0%}" for k, v in worst[:2] + worst[-2:]) + "."]
+        plots.append(sheets[0]["file"])
+    lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in plots) + ".", ""]
     (out / "cub.md").write_text("\n".join(lines))
     _plot(out, results, shots)
+    _plot_fig6(out, results, shots)
 
 
 def _plot(out: Path, results: list[dict], shots: list[int]) -> None:
@@ -118,3 +141,32 @@ def _plot(out: Path, results: list[dict], shots: list[int]) -> None:
         fig.tight_layout()
         fig.savefig(out / f"cub_{key}.png", dpi=120)
         plt.close(fig)
+
+
+def _plot_fig6(out: Path, results: list[dict], shots: list[int]) -> None:
+    """Figure 6: averaged imprinting against nearest neighbour over the stored shots, novel classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in results if r["format"] == "onnx" and r["precision"] == "int8"
+             and "Nearest shot (Fig. 6)" in r["rows"]]
+    if not shown:
+        return
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4), squeeze=False)
+    for ax, r in zip(axes[0], shown):
+        x = np.arange(len(shots))
+        for k, row in enumerate(("Imprinting", "Nearest shot (Fig. 6)")):
+            m = [_cell([v[0] for v in r["rows"][row][str(n)]]) for n in shots]
+            ax.bar(x + (k - 0.5) * 0.38, [a for a, _ in m], 0.38, yerr=[e for _, e in m], capsize=3,
+                   label="averaged imprinting" if k == 0 else "nearest shot")
+        ax.set_xticks(x, [f"n={n}" for n in shots])
+        ax.set_ylabel("novel top-1 % (200-way)")
+        ax.set_title(r["name"], fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Figure 6: averaging the shots against nearest neighbour over them")
+    fig.tight_layout()
+    fig.savefig(out / "cub_fig6.png", dpi=110)
+    plt.close(fig)

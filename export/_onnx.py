@@ -16,9 +16,11 @@ log = logging.getLogger(__name__)
 OPSET = 18
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
-# Ops after the global pool (embedding layer, L2 norm) stay fp32: they are cheap, and int8 sums of squares
-# and rsqrt cost accuracy for nothing.
+# Ops after the global pool stay fp32 (the L2 norm: int8 sums of squares and rsqrt cost accuracy for
+# nothing), except the embedding layer itself when asked: a 1280 x 1280 fp32 matrix is 6.5 MB, more than the
+# whole int8 backbone.
 _POOL_OPS = ("GlobalAveragePool", "ReduceMean")
+_EMBED_OPS = ("Gemm", "MatMul")
 
 
 def export_onnx_fp32(model: nn.Module, path: Path, input_size: int) -> None:
@@ -52,18 +54,21 @@ class _BatchReader:
         self._i = 0
 
 
-def float_node_names(model_path: Path, float_prefix_convs: int) -> list[str]:
-    """Nodes to leave in fp32: the first `float_prefix_convs` Conv nodes and everything after the pool."""
+def float_node_names(model_path: Path, float_prefix_convs: int, quantize_embedding: bool = True) -> list[str]:
+    """Nodes to leave in fp32: the first `float_prefix_convs` Conv nodes and everything after the pool
+    (but the embedding layer's matrix product when quantize_embedding)."""
     import onnx
 
     nodes = list(onnx.load(str(model_path), load_external_data=False).graph.node)
     convs = [n.name for n in nodes if n.op_type == "Conv"][:float_prefix_convs]
     pools = [i for i, n in enumerate(nodes) if n.op_type in _POOL_OPS]
-    tail = [n.name for n in nodes[pools[-1] + 1 :]] if pools else []
+    tail = [n.name for n in nodes[pools[-1] + 1 :]
+            if not (quantize_embedding and n.op_type in _EMBED_OPS)] if pools else []
     return convs + tail
 
 
-def quantize_onnx_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, float_prefix_convs: int) -> None:
+def quantize_onnx_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, float_prefix_convs: int,
+                       quantize_embedding: bool = True) -> None:
     """Static int8 QDQ quantization: per-channel int8 weights, uint8 activations, min/max calibration on
     `calibration` float32 (N, 3, S, S) (already through the shared preprocessing)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -73,7 +78,7 @@ def quantize_onnx_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray,
         pre = Path(tmp) / "pre.onnx"
         # Shape inference and graph cleanup first: onnxruntime's quantizer works on the optimized graph.
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
-        exclude = float_node_names(pre, float_prefix_convs)
+        exclude = float_node_names(pre, float_prefix_convs, quantize_embedding)
         log.debug("keeping %d ONNX nodes in fp32: %s", len(exclude), exclude)
         quantize_static(
             str(pre), str(out_path), _BatchReader(calibration), quant_format=QuantFormat.QDQ,

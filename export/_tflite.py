@@ -15,10 +15,11 @@ from .model import ChannelsLast
 
 log = logging.getLogger(__name__)
 
-# Ops after the global pool (embedding layer, L2 norm) stay float: cheap, and int8 hurts them most.
+# Ops after the global pool (the L2 norm) stay float: cheap, and int8 hurts them most; the embedding layer
+# (FULLY_CONNECTED) is quantized unless asked not to (its fp32 matrix is up to 6.5 MB).
 # INPUT/OUTPUT are the graph's own tensors: float I/O lets the interpreter quantize inside the graph (faster
 # than NumPy in the runtime) and returns float embeddings.
-_FLOAT_OP_NAMES = ("INPUT", "OUTPUT", "MEAN", "MUL", "SUM", "MAXIMUM", "RSQRT", "FULLY_CONNECTED")
+_FLOAT_OP_NAMES = ("INPUT", "OUTPUT", "MEAN", "MUL", "SUM", "MAXIMUM", "RSQRT")
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
@@ -68,7 +69,8 @@ def _float_prefix_regex(model_bytes: bytes, float_prefix_convs: int) -> str | No
     return "^(" + "|".join(re.escape(n) for n in outs) + ");$" if outs else None
 
 
-def quantize_tflite_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, float_prefix_convs: int) -> None:
+def quantize_tflite_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, float_prefix_convs: int,
+                         quantize_embedding: bool = True) -> None:
     """Static int8 weights and activations with ai-edge-quantizer, min/max calibrated on `calibration`
     float32 (N, S, S, 3) (already through the shared preprocessing). Input and output stay float32.""" 
     aeq = _require("ai_edge_quantizer", "ai-edge-quantizer (TFLite int8)")
@@ -80,7 +82,7 @@ def quantize_tflite_int8(fp32_path: Path, out_path: Path, calibration: np.ndarra
     model_bytes = fp32_path.read_bytes()
     rm = recipe_manager.RecipeManager()
     rm.add_static_config(".*", Op.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8)
-    for name in _FLOAT_OP_NAMES:
+    for name in _FLOAT_OP_NAMES + (() if quantize_embedding else ("FULLY_CONNECTED",)):
         rm.add_quantization_config(".*", Op[name], algorithm_key=AlgorithmName.NO_QUANTIZE)
     prefix = _float_prefix_regex(model_bytes, float_prefix_convs)
     if prefix:

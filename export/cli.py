@@ -42,6 +42,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--calib-count", type=int, default=200, help="int8 calibration images (default 200)")
     p.add_argument("--name", default=None, help="bundle name shown by `imprint info`")
     p.add_argument("--latency", action="store_true", help="time each file (1 thread, batch 1, median of 50 runs)")
+    p.add_argument("--float-embedding", action="store_true",
+                   help="keep the embedding layer fp32 in int8 files (default: int8 like the backbone)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_export)
     return p
@@ -50,6 +52,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def run_export(args: argparse.Namespace) -> int:
     """Run `imprint export`; ValueError for caller mistakes, ParityError if a file fails its check."""
     from tqdm import tqdm
+
+    from imprinting.runtime.shot_offsets import ShotOffsets
 
     from .checkpoint import build_from_checkpoint, load_checkpoint
     from .exporters import BaseClasses, ExportOptions, export_bundle
@@ -66,9 +70,12 @@ def run_export(args: argparse.Namespace) -> int:
                 "omit --dim when exporting a checkpoint"
             )
         model, clf = build_from_checkpoint(ckpt)
-        base = BaseClasses(ckpt.labels, clf, ckpt.counts)
+        offsets = ckpt.training.get("shot_offsets")
+        base = BaseClasses(ckpt.labels, clf, ckpt.counts, ShotOffsets.from_mapping(offsets) if offsets else None)
         spec = ckpt.preprocess
-        source = {"checkpoint": str(Path(args.checkpoint).resolve()), "base_classes": len(ckpt.labels)}
+        source = {"checkpoint": str(Path(args.checkpoint).resolve()), "base_classes": len(ckpt.labels),
+                  "base_rows": ckpt.training.get("base_rows", "trained"),
+                  "training_path": ckpt.training.get("path", "")}
     else:
         if args.dim:
             raise ValueError(
@@ -83,6 +90,7 @@ def run_export(args: argparse.Namespace) -> int:
     options = ExportOptions(
         formats=args.formats, precisions=args.precisions, calib_count=args.calib_count, calib_dir=args.calib_dir,
         preprocess=spec, seed=args.seed, latency_runs=50 if args.latency else 0,
+        quantize_embedding=not args.float_embedding,
         **({"name": args.name} if args.name else {}),
     )
     # One step per progress() call in export_bundle: images, then per format a conversion, per precision a

@@ -19,6 +19,7 @@ import torch
 
 from imprinting.runtime.bundle import MANIFEST, ExtractorEntry, Manifest, file_sha256, write_manifest
 from imprinting.runtime.preprocess import PreprocessSpec, preprocess
+from imprinting.runtime.shot_offsets import ShotOffsets
 
 from .bundle_writer import BASE_CLASSES_FILE, library_versions, write_base_classes
 from .calibration import default_image_sets
@@ -51,6 +52,7 @@ class ExportOptions:
     calib_dir: a folder of the user's own photos for both (recommended; otherwise scikit-image's samples).
     float_prefix_convs: leading convolutions kept in float in int8 files (the stem and first block of
     Lite0 lose the most to int8: ONNX mean cosine 0.988 all-int8, 0.996 with 3 float convs).
+    quantize_embedding: int8 files quantize the embedding layer too (else it stays fp32: D x 1280 x 4 bytes).
     latency_runs: if > 0, time each file single-threaded at batch 1 (median of this many runs).
     """
 
@@ -60,6 +62,7 @@ class ExportOptions:
     parity_count: int = 48
     calib_dir: str | None = None
     float_prefix_convs: int = 3
+    quantize_embedding: bool = True
     thresholds: ParityThresholds = ParityThresholds()
     preprocess: PreprocessSpec = PreprocessSpec()
     name: str = "imprinting-efficientnet_lite0"
@@ -109,11 +112,13 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class BaseClasses:
-    """Trained base classes: labels (K,), the classifier (unit rows via unit_weight()) and counts (K,)."""
+    """Trained base classes: labels (K,), the classifier (unit rows via unit_weight()), counts (K,) and the
+    shot-aware calibration chosen for them at training time (None: none)."""
 
     labels: tuple[str, ...]
     classifier: CosineClassifier
     counts: tuple[int, ...]
+    shot_offsets: ShotOffsets | None = None
 
 
 def _prepare_out_dir(out: Path) -> None:
@@ -191,9 +196,9 @@ def export_bundle(
                     step(f"{fmt} int8: calibrating on {len(calib_nchw)} images and quantizing")
                     calib = calib_nchw if layout == "NCHW" else np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1))
                     if fmt == "onnx":
-                        quantize_onnx_int8(fp32_path, path, calib, options.float_prefix_convs)
+                        quantize_onnx_int8(fp32_path, path, calib, options.float_prefix_convs, options.quantize_embedding)
                     else:
-                        quantize_tflite_int8(fp32_path, path, calib, options.float_prefix_convs)
+                        quantize_tflite_int8(fp32_path, path, calib, options.float_prefix_convs, options.quantize_embedding)
                 step(f"{fmt} {precision}: checking parity on {len(inputs)} held-out images")
                 rep = check_parity(path, precision, inputs, reference, options.thresholds, base_w)
                 if not rep.passed:
@@ -227,12 +232,14 @@ def export_bundle(
         preprocess=spec,
         extractors=tuple(entries),
         base_classes=base_file,
+        shot_offsets=base.shot_offsets if base is not None else None,
         calibration={
             "images": len(calib_images) if calib_nchw is not None else 0,
             "parity_images": len(parity_images),
             "source": str(options.calib_dir) if options.calib_dir else "scikit-image sample photos + random views",
             "method": "minmax",
             "float_prefix_convs": options.float_prefix_convs,
+            "quantize_embedding": options.quantize_embedding,
             "seed": options.seed,
         },
         source={"backbone": model.config.backbone, "embedding_dim": model.config.embedding_dim, **(source or {})},

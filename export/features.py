@@ -1,7 +1,8 @@
-"""Pooled backbone features of a labelled image set, extracted once (with augmented views) and cached.
+"""Backbone outputs of a labelled image set, extracted once (with augmented views) and cached.
 
-The fast CPU training path trains only the embedding layer and the classifier on these, so the
-expensive backbone runs once per view instead of once per epoch.
+The fast CPU training path trains only the embedding layer and the classifier on pooled features; the
+middle path fine-tunes the last blocks on the activations of the frozen blocks before them. Either way
+the expensive frozen part runs once per view instead of once per epoch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,33 +34,57 @@ def pooled_features(
     views: int = 4,
     seed: int = 0,
     batch: int = 32,
+    forward_chunk: int = 4,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features float16 (N, 1 + views, F) (view 0: the centre crop; then random crops and flips),
     and a bool mask (N,) of the images that could be read (corrupt ones are skipped and counted)."""
+    return backbone_outputs(model, model.pooled, "pooled", paths, spec, views, seed, batch, forward_chunk,
+                            cache_dir, progress)
+
+
+def backbone_outputs(
+    model: ImprintExtractor,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    tag: str,
+    paths: Sequence[Path],
+    spec: PreprocessSpec,
+    views: int = 4,
+    seed: int = 0,
+    batch: int = 32,
+    forward_chunk: int = 4,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """fn (a frozen part of `model`: images (n, 3, S, S) -> (n, ...)) applied to every image's views:
+    float16 (N, 1 + views, ...), and the bool mask (N,) of readable images. `tag` names fn in the cache."""
     key = None
     if cache_dir is not None:
         h = hashlib.sha256(json.dumps({"paths": [str(Path(p).resolve()) for p in paths], "spec": spec.to_dict(), "views": views,
-                                       "seed": seed, "backbone": model.config.backbone}).encode())
+                                       "seed": seed, "backbone": model.config.backbone,
+                                       **({"tag": tag} if tag != "pooled" else {})}).encode())
         for name, t in model.backbone.state_dict().items():  # the weights matter, not just the name
             if name.endswith("weight"):
                 h.update(t.detach().float().numpy().tobytes()[:4096])
-        key = Path(cache_dir) / f"pooled-{h.hexdigest()[:24]}.npz"
+        key = Path(cache_dir) / f"{tag}-{h.hexdigest()[:24]}.npz"
         if key.is_file():
             with np.load(key, allow_pickle=False) as z:
-                log.info("pooled features from cache %s", key)
+                log.info("%s from cache %s", tag, key)
                 return z["features"], z["ok"]
     rng = np.random.default_rng(seed)
     n = len(paths)
-    out = np.zeros((n, 1 + views, model.backbone.num_features), np.float16)
+    out: np.ndarray | None = None  # allocated once the first output's shape is known
     ok = np.ones(n, bool)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n, desc="backbone features", unit="img")
+        bar = tqdm(total=n, desc=f"backbone ({tag})", unit="img")
     model.eval()
+    # Channels-last and small forward chunks: on a 2-core CPU this runs the backbone about 5x faster
+    # than NCHW batches of 160 crops (measured 18 vs 100 ms per crop; large batches thrash the cache).
+    model.to(memory_format=torch.channels_last)
     for i in range(0, n, batch):
         idx, crops = [], []
         for j in range(i, min(i + batch, n)):
@@ -72,14 +97,19 @@ def pooled_features(
             crops.append(np.concatenate([centre_crop_resized(img, spec)[None], augmented_crops(img, spec, views, rng)]))
             idx.append(j)
         if idx:
-            x = normalize(np.concatenate(crops), spec, "NCHW")
+            x = torch.from_numpy(normalize(np.concatenate(crops), spec, "NCHW"))
             with torch.inference_mode():
-                f = model.pooled(torch.from_numpy(x)).numpy()
-            out[idx] = f.reshape(len(idx), 1 + views, -1).astype(np.float16)
+                f = torch.cat([fn(c.contiguous(memory_format=torch.channels_last)).contiguous()
+                               for c in x.split(forward_chunk)]).numpy()
+            if out is None:
+                out = np.zeros((n, 1 + views, *f.shape[1:]), np.float16)
+            out[idx] = f.reshape(len(idx), 1 + views, *f.shape[1:]).astype(np.float16)
         if bar is not None:
             bar.update(min(batch, n - i))
     if bar is not None:
         bar.close()
+    if out is None:
+        raise ValueError(f"none of the {n} images could be read")
     if (~ok).any():
         log.warning("skipped %d unreadable images of %d", int((~ok).sum()), n)
     if key is not None:

@@ -106,3 +106,14 @@ def choose_novel_offset(
             right = pred == t_lab
             totals[g] += 0.5 * (right[is_novel].mean() + right[~is_novel].mean())
     return float(grid[int(np.argmax(totals))])
+
+
+def shot_offsets(emb: np.ndarray, labels: np.ndarray, shots: tuple[int, ...] = (1, 2, 5, 10, 20),
+                 holdout: int = 10) -> dict[str, float]:
+    """The shot-aware calibration table for a bundle, {"1": offset, ...}, chosen on base classes only.
+
+    emb unit float32 (N, D) of the base training images, labels (N,). Shot counts that leave a class
+    without `holdout` test images are skipped (a small dataset gets a shorter table, or none).
+    """
+    smallest = int(np.bincount(labels).min()) if len(labels) else 0
+    return {str(n): choose_novel_offset(emb, labels, n, holdout=holdout) for n in shots if n + holdout <= smallest}

@@ -90,18 +90,22 @@ def _fit(feats: np.ndarray, labels: np.ndarray, num_classes: int, opt: HeadOptio
     return head.eval()
 
 
-def _embed(head: Head | None, feats: np.ndarray) -> np.ndarray:
+def embed_features(head: Head | None, feats: np.ndarray) -> np.ndarray:
+    """Unit embeddings float32 (N, D) of pooled features (N, F) through a trained head (None: the
+    normalized features themselves)."""
     x = torch.from_numpy(feats.astype(np.float32))
     with torch.no_grad():
         return (head.embedding(x) if head is not None else l2_normalize(x)).numpy()
 
 
-def pseudo_novel_score(head: Head | None, feats: np.ndarray, labels: np.ndarray, seen: np.ndarray,
-                       held: np.ndarray, shots: tuple[int, ...] = (1, 5), draws: int = 3) -> float:
+def pseudo_novel_score(head: nn.Module | None, feats: np.ndarray, labels: np.ndarray, seen: np.ndarray,
+                       held: np.ndarray, shots: tuple[int, ...] = (1, 5), draws: int = 3,
+                       embed=None) -> float:
     """Mean all-class top-1 when the `held` classes are imprinted from n shots beside the trained rows of
     the `seen` classes; test images are the held classes' remaining images and the seen classes' last
-    3 images (held out of training by the caller)."""
-    emb = _embed(head, feats[:, 0])
+    3 images (held out of training by the caller). feats (N, V, ...): view 0 is used; embed(head, x)
+    maps it to unit embeddings (default: a Head on pooled features)."""
+    emb = (embed or embed_features)(head, feats[:, 0]) if head is not None else embed_features(None, feats[:, 0])
     rows_seen = (head.classifier.unit_weight().detach().numpy() if head is not None else None)
     scores = []
     rng = np.random.default_rng(123)
@@ -126,14 +130,20 @@ def pseudo_novel_score(head: Head | None, feats: np.ndarray, labels: np.ndarray,
     return float(np.mean(scores))
 
 
-def choose_epochs(feats: np.ndarray, labels: np.ndarray, opt: HeadOptions, progress=None) -> tuple[int, dict]:
-    """Train on 80% of the classes and pick the epoch whose imprinted held-out classes score best."""
-    rng = np.random.default_rng(opt.seed + 7)
+def pseudo_novel_split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seen classes, held-out classes (a fifth), training image indices: the seen classes' images but
+    their last 3, which are scored as base test images)."""
+    rng = np.random.default_rng(seed + 7)
     classes = np.unique(labels)
     held = np.sort(rng.choice(classes, size=max(2, len(classes) // 5), replace=False))
     seen = np.setdiff1d(classes, held)
-    # Train on the seen classes minus their last 3 images (scored as base test images).
     train = np.concatenate([np.flatnonzero(labels == c)[:-3] for c in seen])
+    return seen, held, train
+
+
+def choose_epochs(feats: np.ndarray, labels: np.ndarray, opt: HeadOptions, progress=None) -> tuple[int, dict]:
+    """Train on 80% of the classes and pick the epoch whose imprinted held-out classes score best."""
+    seen, held, train = pseudo_novel_split(labels, opt.seed)
     remap = {c: k for k, c in enumerate(seen)}
     y = np.array([remap[c] for c in labels[train]])
     history = {0: pseudo_novel_score(None, feats, labels, seen, held)}
@@ -164,7 +174,7 @@ def train_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, opt: Hea
     if epochs == 0:
         return None, report
     head = _fit(feats, labels, num_classes, opt, epochs)
-    emb = _embed(head, feats[:, 0])
+    emb = embed_features(head, feats[:, 0])
     with torch.no_grad():
         pred = head.classifier(torch.from_numpy(emb)).argmax(1).numpy()
     report["train_top1"] = float((pred == labels).mean())

@@ -1,5 +1,9 @@
-"""`imprint train`: base training on CPU (the fast frozen-backbone path), writing a checkpoint for
-`imprint export --checkpoint`."""
+"""`imprint train`: base training on CPU, writing a checkpoint for `imprint export --checkpoint`.
+
+Two paths: the fast one (a frozen backbone: cached pooled features, a trained embedding layer and
+classifier) and, with --blocks K, the middle one (the last K backbone blocks fine-tuned on cached
+activations of the frozen blocks before them; runs data-parallel under torchrun).
+"""
 
 from __future__ import annotations
 
@@ -12,18 +16,27 @@ log = logging.getLogger(__name__)
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="base training: embedding layer + cosine classifier on a frozen backbone")
+    p = sub.add_parser("train", help="base training: embedding layer + cosine classifier (+ the last backbone blocks)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--cub", metavar="ROOT", help="CUB-200-2011 directory: trains on base classes 1-100")
     src.add_argument("--folder", metavar="DIR", help="an image folder, one sub-folder per class")
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     p.add_argument("--dim", type=int, default=1280, help="embedding size D (0: pooled features, train the classifier only)")
+    p.add_argument("--blocks", type=int, default=0, metavar="K",
+                   help="also fine-tune the last K backbone blocks on cached activations (the middle path; "
+                        "0: frozen backbone, the fast path)")
     p.add_argument("--views", type=int, default=4, help="augmented views per image besides the centre crop")
     p.add_argument("--epochs", type=int, help="train this many epochs (default: chosen by the pseudo-novel check)")
-    p.add_argument("--max-epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-epochs", type=int, help="bound of the epoch search (default 30; 6 with --blocks)")
+    p.add_argument("--lr", type=float, help="learning rate of the new layers (default 1e-3; with --blocks, "
+                   "of the pretrained blocks, new layers get 10x; default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", default="cache/features", help="pooled-feature cache directory ('' for none)")
+    p.add_argument("--cache", default="cache/features", help="backbone-output cache directory ('' for none)")
+    p.add_argument("--base-rows", choices=["imprinted", "trained"], default="imprinted",
+                   help="base-class rows in the bundle: imprinted from the training images (default; with the "
+                        "shot offsets it scores best on CUB) or the trained classifier's rows")
+    p.add_argument("--no-shot-offsets", action="store_true",
+                   help="do not choose shot-aware calibration offsets for the bundle")
     p.set_defaults(func=cmd_train)
 
 
@@ -35,55 +48,125 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .checkpoint import Checkpoint, save_checkpoint
     from .datasets import cub_base, image_folder
-    from .features import pooled_features
-    from .model import ExtractorConfig, ImprintExtractor
-    from .train import HeadOptions, train_head
+    from .lowshot import shot_offsets
+    from .model import ExtractorConfig, imprint_weights
 
-    opt = HeadOptions(dim=args.dim, lr=args.lr, max_epochs=args.max_epochs, epochs=args.epochs, seed=args.seed)
-    if args.views < 0:
-        raise ValueError(f"--views must be >= 0, got {args.views}")
+    if args.views < 0 or args.blocks < 0:
+        raise ValueError(f"--views and --blocks must be >= 0, got {args.views} and {args.blocks}")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ValueError(f"cannot write {out}: directory {out.parent} does not exist")
     data = cub_base(args.cub) if args.cub else image_folder(args.folder)
     spec = PreprocessSpec()
+    train = _train_blocks if args.blocks else _train_head
+    rank, t0 = 0, time.perf_counter()
+    model, rows, scale, emb, labels, report, t_feat = train(args, data, spec)
+    if args.blocks:
+        from .blocks import _world
+
+        rank = _world()[0]
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    t_train = time.perf_counter() - t0 - t_feat
+    if rank != 0:
+        return 0
+    dim = model.config.embedding_dim
+    if rows is None or args.base_rows == "imprinted":
+        rows = imprint_weights(torch.from_numpy(emb), torch.from_numpy(labels), len(data.class_names))
+    offsets = {} if args.no_shot_offsets else shot_offsets(emb, labels)
+    if offsets:
+        print("shot offsets (pseudo-novel split of the base classes): "
+              + ", ".join(f"{n} shots {o:+.2f}" for n, o in offsets.items()))
+    counts = np.bincount(labels, minlength=len(data.class_names))
+    path = (f"last {args.blocks} blocks fine-tuned on cached activations" if args.blocks
+            else "frozen backbone, cached pooled features, trained head")
+    training = {"path": path, "epochs": report["epochs"], "dim": dim, "blocks": args.blocks, "views": args.views,
+                "lr": report.pop("lr"), "seed": args.seed,
+                "feature_seconds": round(t_feat, 1), "train_seconds": round(t_train, 1),
+                "dataset": str(args.cub or args.folder), "images": int(len(labels)),
+                "base_rows": args.base_rows if report.get("trained_rows", True) else "imprinted",
+                "shot_offsets": offsets, **{k: v for k, v in report.items() if k not in ("epochs", "trained_rows")}}
+    save_checkpoint(out, Checkpoint(ExtractorConfig(embedding_dim=dim), model.state_dict(), rows, scale,
+                                    data.class_names, tuple(int(c) for c in counts), spec, training))
+    print(f"trained {report['epochs']} epochs in {t_train:.0f} s (features {t_feat:.0f} s); "
+          f"wrote {out}. Next: imprint export --checkpoint {out} --out bundles/{out.stem}")
+    return 0
+
+
+def _check_features(ok, labels, class_names, what: str, t_feat: float, views: int) -> None:
+    missing = sorted(set(range(len(class_names))) - set(labels[ok].tolist()))
+    if missing:
+        raise ValueError(f"class {class_names[missing[0]]!r} has no readable images")
+    print(f"{what}: {int(ok.sum())} images x {1 + views} views in {t_feat:.0f} s ({int((~ok).sum())} unreadable skipped)")
+
+
+def _progress(epoch: int, score: float) -> None:
+    print(f"  epoch {epoch}: pseudo-novel all-class top-1 {score:.1%}")
+
+
+def _train_head(args, data, spec):
+    """The fast path: (model, trained rows or None, scale, unit embeddings (N, D), labels, report, seconds)."""
+    from .features import pooled_features
+    from .model import ExtractorConfig, ImprintExtractor
+    from .train import HeadOptions, embed_features, train_head
+
+    opt = HeadOptions(dim=args.dim, lr=args.lr or 1e-3, max_epochs=args.max_epochs or 30, epochs=args.epochs,
+                      seed=args.seed)
     t0 = time.perf_counter()
     backbone = ImprintExtractor(ExtractorConfig(embedding_dim=0)).eval()
     feats, ok = pooled_features(backbone, data.paths, spec, views=args.views, seed=args.seed,
                                 cache_dir=args.cache or None)
     t_feat = time.perf_counter() - t0
+    _check_features(ok, data.labels, data.class_names, "features", t_feat, args.views)
     feats, labels = feats[ok], data.labels[ok]
-    missing = sorted(set(range(len(data.class_names))) - set(labels.tolist()))
-    if missing:
-        raise ValueError(f"class {data.class_names[missing[0]]!r} has no readable images")
-    print(f"features: {len(labels)} images x {feats.shape[1]} views in {t_feat:.0f} s "
-          f"({int((~ok).sum())} unreadable skipped)")
-
-    def progress(epoch: int, score: float) -> None:
-        print(f"  epoch {epoch}: pseudo-novel all-class top-1 {score:.1%}")
-
-    t1 = time.perf_counter()
-    head, report = train_head(feats, labels, len(data.class_names), opt, progress)
-    t_train = time.perf_counter() - t1
+    head, report = train_head(feats, labels, len(data.class_names), opt, _progress)
     dim = args.dim if head is not None else 0
     model = ImprintExtractor(ExtractorConfig(embedding_dim=dim))
-    counts = np.bincount(labels, minlength=len(data.class_names))
-    if head is not None:
-        if head.embed is not None:
-            model.embed.load_state_dict(head.embed.state_dict())
-        weight, scale = head.classifier.weight.detach().clone(), float(head.classifier.scale.detach())
-    else:
-        pooled = torch.from_numpy(feats[:, 0].astype(np.float32))
-        from .model import imprint_weights
+    if head is not None and head.embed is not None:
+        model.embed.load_state_dict(head.embed.state_dict())
+    emb = embed_features(head, feats[:, 0])
+    rows = head.classifier.weight.detach().clone() if head is not None else None
+    scale = float(head.classifier.scale.detach()) if head is not None else opt.scale_init
+    report["lr"], report["trained_rows"] = opt.lr, head is not None
+    return model, rows, scale, emb, labels, report, t_feat
 
-        weight, scale = imprint_weights(pooled, torch.from_numpy(labels), len(data.class_names)), opt.scale_init
-    training = {"path": "frozen backbone, cached pooled features, trained head", "epochs": report["epochs"],
-                "dim": dim, "views": args.views, "lr": args.lr, "seed": args.seed,
-                "feature_seconds": round(t_feat, 1), "train_seconds": round(t_train, 1),
-                "dataset": str(args.cub or args.folder), "images": int(len(labels)),
-                **{k: v for k, v in report.items() if k != "epochs"}}
-    save_checkpoint(out, Checkpoint(ExtractorConfig(embedding_dim=dim), model.state_dict(), weight, scale,
-                                    data.class_names, tuple(int(c) for c in counts), spec, training))
-    print(f"trained {report['epochs']} epochs in {t_train:.0f} s (features {t_feat:.0f} s); "
-          f"wrote {out}. Next: imprint export --checkpoint {out} --out bundles/{out.stem}")
-    return 0
+
+def _train_blocks(args, data, spec):
+    """The middle path, same return as _train_head."""
+    import torch
+
+    from .blocks import BlockOptions, embed_activations, frozen_prefix, init_distributed, train_blocks
+    from .features import backbone_outputs
+    from .model import ExtractorConfig, ImprintExtractor
+
+    opt = BlockOptions(trainable_blocks=args.blocks, dim=args.dim, lr=args.lr or 1e-4,
+                       max_epochs=args.max_epochs or 6, epochs=args.epochs, seed=args.seed)
+    distributed = init_distributed()
+    rank = torch.distributed.get_rank() if distributed else 0
+    t0 = time.perf_counter()
+    frozen = ImprintExtractor(ExtractorConfig(embedding_dim=0)).eval()
+    cut = len(frozen.backbone._blocks) - args.blocks
+    prefix = frozen_prefix(frozen, args.blocks)
+
+    def activations():
+        return backbone_outputs(frozen, prefix, f"blocks{cut}", data.paths, spec, views=args.views, seed=args.seed,
+                                cache_dir=args.cache or None, progress=rank == 0)
+
+    if distributed and args.cache:
+        # Rank 0 fills the cache, the others read it.
+        if rank == 0:
+            acts, ok = activations()
+        torch.distributed.barrier()
+        if rank != 0:
+            acts, ok = activations()
+    else:
+        acts, ok = activations()
+    t_feat = time.perf_counter() - t0
+    if rank == 0:
+        _check_features(ok, data.labels, data.class_names, f"activations {acts.shape[2:]}", t_feat, args.views)
+    acts, labels = acts[ok], data.labels[ok]
+    tail, report = train_blocks(acts, labels, len(data.class_names), opt, _progress if rank == 0 else None)
+    emb = embed_activations(tail, acts[:, 0])
+    report["lr"], report["trained_rows"] = opt.lr, True
+    return (tail.model, tail.classifier.weight.detach().clone(), float(tail.classifier.scale.detach()), emb, labels,
+            report, t_feat)

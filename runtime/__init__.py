@@ -14,11 +14,12 @@ from .images import decode_image, load_image
 from .preprocess import PreprocessSpec, preprocess
 from .recognizer import Recognizer, RecognizerOptions
 from .results import Classification
+from .shot_offsets import ShotOffsets
 from .store import StoreData, read_store, write_store
 
 __all__ = [
     "Bundle", "Classification", "ExtractorEntry", "Extractor", "ExtractorOptions", "ImprintedClassifier",
-    "Manifest", "PreprocessSpec", "Recognizer", "RecognizerOptions", "StoreData", "UnknownPolicy",
+    "Manifest", "PreprocessSpec", "Recognizer", "RecognizerOptions", "ShotOffsets", "StoreData", "UnknownPolicy",
     "decode_image", "load_bundle", "load_extractor", "load_image", "normalize_embeddings", "preprocess",
     "read_store", "write_store",
 ]

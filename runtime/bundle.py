@@ -6,7 +6,9 @@ Format (version 1), documented in docs/bundle.md:
         format: "imprinting-bundle", format_version: 1
         name, embedding_dim, scale, fingerprint (the embedding space: shared by every file exported from
         the same trained weights), preprocess (PreprocessSpec), extractors (list of ExtractorEntry),
-        base_classes (file name of a class store, or null), calibration, source, versions (free-form)
+        base_classes (file name of a class store, or null), shot_offsets (shot-aware calibration,
+        {"1": 0.07, ...}, see shot_offsets.py; empty for none), calibration (int8 calibration notes),
+        source, versions (free-form)
     extractor_fp32.onnx, extractor_int8.onnx, extractor_fp32.tflite, extractor_int8.tflite, ...
     base_classes.npz    (class-store format, see store.py)
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .preprocess import PreprocessSpec
+from .shot_offsets import ShotOffsets
 
 if TYPE_CHECKING:
     from .extractor import Extractor, ExtractorOptions
@@ -72,6 +75,7 @@ class Manifest:
     preprocess: PreprocessSpec
     extractors: tuple[ExtractorEntry, ...]
     base_classes: str | None = None
+    shot_offsets: ShotOffsets | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +102,7 @@ class Manifest:
             "preprocess": self.preprocess.to_dict(),
             "extractors": [vars(e).copy() for e in self.extractors],
             "base_classes": self.base_classes,
+            "shot_offsets": self.shot_offsets.to_mapping() if self.shot_offsets else {},
             "calibration": self.calibration,
             "source": self.source,
             "versions": self.versions,
@@ -122,6 +127,7 @@ class Manifest:
                 preprocess=PreprocessSpec.from_dict(d["preprocess"]),
                 extractors=tuple(ExtractorEntry(**e) for e in d["extractors"]),
                 base_classes=d.get("base_classes"),
+                shot_offsets=ShotOffsets.from_mapping(d["shot_offsets"]) if d.get("shot_offsets") else None,
                 calibration=dict(d.get("calibration") or {}),
                 source=dict(d.get("source") or {}),
                 versions=dict(d.get("versions") or {}),

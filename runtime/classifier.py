@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .results import Classification
+from .shot_offsets import ShotOffsets
 from .store import StoreData, validate_label
 from .templates import kmeans_templates
 
@@ -72,6 +73,8 @@ class ImprintedClassifier:
 
     templates_per_class > 1 keeps every shot and imprints up to that many k-means centres per class
     (prediction takes the max over a class's templates); 1 is the paper's single averaged template.
+    shot_offsets (from a bundle trained with base classes) adds a per-class offset by shot count to the
+    cosines that classify ranks, so 1-shot classes can compete with base classes averaged over many images.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class ImprintedClassifier:
         *,
         templates_per_class: int = 1,
         unknown: UnknownPolicy = UnknownPolicy(),
+        shot_offsets: ShotOffsets | None = None,
         capacity: int = 64,
     ) -> None:
         if embedding_dim < 1:
@@ -95,12 +99,14 @@ class ImprintedClassifier:
         self.fingerprint = str(extractor_fingerprint)
         self.templates_per_class = int(templates_per_class)
         self.unknown = unknown
+        self.shot_offsets = shot_offsets
         self._lock = threading.RLock()
         capacity = max(int(capacity), 1)
         # Only the sums and their inverse norms are kept (K x D x 4 bytes): cosine = (sums @ e) / |sums|.
         self._sums = np.zeros((capacity, self.dim), np.float32)
         self._inv_norms = np.zeros(capacity, np.float32)
         self._counts = np.zeros(capacity, np.int64)
+        self._offsets = np.zeros(capacity, np.float32)  # shot_offsets(counts), kept per row
         self._labels: list[str] = []
         self._index: dict[str, int] = {}
         # Shots are kept only when several templates are wanted (k-means needs them).
@@ -189,7 +195,7 @@ class ImprintedClassifier:
         with self._lock:
             k = self._require(label)
             n = len(self._labels)
-            for a in (self._sums, self._inv_norms, self._counts):
+            for a in (self._sums, self._inv_norms, self._counts, self._offsets):
                 a[k : n - 1] = a[k + 1 : n]
                 a[n - 1] = 0
             del self._labels[k]
@@ -213,13 +219,16 @@ class ImprintedClassifier:
 
     # ----- prediction --------------------------------------------------------------------------
     def cosines(self, embeddings: np.ndarray) -> np.ndarray:
-        """Cosine of each embedding to each class, float32 (n, K) (max over templates if several)."""
+        """Cosine of each embedding to each class, float32 (n, K) (max over templates if several),
+        without shot offsets."""
         e = normalize_embeddings(embeddings, self.dim)
         with self._lock:
             return self._cosines(e)
 
     def classify(self, embeddings: np.ndarray, top_k: int = 5) -> list[Classification]:
-        """Top-k classes for each embedding of (D,) or (n, D); one Classification per embedding."""
+        """Top-k classes for each embedding of (D,) or (n, D); one Classification per embedding.
+
+        With shot offsets the ranked (and reported) scores are cosine + offset(shot count)."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         e = normalize_embeddings(embeddings, self.dim)
@@ -227,6 +236,8 @@ class ImprintedClassifier:
             if not self._labels:
                 raise ValueError("the classifier has no classes yet: imprint one first")
             cos = self._cosines(e)
+            if self.shot_offsets is not None:
+                cos += self._offsets[: len(self._labels)]
             labels = tuple(self._labels)
         return [self._result(row, labels, top_k) for row in cos]
 
@@ -286,12 +297,13 @@ class ImprintedClassifier:
         *,
         templates_per_class: int | None = None,
         unknown: UnknownPolicy = UnknownPolicy(),
+        shot_offsets: ShotOffsets | None = None,
     ) -> "ImprintedClassifier":
         """Rebuild a classifier from a store; templates_per_class defaults to the store's."""
         t = data.templates_per_class if templates_per_class is None else templates_per_class
         k = len(data.labels)
         clf = cls(data.embedding_dim, data.scale, data.extractor_fingerprint, templates_per_class=t,
-                  unknown=unknown, capacity=max(64, 2 * k))
+                  unknown=unknown, shot_offsets=shot_offsets, capacity=max(64, 2 * k))
         clf._sums[:k] = data.sums
         clf._counts[:k] = data.counts
         clf._labels = list(data.labels)
@@ -302,6 +314,8 @@ class ImprintedClassifier:
                 for s, c in zip(data.shots.astype(np.float32), data.shot_class):
                     clf._shots[int(c)].append(s)
         clf._inv_norms[:k] = 1.0 / np.maximum(np.linalg.norm(clf._sums[:k], axis=1), _EPS)
+        if shot_offsets is not None:
+            clf._offsets[:k] = shot_offsets(clf._counts[:k])
         return clf
 
     def extend(self, other: StoreData) -> None:
@@ -334,7 +348,7 @@ class ImprintedClassifier:
     def _grow(self) -> None:
         # Doubling keeps the cost of adding a class amortized O(D).
         cap = self._sums.shape[0] * 2
-        for name in ("_sums", "_inv_norms", "_counts"):
+        for name in ("_sums", "_inv_norms", "_counts", "_offsets"):
             old = getattr(self, name)
             new = np.zeros((cap, *old.shape[1:]), old.dtype)
             new[: old.shape[0]] = old
@@ -343,6 +357,8 @@ class ImprintedClassifier:
     def _refresh(self, k: int) -> None:
         s = self._sums[k]
         self._inv_norms[k] = 1.0 / max(float(np.sqrt(s @ s)), _EPS)
+        if self.shot_offsets is not None:
+            self._offsets[k] = self.shot_offsets(self._counts[k : k + 1])[0]
         self._template_cache = None
 
     def _templates(self) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 class RecognizerOptions:
     """format/precision pick the bundle's extractor file (None: int8 ONNX first); extractor says how to
     run it; templates_per_class > 1 enables several k-means templates per class; unknown sets when an
-    answer is "unknown"; batch_size bounds the images run through the extractor at once."""
+    answer is "unknown"; batch_size bounds the images run through the extractor at once;
+    shot_calibration applies the bundle's shot offsets (if it has any) when classifying."""
 
     format: str | None = None
     precision: str | None = None
@@ -39,6 +40,7 @@ class RecognizerOptions:
     templates_per_class: int = 1
     unknown: UnknownPolicy = UnknownPolicy()
     batch_size: int = 16
+    shot_calibration: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -55,16 +57,19 @@ class Recognizer:
         self.options = options
         self.store_path = Path(store) if store is not None else None
         m = bundle.manifest
+        offsets = m.shot_offsets if options.shot_calibration else None
         if self.store_path is not None and self.store_path.exists():
             data = read_store(self.store_path, expected_fingerprint=m.fingerprint, expected_dim=m.embedding_dim)
             self.classifier = ImprintedClassifier.from_store_data(
-                data, templates_per_class=options.templates_per_class, unknown=options.unknown
+                data, templates_per_class=options.templates_per_class, unknown=options.unknown,
+                shot_offsets=offsets,
             )
             log.info("loaded %d classes from %s", len(self.classifier), self.store_path)
         else:
             self.classifier = ImprintedClassifier(
                 m.embedding_dim, m.scale, m.fingerprint,
                 templates_per_class=options.templates_per_class, unknown=options.unknown,
+                shot_offsets=offsets,
             )
             base = bundle.base_classes()
             if base is not None:

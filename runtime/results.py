@@ -10,7 +10,8 @@ from typing import Any
 class Classification:
     """The top-k answer for one image, best first.
 
-    cosines are in [-1, 1]; probabilities are the softmax of scale * cosine over *all* classes, so they
+    cosines are in [-1, 1] (plus the class's shot offset when the bundle has shot-aware calibration,
+    see shot_offsets.py); probabilities are the softmax of scale * cosine over *all* classes, so they
     need not sum to 1 over the top k. unknown is the UnknownPolicy's verdict on the top-1 answer.
     """
 

@@ -80,3 +80,70 @@ def test_imprinted_rows_start_fine_tuning_ahead_of_random_rows():
         h = finetune(h, np.concatenate([feats[base], feats[shots]]), np.concatenate([labels[base], labels[shots]]),
                      20, FinetuneOptions(epochs=2), 200)
     assert acc["imprint"] > acc["random"] + 0.1
+
+
+def _folder(root, classes=("red", "green", "blue"), per_class=5):
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for s in range(per_class):
+            cv2.imwrite(str(root / name / f"{s}.png"), cv2.resize(pattern_image(k, s), (96, 96))[..., ::-1])
+    return root
+
+
+def _changed_blocks(ckpt) -> list[int]:
+    """Indices of backbone blocks whose weights differ from the pretrained ones."""
+    from imprinting.export.model import ExtractorConfig, ImprintExtractor
+
+    ref = ImprintExtractor(ExtractorConfig(embedding_dim=0)).state_dict()
+    changed = set()
+    for name, t in ckpt.extractor_state.items():
+        if name.startswith("backbone._blocks.") and not torch.equal(t, ref[name]):
+            changed.add(int(name.split(".")[2]))
+    return sorted(changed)
+
+
+def test_middle_path_fine_tunes_only_the_last_blocks(tmp_path):
+    from imprinting.cli import main
+
+    root = _folder(tmp_path / "data")
+    ckpt = tmp_path / "blocks.pt"
+    assert main(["train", "--folder", str(root), "--out", str(ckpt), "--dim", "8", "--views", "1",
+                 "--blocks", "2", "--epochs", "1", "--cache", str(tmp_path / "cache")]) == 0
+    c = load_checkpoint(ckpt)
+    assert c.training["blocks"] == 2 and c.training["epochs"] == 1 and c.training["base_rows"] == "imprinted"
+    assert _changed_blocks(c) == [14, 15]
+    model, clf = build_from_checkpoint(c)
+    with torch.no_grad():
+        e = model(torch.zeros(2, 3, 224, 224))
+    assert e.shape == (2, 8) and clf.weight.shape == (3, 8)
+    # The activation cache makes a second run skip the frozen blocks entirely.
+    assert any(p.name.startswith("blocks14-") for p in (tmp_path / "cache").iterdir())
+
+
+def test_middle_path_rejects_more_blocks_than_the_backbone_has(tmp_path, capsys):
+    from imprinting.cli import main
+
+    root = _folder(tmp_path / "data", per_class=2)
+    assert main(["train", "--folder", str(root), "--out", str(tmp_path / "x.pt"), "--blocks", "17", "--epochs", "1",
+                 "--cache", ""]) == 1
+    assert "only 16 blocks" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_middle_path_runs_data_parallel_under_torchrun(tmp_path):
+    """Two CPU processes (gloo) train one model: the checkpoint is written once, by rank 0."""
+    import os
+    import subprocess
+    import sys
+
+    root = _folder(tmp_path / "data", per_class=8)
+    ckpt = tmp_path / "ddp.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "imprinting.cli",
+           "train", "--folder", str(root), "--out", str(ckpt), "--dim", "8", "--views", "1", "--blocks", "1",
+           "--epochs", "2", "--cache", str(tmp_path / "cache")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    c = load_checkpoint(ckpt)
+    assert c.training["blocks"] == 1 and _changed_blocks(c) == [15]
+    assert done.stdout.count("wrote ") == 1

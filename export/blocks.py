@@ -1,0 +1,219 @@
+"""Base training, middle CPU path: fine-tune the last backbone blocks on cached activations.
+
+The frozen early blocks run once per view (the centre crop and random crops/flips) and their output
+activations are cached; each epoch then runs only the last `trainable_blocks` MBConv blocks, the 1x1 head
+convolution, the pool, the embedding layer and the cosine classifier. On Lite0 at 224 px the last two
+blocks see 192 x 7 x 7 activations, so an epoch over CUB's 3,000 base images costs a fraction of a
+full-network epoch. BatchNorm statistics stay frozen (the pretrained running means), which is the usual
+choice for fine-tuning on a few thousand images.
+
+The paper's optimizer (RMSProp, momentum 0.9, x0.94 every 4 epochs) with its learning-rate split: pretrained
+layers at `lr`, new layers (embedding, classifier) at 10x. Epochs are chosen by the same pseudo-novel
+check as the fast path (`train.choose_epochs`): the number of epochs that serves held-out base classes
+imprinted from 1 and 5 shots best, not the one with the best base accuracy.
+
+Under `torchrun` (several processes, `WORLD_SIZE` > 1) training is data-parallel with
+DistributedDataParallel: every process computes or reads the same activation cache, takes its share of
+each batch, and gradients are averaged; rank 0 writes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .model import CosineClassifier, ImprintExtractor, l2_normalize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BlockOptions:
+    """trainable_blocks: how many of the backbone's last MBConv blocks are fine-tuned (with the head conv).
+    dim: embedding size (0: the pooled features). lr: pretrained layers (new layers get 10x)."""
+
+    trainable_blocks: int = 2
+    dim: int = 1280
+    lr: float = 1e-4
+    batch: int = 64
+    max_epochs: int = 6
+    epochs: int | None = None
+    weight_decay: float = 1e-4
+    scale_init: float = 10.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trainable_blocks < 1:
+            raise ValueError(f"trainable_blocks must be >= 1 (0 is the frozen-backbone path), got {self.trainable_blocks}")
+        if self.dim < 0 or self.batch < 1 or not self.lr > 0:
+            raise ValueError("dim must be >= 0, batch >= 1 and lr positive")
+        if self.max_epochs < 1 or (self.epochs is not None and self.epochs < 0):
+            raise ValueError("max_epochs must be >= 1 and epochs >= 0")
+
+
+def frozen_prefix(model: ImprintExtractor, trainable_blocks: int):
+    """The frozen part as a function: images (n, 3, S, S) -> activations entering the trainable blocks."""
+    blocks = model.backbone._blocks
+    if trainable_blocks > len(blocks):
+        raise ValueError(f"trainable_blocks is {trainable_blocks} but the backbone has only {len(blocks)} blocks")
+    cut = len(blocks) - trainable_blocks
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        x = model.backbone.stem(x)
+        for block in blocks[:cut]:
+            x = block(x)
+        return x
+
+    return run
+
+
+class Tail(nn.Module):
+    """activations (N, C, h, w) -> unit embeddings (N, D) -> logits (N, K), sharing the model's modules, so
+    that training the tail trains the model that gets saved."""
+
+    def __init__(self, model: ImprintExtractor, trainable_blocks: int, num_classes: int, scale: float) -> None:
+        super().__init__()
+        self.model = model
+        self.blocks = nn.ModuleList(list(model.backbone._blocks)[-trainable_blocks:])
+        self.classifier = CosineClassifier(num_classes, model.embedding_dim, scale)
+        # Only the tail learns; frozen parameters must not ask for gradients (DDP also insists on it).
+        trainable = {id(p) for p in self.pretrained_parameters() + self.new_parameters()}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in trainable)
+
+    def embedding(self, act: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            act = block(act)
+        pooled = F.adaptive_avg_pool2d(self.model.backbone.head(act), 1).flatten(1)
+        return self.model.head(pooled)
+
+    def forward(self, act: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embedding(act))
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        b = self.model.backbone
+        return [p for m in (*self.blocks, b._conv_head, b._bn1) for p in m.parameters()]
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        embed = list(self.model.embed.parameters()) if self.model.embed is not None else []
+        return embed + list(self.classifier.parameters())
+
+    def freeze_batchnorm(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+
+
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockOptions, epochs: int,
+             on_epoch=None) -> Tail:
+    """Train a fresh pretrained model's tail on cached activations float16 (N, V, C, h, w) for `epochs`;
+    on_epoch(epoch, tail) after each. Returns the tail (its .model is the trained extractor)."""
+    from .model import ExtractorConfig
+
+    torch.manual_seed(opt.seed)
+    rng = np.random.default_rng(opt.seed)  # the same stream on every rank: same order, same views
+    model = ImprintExtractor(ExtractorConfig(embedding_dim=opt.dim))
+    tail = Tail(model, opt.trainable_blocks, num_classes, opt.scale_init)
+    rank, world = _world()
+    net: nn.Module = tail
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(tail)
+    optim = torch.optim.RMSprop(
+        [{"params": tail.pretrained_parameters(), "lr": opt.lr}, {"params": tail.new_parameters(), "lr": 10 * opt.lr}],
+        lr=opt.lr, momentum=0.9, weight_decay=opt.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=4, gamma=0.94)
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    step = opt.batch * world
+    for epoch in range(epochs):
+        tail.train()
+        tail.freeze_batchnorm()
+        order = rng.permutation(len(labels))
+        view = rng.integers(0, acts.shape[1], len(labels))
+        # Whole global batches only, so every rank runs the same number of steps.
+        for i in range(0, len(order) - step + 1 if len(order) >= step else 1, step):
+            idx = order[i : i + step][rank::world]
+            x = torch.from_numpy(acts[idx, view[idx]].astype(np.float32))
+            loss = F.cross_entropy(net(x), y_all[idx])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch + 1, tail.eval())
+    return tail.eval()
+
+
+def embed_activations(tail: Tail, acts: np.ndarray, chunk: int = 128) -> np.ndarray:
+    """Unit embeddings float32 (N, D) of activations (N, C, h, w), in chunks to bound memory."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(acts), chunk):
+            out.append(tail.embedding(torch.from_numpy(acts[i : i + chunk].astype(np.float32))).numpy())
+    return np.concatenate(out)
+
+
+def train_blocks(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockOptions,
+                 progress=None) -> tuple[Tail, dict]:
+    """The middle path: (the trained tail, a report). acts float16 (N, V, C, h, w), view 0 the centre
+    crop; labels int (N,). Epochs are chosen by the pseudo-novel check unless opt.epochs is set."""
+    from .train import pseudo_novel_split, pseudo_novel_score
+
+    report: dict = {}
+    epochs = opt.epochs
+    if epochs is None:
+        seen, held, train = pseudo_novel_split(labels, opt.seed)
+        remap = {c: k for k, c in enumerate(seen)}
+        y = np.array([remap[c] for c in labels[train]])
+        history = {0: pseudo_novel_score(None, _pooled_of(acts, opt), labels, seen, held)}
+
+        def on_epoch(epoch: int, tail: Tail) -> None:
+            history[epoch] = pseudo_novel_score(tail, acts, labels, seen, held, embed=embed_activations)
+            log.info("epoch %d: pseudo-novel %.4f", epoch, history[epoch])
+            if progress:
+                progress(epoch, history[epoch])
+
+        fit_tail(acts[train], y, len(seen), opt, opt.max_epochs, on_epoch)
+        # 0 epochs is not an option here: the embedding layer would be untrained; take the best of 1..max.
+        epochs = max((e for e in history if e > 0), key=lambda e: (round(history[e], 4), -e))
+        report["pseudo_novel_history"] = {int(k): round(v, 4) for k, v in history.items()}
+    report["epochs"] = int(epochs)
+    tail = fit_tail(acts, labels, num_classes, opt, max(1, epochs))
+    emb = embed_activations(tail, acts[:, 0])
+    with torch.no_grad():
+        pred = tail.classifier(torch.from_numpy(emb)).argmax(1).numpy()
+    report["train_top1"] = float((pred == labels).mean())
+    report["scale"] = float(tail.classifier.scale.detach())
+    return tail, report
+
+
+def _pooled_of(acts: np.ndarray, opt: BlockOptions) -> np.ndarray:
+    """Pooled pretrained features (N, 1, F) of the centre views: the 'no training' reference score."""
+    from .model import ExtractorConfig
+
+    model = ImprintExtractor(ExtractorConfig(embedding_dim=0)).eval()
+    tail = Tail(model, opt.trainable_blocks, 1, opt.scale_init).eval()
+    return embed_activations(tail, acts[:, 0])[:, None]
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); True if distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend)
+    log.info("distributed training: rank %d of %d (%s)", torch.distributed.get_rank(),
+             torch.distributed.get_world_size(), backend)
+    return True

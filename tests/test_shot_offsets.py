@@ -1,0 +1,69 @@
+"""Shot-aware calibration: offsets by shot count in the manifest, applied by the classifier."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from imprinting.runtime import ImprintedClassifier, ShotOffsets, load_bundle
+from imprinting.runtime.bundle import MANIFEST
+
+from tiny import write_tiny_bundle
+
+
+def test_offsets_interpolate_in_log_shots_and_clamp_at_the_ends():
+    t = ShotOffsets.from_mapping({"1": 0.08, "4": 0.02, "20": 0.0})
+    got = t(np.array([0, 1, 2, 4, 10, 20, 500]))
+    np.testing.assert_allclose(got, [0.08, 0.08, 0.05, 0.02, 0.02 * (1 - np.log(2.5) / np.log(5)), 0.0, 0.0], atol=1e-6)
+    assert ShotOffsets.from_mapping(t.to_mapping()) == t
+
+
+@pytest.mark.parametrize("table, match", [
+    ({}, "at least one"), ({"0": 0.1}, "strictly increasing"), ({"1": 2.0}, "within"),
+    ({"one": 0.1}, "map shot counts"), ({"1": float("nan")}, "finite"),
+])
+def test_bad_tables_are_refused(table, match):
+    with pytest.raises(ValueError, match=match):
+        ShotOffsets.from_mapping(table)
+
+
+def test_a_one_shot_class_beats_a_base_class_only_with_its_offset():
+    base = np.array([1.0, 0.0, 0.0], np.float32)
+    shot = np.array([0.0, 1.0, 0.0], np.float32)
+    query = np.array([0.70, 0.66, 0.0], np.float32)  # a little closer to the base class
+    table = ShotOffsets.from_mapping({"1": 0.08, "20": 0.0})
+    plain = ImprintedClassifier(3, 10.0, "fp")
+    calibrated = ImprintedClassifier(3, 10.0, "fp", shot_offsets=table)
+    for clf in (plain, calibrated):
+        clf.imprint("base", np.repeat(base[None], 30, axis=0))
+        clf.imprint("new", shot)
+    assert plain.classify(query)[0].label == "base"
+    top = calibrated.classify(query)[0]
+    assert top.label == "new"
+    cos = calibrated.cosines(query)[0]  # raw cosines stay raw
+    assert top.cosines[0] == pytest.approx(cos[1] + 0.08, abs=1e-6)
+    # More shots shrink the offset; the state survives a store round trip and removals.
+    calibrated.add_shots("new", np.repeat(shot[None], 19, axis=0))
+    assert calibrated.classify(query)[0].label == "base"
+    restored = ImprintedClassifier.from_store_data(calibrated.to_store_data(), shot_offsets=table)
+    restored.forget_shots("new", np.repeat(shot[None], 19, axis=0))
+    assert restored.classify(query)[0].label == "new"
+    restored.remove("base")
+    assert restored.classify(query)[0].cosines[0] == pytest.approx(cos[1] + 0.08, abs=1e-6)
+
+
+def test_manifest_carries_offsets_and_rejects_broken_ones(tmp_path):
+    d = write_tiny_bundle(tmp_path / "b")
+    m = json.loads((d / MANIFEST).read_text())
+    assert load_bundle(d).manifest.shot_offsets is None
+    m["shot_offsets"] = {"1": 0.07, "5": 0.02}
+    (d / MANIFEST).write_text(json.dumps(m))
+    table = load_bundle(d).manifest.shot_offsets
+    assert table == ShotOffsets((1, 5), (0.07, 0.02))
+    assert load_bundle(d).manifest.to_dict()["shot_offsets"] == {"1": 0.07, "5": 0.02}
+    m["shot_offsets"] = {"5": 0.02, "x": 1}
+    (d / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="shot_offsets"):
+        load_bundle(d)
