@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import CosineClassifier, ImprintExtractor, l2_normalize
+from .model import CosineClassifier, ImprintExtractor, imprint_weights
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,19 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BlockOptions:
     """trainable_blocks: how many of the backbone's last MBConv blocks are fine-tuned (with the head conv).
-    dim: embedding size (0: the pooled features). lr: pretrained layers (new layers get 10x)."""
+    dim: embedding size (0: the pooled features). lr: pretrained layers; new layers (embedding, classifier)
+    get new_lr_factor x lr (the paper: 10). imprint_init starts the classifier from imprinted rows."""
 
     trainable_blocks: int = 2
-    dim: int = 1280
-    lr: float = 1e-4
+    dim: int = 0
+    lr: float = 1e-5
     batch: int = 64
     max_epochs: int = 6
     epochs: int | None = None
     weight_decay: float = 1e-4
     scale_init: float = 10.0
+    imprint_init: bool = True
+    new_lr_factor: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -126,12 +129,19 @@ def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockO
     rng = np.random.default_rng(opt.seed)  # the same stream on every rank: same order, same views
     model = ImprintExtractor(ExtractorConfig(embedding_dim=opt.dim))
     tail = Tail(model, opt.trainable_blocks, num_classes, opt.scale_init)
+    if opt.imprint_init:
+        # Start the classifier from imprinted rows (the paper's own idea): random rows send large gradients
+        # into the pretrained blocks and wreck them for the first epochs (measured: the pseudo-novel score
+        # fell from 45.7% to 26.7% after one epoch with random rows on CUB).
+        emb = embed_activations(tail.eval(), acts[:, 0])
+        with torch.no_grad():
+            tail.classifier.weight.copy_(imprint_weights(torch.from_numpy(emb), torch.from_numpy(labels), num_classes))
     rank, world = _world()
     net: nn.Module = tail
     if world > 1:
         net = nn.parallel.DistributedDataParallel(tail)
     optim = torch.optim.RMSprop(
-        [{"params": tail.pretrained_parameters(), "lr": opt.lr}, {"params": tail.new_parameters(), "lr": 10 * opt.lr}],
+        [{"params": tail.pretrained_parameters(), "lr": opt.lr}, {"params": tail.new_parameters(), "lr": opt.new_lr_factor * opt.lr}],
         lr=opt.lr, momentum=0.9, weight_decay=opt.weight_decay,
     )
     sched = torch.optim.lr_scheduler.StepLR(optim, step_size=4, gamma=0.94)

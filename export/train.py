@@ -101,12 +101,15 @@ def embed_features(head: Head | None, feats: np.ndarray) -> np.ndarray:
 def pseudo_novel_score(head: nn.Module | None, feats: np.ndarray, labels: np.ndarray, seen: np.ndarray,
                        held: np.ndarray, shots: tuple[int, ...] = (1, 5), draws: int = 3,
                        embed=None) -> float:
-    """Mean all-class top-1 when the `held` classes are imprinted from n shots beside the trained rows of
+    """Mean all-class top-1 when the `held` classes are imprinted from n shots beside the imprinted rows of
     the `seen` classes; test images are the held classes' remaining images and the seen classes' last
     3 images (held out of training by the caller). feats (N, V, ...): view 0 is used; embed(head, x)
     maps it to unit embeddings (default: a Head on pooled features)."""
     emb = (embed or embed_features)(head, feats[:, 0]) if head is not None else embed_features(None, feats[:, 0])
-    rows_seen = (head.classifier.unit_weight().detach().numpy() if head is not None else None)
+    # Seen classes get rows imprinted from their training images (not the trained classifier's rows): that is
+    # what a bundle ships, and it scores the embedding itself, not how far the classifier has converged.
+    rows_seen = np.stack([emb[np.flatnonzero(labels == c)[:-3]].sum(0) for c in seen])
+    rows_seen /= np.linalg.norm(rows_seen, axis=1, keepdims=True)
     scores = []
     rng = np.random.default_rng(123)
     for n in shots:
@@ -122,9 +125,7 @@ def pseudo_novel_score(head: nn.Module | None, feats: np.ndarray, labels: np.nda
                 idx = np.flatnonzero(labels == c)[-3:]
                 test_idx.append(idx)
                 test_lab.append(np.full(len(idx), k))
-            base = rows_seen if rows_seen is not None else np.stack(
-                [emb[labels == c].sum(0) / np.linalg.norm(emb[labels == c].sum(0)) for c in seen])
-            w = np.concatenate([base, np.stack(rows)])
+            w = np.concatenate([rows_seen, np.stack(rows)])
             ti, tl = np.concatenate(test_idx), np.concatenate(test_lab)
             scores.append(((emb[ti] @ w.T).argmax(1) == tl).mean())
     return float(np.mean(scores))

@@ -29,7 +29,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="train this many epochs (default: chosen by the pseudo-novel check)")
     p.add_argument("--max-epochs", type=int, help="bound of the epoch search (default 30; 6 with --blocks)")
     p.add_argument("--lr", type=float, help="learning rate of the new layers (default 1e-3; with --blocks, "
-                   "of the pretrained blocks, new layers get 10x; default 1e-4)")
+                   "of the pretrained blocks, new layers get 10x; default 1e-5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default="cache/features", help="backbone-output cache directory ('' for none)")
     p.add_argument("--base-rows", choices=["imprinted", "trained"], default="imprinted",
@@ -139,7 +139,7 @@ def _train_blocks(args, data, spec):
     from .features import backbone_outputs
     from .model import ExtractorConfig, ImprintExtractor
 
-    opt = BlockOptions(trainable_blocks=args.blocks, dim=args.dim, lr=args.lr or 1e-4,
+    opt = BlockOptions(trainable_blocks=args.blocks, dim=args.dim, lr=args.lr or 1e-5,
                        max_epochs=args.max_epochs or 6, epochs=args.epochs, seed=args.seed)
     distributed = init_distributed()
     rank = torch.distributed.get_rank() if distributed else 0

@@ -67,3 +67,21 @@ def test_manifest_carries_offsets_and_rejects_broken_ones(tmp_path):
     (d / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(ValueError, match="shot_offsets"):
         load_bundle(d)
+
+
+def test_recognizer_takes_the_bundle_table_unless_turned_off(tmp_path):
+    from imprinting.runtime import Recognizer, RecognizerOptions
+
+    d = write_tiny_bundle(tmp_path / "b")
+    m = json.loads((d / MANIFEST).read_text())
+    m["shot_offsets"] = {"1": 0.05, "10": 0.0}
+    (d / MANIFEST).write_text(json.dumps(m))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
+    with Recognizer.open(d, store=tmp_path / "s.npz") as r:
+        r.learn("a", frames[:1])
+        got = r.recognize(frames[0])
+        assert got.label == "a" and got.cosines[0] == pytest.approx(1.05, abs=1e-4)
+        r.save()
+    with Recognizer.open(d, store=tmp_path / "s.npz", options=RecognizerOptions(shot_calibration=False)) as r:
+        assert r.recognize(frames[0]).cosines[0] == pytest.approx(1.0, abs=1e-4)

@@ -15,6 +15,14 @@ is small; tests generate it into a temp dir at test time instead of committing i
     queries.npy        float32 (Q, D) unit embeddings that predictions refer to
     store.npz          the class store the shots make (read_store format)
     store_shots.npz    a store that keeps its shots (optional entries shots/shot_class)
+
+and the shot-aware calibration case (golden.json "shot_offsets"; docs/formats.md, runtime/shot_offsets.py):
+
+    manifest_shot_offsets.json  manifest.json with a "shot_offsets" table (keys deliberately unsorted)
+    so_shots.npy       float32 (N, D) unit embeddings imprinted, in order, into store_shot_offsets.npz:
+                       classes of 1, 3, 7 and 30 shots (below, between and beyond the table's points)
+    so_extra.npy       float32 (2, D) shots added to the 1-shot class afterwards (its offset changes)
+    store_shot_offsets.npz  the class store they make
 """
 
 from __future__ import annotations
@@ -74,6 +82,67 @@ def frames(spec) -> dict[str, np.ndarray]:
         "exact": scene(r, r, 0),
         "shrink": scene(even(1.3 * r), even(1.7 * r), 2),
         "enlarge": scene(even(0.6 * r), even(0.5 * r), 3),
+    }
+
+
+# Larger than a trained table (docs/formats.md) on purpose, so that the tiny extractor's well-separated classes
+# still change rank; the last point is negative so that clamping above it is visible. Keys not in order: readers
+# must sort them.
+SHOT_OFFSETS = {"20": -0.01, "1": 0.2, "5": 0.05, "2": 0.15, "10": 0.02}
+# Tables that ShotOffsets.from_mapping refuses; every reader must refuse them too (NaN/inf are not JSON).
+INVALID_SHOT_OFFSETS = [
+    {"0": 0.1}, {"-1": 0.1}, {"1": 1.5}, {"1": 0.1, "2": -1.01}, {"a": 0.1}, {"1.5": 0.1}, {"1": None},
+    {"1": "x"}, {"1": [0.1]}, {"1": 0.1, "01": 0.2},
+]
+
+
+def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) -> dict:
+    """Classes of different shot counts classified with a shot_offsets table, as the Python runtime does."""
+    from imprinting.runtime import ImprintedClassifier, ShotOffsets, UnknownPolicy, write_store
+    from imprinting.runtime.bundle import Manifest
+    from tiny import pattern_image
+
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest["shot_offsets"] = SHOT_OFFSETS
+    (out / "manifest_shot_offsets.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    offsets = Manifest.from_dict(manifest).shot_offsets
+    assert offsets == ShotOffsets.from_mapping(SHOT_OFFSETS)
+    for table in INVALID_SHOT_OFFSETS:
+        try:
+            ShotOffsets.from_mapping(table)
+        except ValueError:
+            continue
+        raise AssertionError(f"ShotOffsets accepted {table}")
+
+    plan = [("red", 0, 1), ("green", 1, 3), ("blue", 2, 7), ("yellow", 3, 30)]
+    labels = [name for name, _, n in plan for _ in range(n)]
+    _, shots = embed([pattern_image(kind, 40 + s) for _, kind, n in plan for s in range(n)])
+    _, extra = embed([pattern_image(0, 40 + s) for s in (1, 2)])
+    np.save(out / "so_shots.npy", shots)
+    np.save(out / "so_extra.npy", extra)
+    clf = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint, shot_offsets=offsets)
+    for label, e in zip(labels, shots):
+        clf.learn(label, e)
+    data = clf.to_store_data()
+    write_store(out / "store_shot_offsets.npz", data)
+    k = len(plan)
+    raw = ImprintedClassifier.from_store_data(data).classify(queries, top_k=k)
+    calibrated = clf.classify(queries, top_k=k)
+    unknown = ImprintedClassifier.from_store_data(data, unknown=UnknownPolicy(**policy), shot_offsets=offsets)
+    grown = ImprintedClassifier.from_store_data(data, shot_offsets=offsets)
+    grown.add_shots("red", extra)
+    # The case is only worth its name if the offsets change answers.
+    assert [c.labels[0] for c in raw] != [c.labels[0] for c in calibrated], "shot offsets change no top-1"
+    counts = [0, 1, 2, 3, 4, 5, 7, 10, 14, 20, 30, 1000]
+    return {
+        "manifest": "manifest_shot_offsets.json", "table": SHOT_OFFSETS, "invalid_tables": INVALID_SHOT_OFFSETS,
+        "shot_labels": labels, "store": "store_shot_offsets.npz", "top_k": k,
+        "counts": {label: n for label, _, n in plan}, "extra_label": "red",
+        "offset_counts": counts, "offset_values": offsets(np.asarray(counts)).tolist(),
+        "predictions": [c.to_dict() for c in calibrated],
+        "predictions_raw": [c.to_dict() for c in raw],
+        "predictions_unknown": [c.to_dict() for c in unknown.classify(queries, top_k=k)],
+        "predictions_grown": [c.to_dict() for c in grown.classify(queries, top_k=k)],
     }
 
 
@@ -155,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         predictions_edited=[c.to_dict() for c in edited.classify(queries, top_k=3)],
         edited_labels=list(edited.labels),
     )
+    golden["shot_offsets"] = shot_offsets_case(out, m, embed, queries, policy)
     (out / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False), encoding="utf-8")
     ex.close()
-    print(f"golden vectors in {out} ({len(golden['frames'])} frames, {len(shots)} shots, {len(queries)} queries)")
+    print(f"golden vectors in {out} ({len(golden['frames'])} frames, {len(shots)} shots, {len(queries)} queries, "
+          f"shot offsets {golden['shot_offsets']['table']})")
     return 0
 
 

@@ -1,7 +1,7 @@
 // The page: the bundle's ONNX extractor in onnxruntime-web, the camera, "Add class" and live predictions.
 // window.imprintDemo exposes the same steps to tests (embedding parity, exported store).
 import * as ort from "../node_modules/onnxruntime-web/dist/ort.wasm.min.mjs";
-import { ClassStore, validateLabel } from "./classstore.js";
+import { ClassStore, ShotOffsets, validateLabel } from "./classstore.js";
 import { loadBytes, saveBytes } from "./db.js";
 import { preprocess } from "./preprocess.js";
 
@@ -12,7 +12,7 @@ ort.env.wasm.wasmPaths = new URL("../node_modules/onnxruntime-web/dist/", import
 // One thread: threads need cross-origin isolation headers that a plain static server does not send.
 ort.env.wasm.numThreads = 1;
 
-const state = { manifest: null, session: null, layout: "NCHW", store: null, capture: null, prediction: null, fps: 0, frames: 0 };
+const state = { manifest: null, shotOffsets: null, session: null, layout: "NCHW", store: null, capture: null, prediction: null, fps: 0, frames: 0 };
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -22,12 +22,14 @@ function status(text, isError = false) {
 async function loadModel() {
   const manifest = await (await fetch(new URL("manifest.json", bundleUrl))).json();
   if (manifest.format !== "imprinting-bundle" || manifest.format_version !== 1) throw new Error("not a version 1 imprinting bundle");
+  const shotOffsets = ShotOffsets.fromManifest(manifest); // shot-aware calibration, or null
   const order = ["int8", "fp16", "fp32"];
   const entry = manifest.extractors.filter((e) => e.format === "onnx").sort((a, b) => order.indexOf(a.precision) - order.indexOf(b.precision))[0];
   if (!entry) throw new Error("the bundle has no ONNX extractor; export one with `imprint export`");
   const model = new Uint8Array(await (await fetch(new URL(entry.file, bundleUrl))).arrayBuffer());
   state.session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"] });
   state.manifest = manifest;
+  state.shotOffsets = shotOffsets;
   state.layout = entry.layout || "NCHW";
   state.entry = entry;
 }
@@ -46,11 +48,17 @@ async function embedPixels(pixels, w, h, channels) {
 
 const storeKey = () => `classes:${state.manifest.fingerprint}`;
 
-async function loadStore() {
+/** A store read from .npz bytes (or a new empty one) for this bundle, calibrated by the bundle's shot offsets. */
+function openStore(bytes, name) {
   const m = state.manifest;
-  const bytes = await loadBytes(storeKey());
-  state.store = bytes ? ClassStore.fromNpz(bytes, { expectedFingerprint: m.fingerprint, expectedDim: m.embedding_dim })
+  const st = bytes ? ClassStore.fromNpz(bytes, { expectedFingerprint: m.fingerprint, expectedDim: m.embedding_dim, name })
     : new ClassStore(m.embedding_dim, m.scale, m.fingerprint);
+  st.shotOffsets = state.shotOffsets;
+  return st;
+}
+
+async function loadStore() {
+  state.store = openStore(await loadBytes(storeKey()));
 }
 
 async function saveStore() {
@@ -153,9 +161,7 @@ function wireUi() {
     const file = ev.target.files[0];
     if (!file) return;
     try {
-      const m = state.manifest;
-      state.store = ClassStore.fromNpz(new Uint8Array(await file.arrayBuffer()),
-        { expectedFingerprint: m.fingerprint, expectedDim: m.embedding_dim, name: file.name });
+      state.store = openStore(new Uint8Array(await file.arrayBuffer()), file.name);
       await saveStore();
       status(`Imported ${state.store.labels.length} classes from ${file.name}`);
     } catch (err) {
@@ -171,7 +177,7 @@ async function main() {
   await loadModel();
   await loadStore();
   renderClasses();
-  status(`${state.manifest.name}: ${state.entry.file}, ${state.manifest.embedding_dim}-d`);
+  status(`${state.manifest.name}: ${state.entry.file}, ${state.manifest.embedding_dim}-d${state.shotOffsets ? ", shot-calibrated" : ""}`);
   $("add").disabled = false;
   const canvas = document.createElement("canvas");
   try {
@@ -189,4 +195,5 @@ window.imprintDemo = {
   embedRgb: async (b64rgb, w, h) => Array.from(await embedPixels(Uint8Array.from(atob(b64rgb), (c) => c.charCodeAt(0)), w, h, 3)),
   preprocessRgb: (b64rgb, w, h) => Array.from(preprocess(Uint8Array.from(atob(b64rgb), (c) => c.charCodeAt(0)), w, h, 3, state.manifest.preprocess, state.layout)),
   exportNpz: () => b64(state.store.toNpz()),
+  classify: (embedding, topK) => state.store.classify(embedding, topK),
 };

@@ -1,6 +1,7 @@
 // The class store and the imprinted cosine classifier (docs/formats.md, the Python runtime's
 // ImprintedClassifier with one template per class): per class a float32 sum of unit embeddings and a
 // count; weight = sum / |sum|; logits = scale * cosine; softmax over all classes; unknown threshold.
+// With shot offsets (the bundle manifest's "shot_offsets") classify ranks by cosine + offset(shot count).
 import { readNpy, readZip, writeNpy, writeZip } from "./npz.js";
 
 export const STORE_FORMAT = "imprinting-class-store";
@@ -26,11 +27,67 @@ export function unit(e, dim) {
   return Float32Array.from(e, (v) => v / n);
 }
 
+/**
+ * Shot-aware calibration, the Python runtime's ShotOffsets (imprinting/runtime/shot_offsets.py): the offset for a
+ * class of c shots is np.interp(log(max(c, 1)), log(shots), offsets), linear in log(count) between the table's
+ * points and clamped to the first/last offset outside, rounded to float32. Validated as in Python: at least one
+ * entry, counts >= 1 and distinct, offsets finite and within [-1, 1].
+ */
+export class ShotOffsets {
+  constructor(shots, offsets) {
+    if (!shots.length || shots.length !== offsets.length) throw new Error("shot_offsets need as many offsets as shot counts, at least one");
+    if (shots.some((n, i) => !Number.isInteger(n) || n < 1 || (i > 0 && n <= shots[i - 1]))) {
+      throw new Error(`shot_offsets: shot counts must be >= 1 and strictly increasing, got ${shots.join(", ")}`);
+    }
+    if (!offsets.every((o) => typeof o === "number" && o >= -1 && o <= 1)) {
+      throw new Error(`shot_offsets must be finite and within [-1, 1], got ${offsets.join(", ")}`);
+    }
+    Object.assign(this, { shots: [...shots], offsets: [...offsets], logShots: shots.map(Math.log) });
+  }
+
+  /** From the manifest form {"1": 0.07, "5": 0.02, ...} (keys in any order); an empty table is an error here. */
+  static fromMapping(table) {
+    const bad = (why) => new Error(`shot_offsets must map shot counts to numbers, got ${JSON.stringify(table)} (${why})`);
+    const items = Object.entries(table).map(([k, v]) => {
+      // Python's int(key) and float(value): integer strings; numbers, booleans and numeric strings.
+      if (!/^\s*[+-]?\d+(_\d+)*\s*$/.test(k)) throw bad(`invalid shot count ${k}`);
+      let o;
+      if (typeof v === "number" || typeof v === "boolean") o = Number(v);
+      else if (typeof v === "string" && /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(v)) o = Number(v.trim());
+      else throw bad(`invalid offset ${JSON.stringify(v)}`);
+      return [Number(k.replace(/_/g, "")), o];
+    });
+    items.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    return new ShotOffsets(items.map((it) => it[0]), items.map((it) => it[1]));
+  }
+
+  /** The manifest's "shot_offsets": null for none (absent, null or empty, as Python's `if d.get(...)`), else the table. */
+  static fromManifest(manifest) {
+    const t = manifest.shot_offsets;
+    if (!t || (typeof t === "object" && Object.keys(t).length === 0)) return null;
+    if (typeof t !== "object" || Array.isArray(t)) throw new Error(`shot_offsets must map shot counts to numbers, got ${JSON.stringify(t)}`);
+    return ShotOffsets.fromMapping(t);
+  }
+
+  /** The offset for a class of `count` shots (float32, as NumPy computes it). */
+  offset(count) {
+    const x = Math.log(Math.max(count, 1)), xs = this.logShots, ys = this.offsets, m = xs.length;
+    if (m === 1 || x <= xs[0]) return f(ys[0]);
+    if (x >= xs[m - 1]) return f(ys[m - 1]);
+    let j = 0;
+    while (xs[j + 1] <= x) j++;
+    if (x === xs[j]) return f(ys[j]);
+    return f(((ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])) * (x - xs[j]) + ys[j]);
+  }
+}
+
 export class ClassStore {
   constructor(dim, scale, fingerprint) {
     if (!(dim >= 1) || !(scale > 0)) throw new Error(`bad store: embedding_dim ${dim}, scale ${scale}`);
     Object.assign(this, { dim, scale, fingerprint, templatesPerClass: 1, labels: [], sums: [], counts: [], shots: null });
     this.unknown = { minCosine: null, minMargin: null };
+    // A ShotOffsets (from the bundle manifest) or null; a setting of the classifier, not part of the file.
+    this.shotOffsets = null;
   }
 
   learn(label, embeddings) {
@@ -75,10 +132,14 @@ export class ClassStore {
     });
   }
 
-  /** {labels, cosines, probabilities, unknown, label} for the top k, best first. */
+  /**
+   * {labels, cosines, probabilities, unknown, label} for the top k, best first. With shot offsets the ranked and
+   * reported scores ("cosines") are cosine + offset(shot count); softmax and unknown policy see those, as in Python.
+   */
   classify(embedding, topK = 3) {
     if (!this.labels.length) throw new Error("the classifier has no classes yet: add one first");
-    const cos = this.cosines(embedding);
+    const so = this.shotOffsets;
+    const cos = this.cosines(embedding).map((c, k) => (so ? c + so.offset(this.counts[k]) : c));
     const order = cos.map((_, i) => i).sort((a, b) => cos[b] - cos[a]);
     const best = cos[order[0]];
     const margin = cos.length > 1 ? best - cos[order[1]] : Infinity;

@@ -3,12 +3,15 @@
 // DIR comes from android_demo/tools/make_golden.py (its bundle/ is served as the page's model). The video
 // alternates two objects, each segment marked by a bright (A) or dark (B) square in the top-left corner,
 // outside the centre crop the model sees. Prints "web-e2e: N passed, N failed"; exit 1 on a failure.
+// The shot-aware calibration case of the golden vectors (golden.json "shot_offsets") is checked twice: in node
+// against js/classstore.js directly, and in the page with its manifest swapped for one that has shot_offsets.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { ClassStore, ShotOffsets } from "../js/classstore.js";
 import { readNpy } from "../js/npz.js";
 import { serve } from "./server.mjs";
 
@@ -34,6 +37,48 @@ function expect(cond, msg) { if (!cond) throw new Error(msg); }
 const npy = (name) => readNpy(new Uint8Array(readFileSync(join(args.golden, name))), name).data;
 const maxDiff = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 const unit = (e) => { const n = Math.hypot(...e); return e.map((v) => v / n); };
+const rows = (name) => { const a = npy(name), d = golden.embedding_dim; return Array.from({ length: a.length / d }, (_, i) => Array.from(a.slice(i * d, (i + 1) * d))); };
+const so = golden.shot_offsets;
+// Scores are cosine + offset: the page sums in double, NumPy in float32, so a few float32 ulps.
+function samePredictions(got, want, what, tol = 2e-6) {
+  expect(got.length === want.length, `${what}: ${got.length} answers, want ${want.length}`);
+  want.forEach((w, i) => {
+    const g = got[i];
+    expect(JSON.stringify(g.labels) === JSON.stringify(w.labels), `${what} ${i}: labels ${JSON.stringify(g.labels)}, want ${JSON.stringify(w.labels)}`);
+    const d = Math.max(maxDiff(g.cosines, w.cosines), maxDiff(g.probabilities, w.probabilities));
+    expect(d <= tol, `${what} ${i}: scores/probabilities differ by ${d}`);
+    expect(g.unknown === w.unknown && g.label === w.label, `${what} ${i}: unknown ${g.unknown} label ${g.label}, want ${w.unknown} ${w.label}`);
+  });
+}
+
+// Pure JavaScript, before the browser starts: the classifier of js/classstore.js against Python.
+await check("shot offsets: table, validation and predictions match Python (node)", async () => {
+  const manifest = JSON.parse(readFileSync(join(args.golden, so.manifest), "utf8"));
+  const offsets = ShotOffsets.fromManifest(manifest);
+  expect(offsets.shots.join() === "1,2,5,10,20", `shots ${offsets.shots}`);
+  expect(ShotOffsets.fromManifest(JSON.parse(readFileSync(join(args.golden, "manifest.json"), "utf8"))) === null, "an empty table is not none");
+  const d = maxDiff(so.offset_counts.map((c) => offsets.offset(c)), so.offset_values);
+  expect(d <= 1e-7, `offsets differ from Python's by ${d}`);
+  for (const t of so.invalid_tables) {
+    let err = null;
+    try { ShotOffsets.fromMapping(t); } catch (e) { err = e; }
+    expect(err && err.message.includes("shot_offsets"), `accepted shot_offsets ${JSON.stringify(t)}`);
+  }
+  const queries = rows("queries.npy");
+  const store = ClassStore.fromNpz(new Uint8Array(readFileSync(join(args.golden, so.store))));
+  samePredictions(queries.map((q) => store.classify(q, so.top_k)), so.predictions_raw, "raw");
+  store.shotOffsets = offsets;
+  samePredictions(queries.map((q) => store.classify(q, so.top_k)), so.predictions, "calibrated");
+  const mine = new ClassStore(golden.embedding_dim, golden.scale, golden.fingerprint);
+  mine.shotOffsets = offsets;
+  rows("so_shots.npy").forEach((e, i) => mine.learn(so.shot_labels[i], [e]));
+  samePredictions(queries.map((q) => mine.classify(q, so.top_k)), so.predictions, "imprinted in JS");
+  mine.unknown = { minCosine: golden.unknown_policy.min_cosine, minMargin: golden.unknown_policy.min_margin };
+  samePredictions(queries.map((q) => mine.classify(q, so.top_k)), so.predictions_unknown, "unknown");
+  mine.unknown = { minCosine: null, minMargin: null };
+  mine.learn(so.extra_label, rows("so_extra.npy"));
+  samePredictions(queries.map((q) => mine.classify(q, so.top_k)), so.predictions_grown, "grown");
+});
 
 const server = await serve(webRoot, golden.bundle);
 const url = `http://127.0.0.1:${server.address().port}/index.html?bundle=/bundle/`;
@@ -168,6 +213,19 @@ try {
   await check("imports a store written by Python", async () => {
     await page.setInputFiles("#import", join(args.golden, "store.npz"));
     await page.waitForFunction(() => window.imprintDemo.state().labels.join() === "red,green,blue", null, { timeout: 3000 });
+  });
+
+  await check("applies the bundle's shot offsets as Python does", async () => {
+    // The same bundle, its manifest swapped for the one with a shot_offsets table.
+    await page.route("**/bundle/manifest.json", (r) => r.fulfill({ path: join(args.golden, so.manifest), contentType: "application/json" }));
+    await page.goto(url);
+    await page.evaluate(() => window.imprintDemo.ready);
+    const text = await page.textContent("#status");
+    expect(text.includes("shot-calibrated"), `status says ${text}`);
+    await page.setInputFiles("#import", join(args.golden, so.store));
+    await page.waitForFunction(() => window.imprintDemo.state().labels.join() === "red,green,blue,yellow", null, { timeout: 3000 });
+    const got = await page.evaluate(([qs, k]) => qs.map((q) => window.imprintDemo.classify(q, k)), [rows("queries.npy"), so.top_k]);
+    samePredictions(got, so.predictions, "page");
   });
 } finally {
   await context.close();

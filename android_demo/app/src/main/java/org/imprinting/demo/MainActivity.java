@@ -113,7 +113,8 @@ public class MainActivity extends Activity implements CameraController.FrameList
                     Preprocessor p = new Preprocessor(b.manifest.preprocess, b.extractor.layout);
                     ClassStore s = Store.get(MainActivity.this, b.manifest);
                     model = new Model(b, new Extractor(b), p, s);
-                    show(b.manifest.name + " (" + b.extractor.file + "), " + s.size() + " classes");
+                    show(b.manifest.name + " (" + b.extractor.file + "), " + s.size() + " classes"
+                            + (b.manifest.shotOffsets != null ? ", shot-calibrated" : ""));
                 } catch (Exception e) {
                     show("Cannot load the model: " + e.getMessage());
                 }
@@ -281,7 +282,10 @@ public class MainActivity extends Activity implements CameraController.FrameList
             score.setText("");
         } else {
             label.setText(c.unknown ? "unknown" : c.labels[0]);
-            score.setText(String.format(Locale.US, "cos %.2f  p %.0f%%", c.cosines[0], 100 * c.probabilities[0]));
+            // With the bundle's shot offsets the score is cosine + offset(shot count), not a plain cosine.
+            Model m = model;
+            String kind = m != null && m.store.shotOffsets() != null ? "score" : "cos";
+            score.setText(String.format(Locale.US, "%s %.2f  p %.0f%%", kind, c.cosines[0], 100 * c.probabilities[0]));
         }
         fps.setText(String.format(Locale.US, "%.1f FPS", framesPerSecond));
         if (capturedFrames > 0) {

@@ -16,6 +16,8 @@ import java.util.concurrent.Executors;
  * The one class store of the app, shared by both screens and persisted in the app's files directory in
  * the Python runtime's format (classes.npz), so a store can be copied to and from a computer. Saves run
  * on one background thread, atomically (ClassStoreFile.write), so a killed app never loses the file.
+ * The bundle's shot offsets (manifest "shot_offsets") are applied to classification, as the Python
+ * runtime does; they are a setting of the bundle, not part of the file.
  */
 final class Store {
     private static final String TAG = "imprinting";
@@ -27,16 +29,20 @@ final class Store {
     private Store() {
     }
 
-    /** The store for this bundle's extractor, loaded once per process. */
+    /** The store for this bundle's extractor, loaded once per process, calibrated by its shot offsets. */
     static synchronized ClassStore get(Context context, Manifest m) {
-        if (store != null) {
-            return store;
+        if (store == null) {
+            store = load(context, m);
         }
+        store.setShotOffsets(m.shotOffsets);
+        return store;
+    }
+
+    private static ClassStore load(Context context, Manifest m) {
         file = new File(context.getFilesDir(), FILE);
         if (file.isFile()) {
             try {
-                store = ClassStoreFile.read(file, m.fingerprint, m.embeddingDim);
-                return store;
+                return ClassStoreFile.read(file, m.fingerprint, m.embeddingDim);
             } catch (IOException e) {
                 Log.w(TAG, "cannot read " + file + ", starting empty", e);
             } catch (IllegalArgumentException e) {
@@ -48,8 +54,7 @@ final class Store {
                 }
             }
         }
-        store = new ClassStore(m.embeddingDim, m.scale, m.fingerprint);
-        return store;
+        return new ClassStore(m.embeddingDim, m.scale, m.fingerprint);
     }
 
     /** The store once get() has run (the classes screen opens from the main one), or null. */

@@ -13,6 +13,10 @@ import java.util.Map;
  * All public methods are synchronized so that a camera thread can classify while the UI thread teaches.
  * Shots (the optional shots/shot_class entries) are kept only when the file had them, so that a store
  * written by Python with several templates per class survives a round trip through the app.
+ * With shot offsets (a bundle manifest's "shot_offsets", see ShotOffsets) classify ranks by
+ * cosine + offset(shot count of the class), reports those calibrated scores and takes the softmax and the
+ * unknown policy over them, as the Python runtime does; cosines() stays raw. The offsets are a setting of
+ * the classifier, not part of the store file.
  */
 public final class ClassStore {
     private static final float EPS = 1e-12f;
@@ -22,6 +26,7 @@ public final class ClassStore {
     private final String fingerprint;
     private int templatesPerClass = 1;
     private UnknownPolicy unknown = UnknownPolicy.NEVER;
+    private ShotOffsets shotOffsets;
     private final List<String> labels = new ArrayList<String>();
     private final List<float[]> sums = new ArrayList<float[]>();
     private final List<Long> counts = new ArrayList<Long>();
@@ -60,6 +65,16 @@ public final class ClassStore {
 
     public synchronized void setUnknownPolicy(UnknownPolicy policy) {
         unknown = policy;
+    }
+
+    /** Shot-aware calibration for classify (from Manifest.shotOffsets); null turns it off. */
+    public synchronized void setShotOffsets(ShotOffsets offsets) {
+        shotOffsets = offsets;
+    }
+
+    /** The shot offsets classify applies, or null. */
+    public synchronized ShotOffsets shotOffsets() {
+        return shotOffsets;
     }
 
     public synchronized int size() {
@@ -181,7 +196,7 @@ public final class ClassStore {
         reindex();
     }
 
-    /** Cosine of the embedding to every class, in class order. */
+    /** Cosine of the embedding to every class, in class order (raw: without shot offsets). */
     public synchronized float[] cosines(float[] embedding) {
         float[] e = normalize(embedding);
         float[] cos = new float[labels.size()];
@@ -196,7 +211,10 @@ public final class ClassStore {
         return cos;
     }
 
-    /** The top-k classes for one embedding (k is capped at the number of classes). */
+    /**
+     * The top-k classes for one embedding (k is capped at the number of classes). With shot offsets the
+     * ranked and reported scores are cosine + offset(shot count), in float32 as in the Python runtime.
+     */
     public synchronized Classification classify(float[] embedding, int topK) {
         if (topK < 1) {
             throw new IllegalArgumentException("top_k must be >= 1, got " + topK);
@@ -205,6 +223,11 @@ public final class ClassStore {
             throw new IllegalStateException("the classifier has no classes yet: imprint one first");
         }
         float[] cos = cosines(embedding);
+        if (shotOffsets != null) {
+            for (int k = 0; k < cos.length; k++) {
+                cos[k] += shotOffsets.offset(counts.get(k));
+            }
+        }
         int n = cos.length;
         Integer[] order = new Integer[n];
         for (int i = 0; i < n; i++) {

@@ -1,8 +1,9 @@
 package org.imprinting.core;
 
 /**
- * The top-k answer for one embedding, best first. cosines in [-1, 1]; probabilities are the softmax of
- * scale * cosine over all classes (so they need not sum to 1 over the top k).
+ * The top-k answer for one embedding, best first. cosines in [-1, 1], or with shot offsets the calibrated
+ * scores cosine + offset(shot count) that the classes were ranked by; probabilities are the softmax of
+ * scale * score over all classes (so they need not sum to 1 over the top k).
  */
 public final class Classification {
     public final String[] labels;
@@ -22,7 +23,7 @@ public final class Classification {
         return unknown ? null : labels[0];
     }
 
-    /** The top-1 cosine. */
+    /** The top-1 cosine (calibrated score with shot offsets). */
     public float score() {
         return cosines[0];
     }

@@ -18,6 +18,8 @@ public final class Manifest {
     public final List<Extractor> extractors;
     /** File name of the base classes store inside the bundle, or null. */
     public final String baseClasses;
+    /** Shot-aware calibration (the manifest's "shot_offsets"), or null when the bundle has none. */
+    public final ShotOffsets shotOffsets;
 
     /** One extractor file of the bundle. */
     public static final class Extractor {
@@ -60,6 +62,7 @@ public final class Manifest {
         extractors = Collections.unmodifiableList(ex);
         Object base = m.get("base_classes");
         baseClasses = base == null ? null : String.valueOf(base);
+        shotOffsets = ShotOffsets.fromManifestValue(m.get("shot_offsets"));
     }
 
     public static Manifest parse(String json) {

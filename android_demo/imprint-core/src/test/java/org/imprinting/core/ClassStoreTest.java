@@ -28,7 +28,7 @@ public class ClassStoreTest {
         return s;
     }
 
-    private static void assertSameStore(ClassStore want, ClassStore got) {
+    static void assertSameStore(ClassStore want, ClassStore got) {
         assertEquals(want.labels(), got.labels());
         assertEquals(want.fingerprint(), got.fingerprint());
         assertEquals(want.scale(), got.scale(), 0f);
@@ -39,9 +39,13 @@ public class ClassStoreTest {
     }
 
     private static void assertPredictions(Golden g, ClassStore s, String key) throws Exception {
+        assertPredictions(g, s, key, g.list(key), ((Number) g.json.get("top_k")).intValue(), 1e-5f);
+    }
+
+    /** The store's top-k answers to the golden queries against Python's, scores and probabilities within tol. */
+    static void assertPredictions(Golden g, ClassStore s, String key, List<Map<String, Object>> want, int topK, float tol)
+            throws Exception {
         Npy.Array q = g.npy("queries.npy");
-        int topK = ((Number) g.json.get("top_k")).intValue();
-        List<Map<String, Object>> want = g.list(key);
         for (int i = 0; i < want.size(); i++) {
             Classification c = s.classify(Golden.row(q, i), topK);
             Map<String, Object> w = want.get(i);
@@ -51,8 +55,8 @@ public class ClassStoreTest {
             assertEquals(key + " " + i + " length", labels.size(), c.labels.length);
             for (int j = 0; j < labels.size(); j++) {
                 assertEquals(key + " " + i + " label " + j, labels.get(j), c.labels[j]);
-                assertEquals(key + " " + i + " cosine " + j, ((Number) cos.get(j)).floatValue(), c.cosines[j], 1e-5f);
-                assertEquals(key + " " + i + " probability " + j, ((Number) prob.get(j)).floatValue(), c.probabilities[j], 1e-5f);
+                assertEquals(key + " " + i + " cosine " + j, ((Number) cos.get(j)).floatValue(), c.cosines[j], tol);
+                assertEquals(key + " " + i + " probability " + j, ((Number) prob.get(j)).floatValue(), c.probabilities[j], tol);
             }
             assertEquals(key + " " + i + " unknown", w.get("unknown"), c.unknown);
             assertEquals(key + " " + i + " label()", w.get("label"), c.label());

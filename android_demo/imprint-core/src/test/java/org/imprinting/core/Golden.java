@@ -67,6 +67,11 @@ final class Golden {
         return (List<Map<String, Object>>) json.get(key);
     }
 
+    @SuppressWarnings("unchecked")
+    Map<String, Object> map(String key) {
+        return (Map<String, Object>) json.get(key);
+    }
+
     Preprocessor preprocessor() {
         return new Preprocessor(manifest.preprocess, (String) json.get("layout"));
     }
