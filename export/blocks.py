@@ -196,11 +196,12 @@ def train_blocks(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: Bl
                 progress(epoch, history[epoch])
 
         fit_tail(acts[train], y, len(seen), opt, opt.max_epochs, on_epoch)
-        # 0 epochs is not an option here: the embedding layer would be untrained; take the best of 1..max.
-        epochs = max((e for e in history if e > 0), key=lambda e: (round(history[e], 4), -e))
+        # 0 epochs (the pretrained features with imprinted rows) is an option only without an embedding
+        # layer, which would otherwise stay random.
+        epochs = max((e for e in history if e > 0 or opt.dim == 0), key=lambda e: (round(history[e], 4), -e))
         report["pseudo_novel_history"] = {int(k): round(v, 4) for k, v in history.items()}
     report["epochs"] = int(epochs)
-    tail = fit_tail(acts, labels, num_classes, opt, max(1, epochs))
+    tail = fit_tail(acts, labels, num_classes, opt, epochs if opt.dim == 0 else max(1, epochs))
     emb = embed_activations(tail, acts[:, 0])
     with torch.no_grad():
         pred = tail.classifier(torch.from_numpy(emb)).argmax(1).numpy()
