@@ -12,6 +12,10 @@ layers at `lr`, new layers (embedding, classifier) at 10x. Epochs are chosen by 
 check as the fast path (`train.choose_epochs`): the number of epochs that serves held-out base classes
 imprinted from 1 and 5 shots best, not the one with the best base accuracy.
 
+With trainable_blocks >= 16 the whole network trains (the paper's recipe): the "activations" are the
+images themselves, decoded with a fresh random crop and flip at every access (`image_views.ImageViews`),
+which is what a GPU is for; on a 2-core CPU an epoch over CUB's base images takes minutes, not seconds.
+
 Under `torchrun` (several processes, `WORLD_SIZE` > 1) training is data-parallel with
 DistributedDataParallel: every process computes or reads the same activation cache, takes its share of
 each batch, and gradients are averaged; rank 0 writes the checkpoint.
@@ -64,7 +68,8 @@ def frozen_prefix(model: ImprintExtractor, trainable_blocks: int):
     """The frozen part as a function: images (n, 3, S, S) -> activations entering the trainable blocks."""
     blocks = model.backbone._blocks
     if trainable_blocks > len(blocks):
-        raise ValueError(f"trainable_blocks is {trainable_blocks} but the backbone has only {len(blocks)} blocks")
+        raise ValueError(f"trainable_blocks is {trainable_blocks} but the backbone has only {len(blocks)} blocks "
+                         f"(use {len(blocks)} to train the whole network)")
     cut = len(blocks) - trainable_blocks
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -83,6 +88,8 @@ class Tail(nn.Module):
     def __init__(self, model: ImprintExtractor, trainable_blocks: int, num_classes: int, scale: float) -> None:
         super().__init__()
         self.model = model
+        # All blocks: the full network (the paper's recipe), stem included, fed with images.
+        self.full = trainable_blocks >= len(model.backbone._blocks)
         self.blocks = nn.ModuleList(list(model.backbone._blocks)[-trainable_blocks:])
         self.classifier = CosineClassifier(num_classes, model.embedding_dim, scale)
         # Only the tail learns; frozen parameters must not ask for gradients (DDP also insists on it).
@@ -91,6 +98,8 @@ class Tail(nn.Module):
             p.requires_grad_(id(p) in trainable)
 
     def embedding(self, act: torch.Tensor) -> torch.Tensor:
+        if self.full:
+            act = self.model.backbone.stem(act)
         for block in self.blocks:
             act = block(act)
         pooled = F.adaptive_avg_pool2d(self.model.backbone.head(act), 1).flatten(1)
@@ -101,7 +110,8 @@ class Tail(nn.Module):
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         b = self.model.backbone
-        return [p for m in (*self.blocks, b._conv_head, b._bn1) for p in m.parameters()]
+        stem = (b._conv_stem, b._bn0) if self.full else ()
+        return [p for m in (*stem, *self.blocks, b._conv_head, b._bn1) for p in m.parameters()]
 
     def new_parameters(self) -> list[nn.Parameter]:
         embed = list(self.model.embed.parameters()) if self.model.embed is not None else []
@@ -111,6 +121,13 @@ class Tail(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()
+
+
+def _device() -> torch.device:
+    """This process's device: its GPU under torchrun (LOCAL_RANK) when there are GPUs, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def _world() -> tuple[int, int]:
@@ -137,9 +154,11 @@ def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockO
         with torch.no_grad():
             tail.classifier.weight.copy_(imprint_weights(torch.from_numpy(emb), torch.from_numpy(labels), num_classes))
     rank, world = _world()
+    device = _device()
+    tail.to(device)
     net: nn.Module = tail
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(tail)
+        net = nn.parallel.DistributedDataParallel(tail, device_ids=[device.index] if device.type == "cuda" else None)
     optim = torch.optim.RMSprop(
         [{"params": tail.pretrained_parameters(), "lr": opt.lr}, {"params": tail.new_parameters(), "lr": opt.new_lr_factor * opt.lr}],
         lr=opt.lr, momentum=0.9, weight_decay=opt.weight_decay,
@@ -155,23 +174,26 @@ def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockO
         # Whole global batches only, so every rank runs the same number of steps.
         for i in range(0, len(order) - step + 1 if len(order) >= step else 1, step):
             idx = order[i : i + step][rank::world]
-            x = torch.from_numpy(acts[idx, view[idx]].astype(np.float32))
-            loss = F.cross_entropy(net(x), y_all[idx])
+            x = torch.from_numpy(acts[idx, view[idx]].astype(np.float32)).to(device)
+            loss = F.cross_entropy(net(x), y_all[idx].to(device))
             optim.zero_grad()
             loss.backward()
             optim.step()
         sched.step()
         if on_epoch is not None:
             on_epoch(epoch + 1, tail.eval())
-    return tail.eval()
+        log.info("epoch %d of %d done", epoch + 1, epochs)
+    return tail.eval().cpu()
 
 
 def embed_activations(tail: Tail, acts: np.ndarray, chunk: int = 128) -> np.ndarray:
     """Unit embeddings float32 (N, D) of activations (N, C, h, w), in chunks to bound memory."""
     out = []
+    device = next(tail.parameters()).device
     with torch.inference_mode():
         for i in range(0, len(acts), chunk):
-            out.append(tail.embedding(torch.from_numpy(acts[i : i + chunk].astype(np.float32))).numpy())
+            x = torch.from_numpy(acts[i : i + chunk].astype(np.float32)).to(device)
+            out.append(tail.embedding(x).cpu().numpy())
     return np.concatenate(out)
 
 

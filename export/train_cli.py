@@ -24,7 +24,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dim", type=int, default=1280, help="embedding size D (0: pooled features, train the classifier only)")
     p.add_argument("--blocks", type=int, default=0, metavar="K",
                    help="also fine-tune the last K backbone blocks on cached activations (the middle path; "
-                        "0: frozen backbone, the fast path)")
+                        "0: frozen backbone, the fast path; 16 or more: the whole network on images augmented "
+                        "afresh every epoch, the paper's recipe, for a GPU or torchrun)")
     p.add_argument("--views", type=int, default=4, help="augmented views per image besides the centre crop")
     p.add_argument("--epochs", type=int, help="train this many epochs (default: chosen by the pseudo-novel check)")
     p.add_argument("--max-epochs", type=int, help="bound of the epoch search (default 30; 6 with --blocks)")
@@ -131,6 +132,22 @@ def _train_head(args, data, spec):
     return model, rows, scale, emb, labels, report, t_feat
 
 
+def _readable(paths) -> "np.ndarray":
+    """Bool mask (N,) of the images that decode; corrupt ones are logged and skipped."""
+    import numpy as np
+
+    from imprinting.runtime.images import load_image
+
+    ok = np.ones(len(paths), bool)
+    for i, p in enumerate(paths):
+        try:
+            load_image(p)
+        except ValueError as err:
+            ok[i] = False
+            log.warning("skipping unreadable image: %s", err)
+    return ok
+
+
 def _train_blocks(args, data, spec):
     """The middle path, same return as _train_head."""
     import torch
@@ -149,6 +166,10 @@ def _train_blocks(args, data, spec):
     prefix = frozen_prefix(frozen, args.blocks)
 
     def activations():
+        if cut <= 0:  # the full network: images decoded and augmented afresh on every access
+            from .image_views import ImageViews
+
+            return ImageViews(data.paths, spec, args.views, args.seed), _readable(data.paths)
         return backbone_outputs(frozen, prefix, f"blocks{cut}", data.paths, spec, views=args.views, seed=args.seed,
                                 cache_dir=args.cache or None, progress=rank == 0)
 

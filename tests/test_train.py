@@ -147,3 +147,31 @@ def test_middle_path_runs_data_parallel_under_torchrun(tmp_path):
     c = load_checkpoint(ckpt)
     assert c.training["blocks"] == 1 and _changed_blocks(c) == [15]
     assert done.stdout.count("wrote ") == 1
+
+
+def test_full_network_path_trains_every_layer_on_fresh_views(tmp_path):
+    from imprinting.cli import main
+    from imprinting.export.model import ExtractorConfig, ImprintExtractor
+
+    root = _folder(tmp_path / "data", per_class=3)
+    (root / "red" / "broken.jpg").write_bytes(b"not a jpeg")
+    ckpt = tmp_path / "full.pt"
+    assert main(["train", "--folder", str(root), "--out", str(ckpt), "--views", "1", "--blocks", "16",
+                 "--epochs", "1", "--cache", ""]) == 0
+    c = load_checkpoint(ckpt)
+    assert _changed_blocks(c) == list(range(16)) and c.counts == (3, 3, 3)
+    ref = ImprintExtractor(ExtractorConfig(embedding_dim=0)).state_dict()
+    assert not torch.equal(c.extractor_state["backbone._conv_stem.weight"], ref["backbone._conv_stem.weight"])
+
+
+def test_image_views_draw_fresh_crops_and_a_fixed_centre(tmp_path):
+    from imprinting.export.image_views import ImageViews
+    from imprinting.runtime.preprocess import PreprocessSpec
+
+    root = _folder(tmp_path / "data", classes=("a",), per_class=2)
+    views = ImageViews(sorted((root / "a").iterdir()), PreprocessSpec(), views=2)
+    assert views.shape == (2, 3, 3, 224, 224) and len(views[np.array([True, False])]) == 1
+    centre = views[:, 0]
+    np.testing.assert_array_equal(centre[0:2], views[np.array([0, 1]), np.array([0, 0])])
+    a, b = views[np.array([0]), np.array([1])], views[np.array([0]), np.array([1])]
+    assert a.shape == (1, 3, 224, 224) and not np.array_equal(a, b)
