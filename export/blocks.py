@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from .model import CosineClassifier, ImprintExtractor, imprint_weights
 
@@ -172,7 +173,8 @@ def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockO
         order = rng.permutation(len(labels))
         view = rng.integers(0, acts.shape[1], len(labels))
         # Whole global batches only, so every rank runs the same number of steps.
-        for i in range(0, len(order) - step + 1 if len(order) >= step else 1, step):
+        starts = range(0, len(order) - step + 1 if len(order) >= step else 1, step)
+        for i in tqdm(starts, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=rank != 0):
             idx = order[i : i + step][rank::world]
             x = torch.from_numpy(acts[idx, view[idx]].astype(np.float32)).to(device)
             loss = F.cross_entropy(net(x), y_all[idx].to(device))
