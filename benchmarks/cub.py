@@ -146,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune", metavar="CKPT", help="also the fine-tuning rows from this `imprint train` checkpoint")
     ap.add_argument("--ft-epochs", type=int, default=10)
     ap.add_argument("--ft-seeds", type=int, default=3)
+    ap.add_argument("--finetune-blocks", metavar="CKPT", help="also Imprinting+FT rows fine-tuning the last blocks "
+                    "of this `imprint train --blocks K` checkpoint")
+    ap.add_argument("--ftb-epochs", type=int, default=8)
+    ap.add_argument("--ftb-lr", type=float, default=3e-5)
+    ap.add_argument("--ftb-seeds", type=int, default=1)
     ap.add_argument("--views", type=int, default=4, help="augmented views cached per training image (as `imprint train`)")
     ap.add_argument("--feature-cache", default="cache/features")
     ap.add_argument("--sheet", default="onnx/int8", help="extractor (format/precision) of the first bundle that "
@@ -171,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
 
         results.append(evaluate_finetuning(cub, args.finetune, args.shots, args.ft_seeds, args.ft_epochs, args.views,
                                            args.feature_cache or None))
+    if args.finetune_blocks:
+        from cub_finetune_blocks import evaluate_block_finetuning
+
+        results.append(evaluate_block_finetuning(cub, args.finetune_blocks, args.shots, args.ftb_seeds, args.ftb_epochs,
+                                                 args.ftb_lr, args.views, args.feature_cache or None))
     sweep = None
     if args.dims:
         from cub_figures import dimension_sweep

@@ -115,7 +115,7 @@ def _plot(out: Path, results: list[dict], shots: list[int]) -> None:
     except ImportError:
         return
     # One extractor per bundle keeps the plot readable: the int8 ONNX file users run (the table has all).
-    shown = [r for r in results if r["format"] == "onnx" and r["precision"] == "int8"] or results
+    shown = [r for r in results if (r["format"] == "onnx" and r["precision"] == "int8") or r["format"] == "pytorch"] or results
     styles = ["-", "--", ":", "-."]
     for metric, key in ((0, "novel"), (1, "all")):
         fig, ax = plt.subplots(figsize=(11, 5.5))
@@ -123,7 +123,7 @@ def _plot(out: Path, results: list[dict], shots: list[int]) -> None:
             ax.plot(SHOTS, vals, color="black", alpha=0.55, lw=1.2, marker="x", ls=[":", "-.", "--", (0, (1, 4))][j % 4],
                     label=label)
         for i, r in enumerate(shown):
-            for row in ("Imprinting", "Imprinting + calibration", "Imprinting + Aug + calibration", "Imprinting+FT"):
+            for row in ("Imprinting + Aug + calibration", *(k for k in r["rows"] if k.startswith("Imprinting+FT"))):
                 per_n = r["rows"].get(row)
                 if not per_n:
                     continue

@@ -252,3 +252,29 @@ def init_distributed() -> bool:
     log.info("distributed training: rank %d of %d (%s)", torch.distributed.get_rank(),
              torch.distributed.get_world_size(), backend)
     return True
+
+
+def finetune_tail(tail: Tail, acts: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int, lr: float,
+                  samples_per_epoch: int, batch: int = 64, seed: int = 0) -> Tail:
+    """Imprinting+FT on the middle path: fine-tune a tail (its classifier already holds base and imprinted
+    novel rows) on base + novel activations (N, V, C, h, w), every class sampled uniformly (the paper's
+    oversampling of novel classes, Sec. 6.2). lr for the blocks, 10x for the new layers."""
+    from .finetune import _balanced_batches
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    optim = torch.optim.RMSprop([{"params": tail.pretrained_parameters(), "lr": lr},
+                                 {"params": tail.new_parameters(), "lr": 10 * lr}], lr=lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=4, gamma=0.94)
+    y = torch.from_numpy(labels.astype(np.int64))
+    for _ in range(epochs):
+        tail.train()
+        tail.freeze_batchnorm()
+        for idx in _balanced_batches(labels, num_classes, max(1, samples_per_epoch // batch), batch, rng):
+            view = rng.integers(0, acts.shape[1], len(idx))
+            loss = F.cross_entropy(tail(torch.from_numpy(acts[idx, view].astype(np.float32))), y[idx])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        sched.step()
+    return tail.eval()

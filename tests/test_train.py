@@ -175,3 +175,30 @@ def test_image_views_draw_fresh_crops_and_a_fixed_centre(tmp_path):
     np.testing.assert_array_equal(centre[0:2], views[np.array([0, 1]), np.array([0, 0])])
     a, b = views[np.array([0]), np.array([1])], views[np.array([0]), np.array([1])]
     assert a.shape == (1, 3, 224, 224) and not np.array_equal(a, b)
+
+
+def test_block_fine_tuning_moves_the_blocks_and_fits_its_classes():
+    from imprinting.export.blocks import Tail, embed_activations, finetune_tail
+    from imprinting.export.model import ExtractorConfig, ImprintExtractor, imprint_weights
+
+    from imprinting.export.blocks import frozen_prefix
+    from imprinting.runtime.preprocess import PreprocessSpec, normalize
+
+    labels = np.repeat(np.arange(4), 6)
+    images = np.stack([cv2.resize(pattern_image(k, s), (224, 224)) for k, s in zip(labels, np.tile(np.arange(6), 4))])
+    x = torch.from_numpy(normalize(np.concatenate([images, images[:, :, ::-1]]), PreprocessSpec(), "NCHW"))
+    frozen = ImprintExtractor(ExtractorConfig(embedding_dim=0)).eval()
+    with torch.no_grad():
+        a = frozen_prefix(frozen, 2)(x).numpy()
+    acts = np.stack([a[: len(labels)], a[len(labels):]], axis=1).astype(np.float16)  # (24, 2 views, 192, 7, 7)
+    tail = Tail(ImprintExtractor(ExtractorConfig(embedding_dim=0)), 2, 4, 10.0)
+    before = {k: v.clone() for k, v in tail.blocks.state_dict().items()}
+    with torch.no_grad():
+        tail.classifier.weight.copy_(imprint_weights(torch.from_numpy(embed_activations(tail, acts[:, 0])),
+                                                     torch.from_numpy(labels), 4))
+    finetune_tail(tail, acts, labels, 4, epochs=3, lr=1e-4, samples_per_epoch=48, batch=16)
+    assert not tail.training
+    assert any(not torch.equal(v, before[k]) for k, v in tail.blocks.state_dict().items() if k.endswith("weight"))
+    e = embed_activations(tail, acts[:, 0])
+    pred = (e @ tail.classifier.unit_weight().detach().numpy().T).argmax(1)
+    assert (pred == labels).mean() >= 0.9
