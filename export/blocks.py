@@ -23,9 +23,11 @@ each batch, and gradients are averaged; rank 0 writes the checkpoint.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -138,9 +140,13 @@ def _world() -> tuple[int, int]:
 
 
 def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockOptions, epochs: int,
-             on_epoch=None) -> Tail:
+             on_epoch=None, state_path: Path | None = None) -> Tail:
     """Train a fresh pretrained model's tail on cached activations float16 (N, V, C, h, w) for `epochs`;
-    on_epoch(epoch, tail) after each. Returns the tail (its .model is the trained extractor)."""
+    on_epoch(epoch, tail) after each. Returns the tail (its .model is the trained extractor).
+
+    state_path: after every epoch rank 0 writes the training state there (weights, optimizer, schedule,
+    data-order generator; loads with weights_only=True); if the file exists at the start, training resumes
+    after its last finished epoch, drawing the same batches an uninterrupted run would have."""
     from .model import ExtractorConfig
 
     torch.manual_seed(opt.seed)
@@ -167,7 +173,10 @@ def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockO
     sched = torch.optim.lr_scheduler.StepLR(optim, step_size=4, gamma=0.94)
     y_all = torch.from_numpy(labels.astype(np.int64))
     step = opt.batch * world
-    for epoch in range(epochs):
+    start = 0
+    if state_path is not None and Path(state_path).is_file():
+        start = _load_state(Path(state_path), tail, optim, sched, rng, opt, epochs)
+    for epoch in range(start, epochs):
         tail.train()
         tail.freeze_batchnorm()
         order = rng.permutation(len(labels))
@@ -182,10 +191,36 @@ def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockO
             loss.backward()
             optim.step()
         sched.step()
+        if state_path is not None and rank == 0:
+            _save_state(Path(state_path), tail, optim, sched, rng, opt, epoch + 1)
         if on_epoch is not None:
             on_epoch(epoch + 1, tail.eval())
         log.info("epoch %d of %d done", epoch + 1, epochs)
     return tail.eval().cpu()
+
+
+def _save_state(path: Path, tail: Tail, optim, sched, rng: np.random.Generator, opt: BlockOptions, epoch: int) -> None:
+    state = {"epoch": epoch, "options": repr(opt), "tail": tail.state_dict(), "optim": optim.state_dict(),
+             "sched": sched.state_dict(), "rng": json.dumps(rng.bit_generator.state)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-save leaves the previous epoch's state
+
+
+def _load_state(path: Path, tail: Tail, optim, sched, rng: np.random.Generator, opt: BlockOptions, epochs: int) -> int:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file: say which, do not guess
+        raise ValueError(f"cannot resume from {path}: {str(err).splitlines()[0]}; delete it to start over") from None
+    if state.get("options") != repr(opt):
+        raise ValueError(f"{path} was written by a run with other options ({state.get('options')}); "
+                         "delete it to start over or run with the same options")
+    tail.load_state_dict(state["tail"])
+    optim.load_state_dict(state["optim"])
+    sched.load_state_dict(state["sched"])
+    rng.bit_generator.state = json.loads(state["rng"])
+    log.info("resuming from %s after epoch %d of %d", path, state["epoch"], epochs)
+    return min(int(state["epoch"]), epochs)
 
 
 def embed_activations(tail: Tail, acts: np.ndarray, chunk: int = 128) -> np.ndarray:
@@ -200,9 +235,10 @@ def embed_activations(tail: Tail, acts: np.ndarray, chunk: int = 128) -> np.ndar
 
 
 def train_blocks(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockOptions,
-                 progress=None) -> tuple[Tail, dict]:
+                 progress=None, state_path: Path | None = None) -> tuple[Tail, dict]:
     """The middle path: (the trained tail, a report). acts float16 (N, V, C, h, w), view 0 the centre
-    crop; labels int (N,). Epochs are chosen by the pseudo-novel check unless opt.epochs is set."""
+    crop; labels int (N,). Epochs are chosen by the pseudo-novel check unless opt.epochs is set.
+    state_path makes the final training resumable (see fit_tail); the epoch search is not."""
     from .train import pseudo_novel_split, pseudo_novel_score
 
     report: dict = {}
@@ -225,7 +261,7 @@ def train_blocks(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: Bl
         epochs = max((e for e in history if e > 0 or opt.dim == 0), key=lambda e: (round(history[e], 4), -e))
         report["pseudo_novel_history"] = {int(k): round(v, 4) for k, v in history.items()}
     report["epochs"] = int(epochs)
-    tail = fit_tail(acts, labels, num_classes, opt, epochs if opt.dim == 0 else max(1, epochs))
+    tail = fit_tail(acts, labels, num_classes, opt, epochs if opt.dim == 0 else max(1, epochs), state_path=state_path)
     emb = embed_activations(tail, acts[:, 0])
     with torch.no_grad():
         pred = tail.classifier(torch.from_numpy(emb)).argmax(1).numpy()

@@ -27,7 +27,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                         "0: frozen backbone, the fast path; 16 or more: the whole network on images augmented "
                         "afresh every epoch, the paper's recipe, for a GPU or torchrun)")
     p.add_argument("--views", type=int, default=4, help="augmented views per image besides the centre crop")
-    p.add_argument("--epochs", type=int, help="train this many epochs (default: chosen by the pseudo-novel check)")
+    p.add_argument("--epochs", type=int, help="train this many epochs (default: chosen by the pseudo-novel check); "
+                   "with --blocks an interrupted run resumes from OUT.state, written after every epoch")
     p.add_argument("--max-epochs", type=int, help="bound of the epoch search (default 30; 6 with --blocks)")
     p.add_argument("--lr", type=float, help="learning rate of the new layers (default 1e-3; with --blocks, "
                    "of the pretrained blocks, new layers get 10x; default 1e-5)")
@@ -89,6 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "shot_offsets": offsets, **{k: v for k, v in report.items() if k not in ("epochs", "trained_rows")}}
     save_checkpoint(out, Checkpoint(ExtractorConfig(embedding_dim=dim), model.state_dict(), rows, scale,
                                     data.class_names, tuple(int(c) for c in counts), spec, training))
+    Path(str(out) + ".state").unlink(missing_ok=True)  # the run is complete; nothing left to resume
     print(f"trained {report['epochs']} epochs in {t_train:.0f} s (features {t_feat:.0f} s); "
           f"wrote {out}. Next: imprint export --checkpoint {out} --out bundles/{out.stem}")
     return 0
@@ -186,7 +188,8 @@ def _train_blocks(args, data, spec):
     if rank == 0:
         _check_features(ok, data.labels, data.class_names, f"activations {acts.shape[2:]}", t_feat, args.views)
     acts, labels = acts[ok], data.labels[ok]
-    tail, report = train_blocks(acts, labels, len(data.class_names), opt, _progress if rank == 0 else None)
+    state = Path(args.out).with_name(Path(args.out).name + ".state")
+    tail, report = train_blocks(acts, labels, len(data.class_names), opt, _progress if rank == 0 else None, state)
     emb = embed_activations(tail, acts[:, 0])
     report["lr"], report["trained_rows"] = opt.lr, True
     return (tail.model, tail.classifier.weight.detach().clone(), float(tail.classifier.scale.detach()), emb, labels,

@@ -202,3 +202,25 @@ def test_block_fine_tuning_moves_the_blocks_and_fits_its_classes():
     e = embed_activations(tail, acts[:, 0])
     pred = (e @ tail.classifier.unit_weight().detach().numpy().T).argmax(1)
     assert (pred == labels).mean() >= 0.9
+
+
+def test_block_training_resumes_where_a_killed_run_stopped(tmp_path):
+    """A run stopped after epoch 1 of 2 and resumed ends with the weights of an uninterrupted run."""
+    from imprinting.export.blocks import BlockOptions, fit_tail
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 4)
+    acts = rng.normal(size=(len(labels), 2, 192, 7, 7)).astype(np.float16)
+    opt = BlockOptions(trainable_blocks=1, batch=4, lr=1e-4)
+    whole = fit_tail(acts, labels, 3, opt, 2)
+    state = tmp_path / "run.state"
+    fit_tail(acts, labels, 3, opt, 1, state_path=state)  # "killed" after its first epoch
+    assert state.is_file()
+    resumed = fit_tail(acts, labels, 3, opt, 2, state_path=state)
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    with pytest.raises(ValueError, match="other options"):
+        fit_tail(acts, labels, 3, BlockOptions(trainable_blocks=1, batch=4, lr=1e-3), 2, state_path=state)
+    state.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot resume"):
+        fit_tail(acts, labels, 3, opt, 2, state_path=state)
