@@ -119,9 +119,9 @@ def evaluate_extractor(cub, bundle, entry, args) -> dict:
         from cub_figures import exemplar_sheet
 
         args.sheet_done = True
-        shown = exemplar_sheet(cub, emb, cal_base_rows, offsets[1], Path(args.out) / "cub_fig5.png",
+        shown = exemplar_sheet(cub, emb, cal_base_rows, offsets[1], Path(args.out) / "cub_fig5.jpg",
                                f"{name}, imprinting + calibration")
-        sheet = {"file": "cub_fig5.png", "extractor": name, "recall": shown}
+        sheet = {"file": "cub_fig5.jpg", "extractor": name, "recall": shown}
     return {"name": name, "sheet": sheet, "file": entry.file, "format": entry.format, "precision": entry.precision,
             "trained_base": base is not None, "dim": int(emb.shape[1]), "offsets": offsets,
             "offsets_from": "bundle" if table is not None else "chosen here on base training images",

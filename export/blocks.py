@@ -120,10 +120,13 @@ class Tail(nn.Module):
         embed = list(self.model.embed.parameters()) if self.model.embed is not None else []
         return embed + list(self.classifier.parameters())
 
-    def freeze_batchnorm(self) -> None:
+    def train(self, mode: bool = True) -> "Tail":
+        """Training mode with the BatchNorm statistics kept frozen (the pretrained running means)."""
+        super().train(mode)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()
+        return self
 
 
 def _device() -> torch.device:
@@ -178,7 +181,6 @@ def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockO
         start = _load_state(Path(state_path), tail, optim, sched, rng, opt, epochs)
     for epoch in range(start, epochs):
         tail.train()
-        tail.freeze_batchnorm()
         order = rng.permutation(len(labels))
         view = rng.integers(0, acts.shape[1], len(labels))
         # Whole global batches only, so every rank runs the same number of steps.
@@ -295,22 +297,8 @@ def finetune_tail(tail: Tail, acts: np.ndarray, labels: np.ndarray, num_classes:
     """Imprinting+FT on the middle path: fine-tune a tail (its classifier already holds base and imprinted
     novel rows) on base + novel activations (N, V, C, h, w), every class sampled uniformly (the paper's
     oversampling of novel classes, Sec. 6.2). lr for the blocks, 10x for the new layers."""
-    from .finetune import _balanced_batches
+    from .finetune import FinetuneOptions, _train
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    optim = torch.optim.RMSprop([{"params": tail.pretrained_parameters(), "lr": lr},
-                                 {"params": tail.new_parameters(), "lr": 10 * lr}], lr=lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=4, gamma=0.94)
-    y = torch.from_numpy(labels.astype(np.int64))
-    for _ in range(epochs):
-        tail.train()
-        tail.freeze_batchnorm()
-        for idx in _balanced_batches(labels, num_classes, max(1, samples_per_epoch // batch), batch, rng):
-            view = rng.integers(0, acts.shape[1], len(idx))
-            loss = F.cross_entropy(tail(torch.from_numpy(acts[idx, view].astype(np.float32))), y[idx])
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-        sched.step()
-    return tail.eval()
+    groups = [{"params": tail.pretrained_parameters(), "lr": lr}, {"params": tail.new_parameters(), "lr": 10 * lr}]
+    return _train(tail, acts, labels, num_classes, FinetuneOptions(epochs=epochs, lr=lr, batch=batch, seed=seed),
+                  samples_per_epoch, groups)

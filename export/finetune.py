@@ -34,10 +34,12 @@ def _balanced_batches(labels: np.ndarray, num_classes: int, steps: int, batch: i
 
 
 def _train(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_classes: int, opt: FinetuneOptions,
-           samples_per_epoch: int) -> nn.Module:
+           samples_per_epoch: int, param_groups: list[dict] | None = None) -> nn.Module:
+    """Class-balanced training of `model` on feats (N, V, ...) (a random view per sample); param_groups
+    (optimizer groups with their own lr) default to all parameters at opt.lr."""
     torch.manual_seed(opt.seed)
     rng = np.random.default_rng(opt.seed)
-    optim = torch.optim.RMSprop(model.parameters(), lr=opt.lr, momentum=0.9)
+    optim = torch.optim.RMSprop(param_groups or model.parameters(), lr=opt.lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(optim, step_size=4, gamma=0.94)
     y = torch.from_numpy(labels.astype(np.int64))
     steps = max(1, samples_per_epoch // opt.batch)

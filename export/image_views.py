@@ -25,12 +25,13 @@ class ImageViews:
     """paths (N,) -> float32 inputs (n, 3, S, S) on access; views: how many view indices exist (1 + random)."""
 
     def __init__(self, paths: Sequence[Path], spec: PreprocessSpec, views: int, seed: int = 0,
-                 centre_only: bool = False, threads: int = 4) -> None:
+                 centre_only: bool = False, threads: int = 4, _parent: "ImageViews | None" = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.spec, self.views, self.centre_only = spec, views, centre_only
-        self._rng = np.random.default_rng(seed)
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(threads)
+        # Subsets share their parent's generator, lock and decoding threads.
+        self._rng = _parent._rng if _parent else np.random.default_rng(seed)
+        self._lock = _parent._lock if _parent else threading.Lock()
+        self._pool = _parent._pool if _parent else ThreadPoolExecutor(threads)
         s = spec.input_size
         self.shape = (len(self.paths), 1 + views, 3, s, s) if not centre_only else (len(self.paths), 3, s, s)
 
@@ -38,9 +39,8 @@ class ImageViews:
         return len(self.paths)
 
     def _subset(self, rows: np.ndarray) -> "ImageViews":
-        out = ImageViews([self.paths[i] for i in rows], self.spec, self.views, centre_only=self.centre_only)
-        out._rng, out._pool = self._rng, self._pool
-        return out
+        return ImageViews([self.paths[i] for i in rows], self.spec, self.views, centre_only=self.centre_only,
+                          _parent=self)
 
     def _load(self, i: int, view: int) -> np.ndarray:
         img = load_image(self.paths[i])
