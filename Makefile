@@ -1,17 +1,20 @@
 # Everything a fresh Linux machine with Python 3.11 needs: `make demo` (the main job), `make test`.
+# The environment is installed from requirements/lock.txt (exact, tested versions); `make lock` refreshes it.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements/lock.txt
+EXTRAS := onnx,tflite,camera,export,dev
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q 'pip==26.3'
 	# The CPU build of torch first, so that nothing pulls a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[onnx,tflite,camera,export,dev]'
+	$(BIN)/pip install -q -c $(LOCK) torch
+	$(BIN)/pip install -q -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@
 
-.PHONY: setup demo test test-all android-check
+.PHONY: setup demo test test-all android-check lock
 setup: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -22,6 +25,17 @@ test: $(BIN)/.installed
 
 test-all: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+# Re-resolve the newest versions the floors in pyproject.toml allow (after changing a dependency, or to take
+# upstream fixes), then run `make test` on a fresh clone before committing the new lock.
+lock: $(BIN)/.installed
+	$(BIN)/pip install -q pip-tools
+	$(BIN)/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links --upgrade \
+		$(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) -o $(LOCK) pyproject.toml requirements/pins.in
+	# The lock names the release, not the local build label, so the same line fits a CPU wheel from any index.
+	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' $(LOCK)
+
+comma := ,
 
 android-check: $(BIN)/.installed
 	bash scripts/install_android_check_deps.sh

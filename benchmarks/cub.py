@@ -19,16 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cub_report import write_report  # noqa: E402
 
-from imprinting.export import lowshot  # noqa: E402
-from imprinting.export.cub import NUM_BASE, draw_shots, load_cub  # noqa: E402
+from cub_protocol import protocol_predictions, protocol_scores  # noqa: E402
+
+from imprinting.export.cub import NUM_BASE, load_cub  # noqa: E402
 from imprinting.export.embeddings import cached_embeddings  # noqa: E402
 from imprinting.runtime import ExtractorOptions, load_bundle  # noqa: E402
+from imprinting.runtime.host import host_info, library_versions  # noqa: E402
 
 log = logging.getLogger("cub")
 SHOTS = (1, 2, 5, 10, 20)
@@ -44,89 +45,28 @@ def evaluate_extractor(cub, bundle, entry, args) -> dict:
     novel_train = cub.indices(train=True, base=False)
     aug = cached_embeddings(args.cache, ex, spec, [cub.paths[i] for i in novel_train], views=5, seed=0,
                             desc=f"{name} +aug") if args.aug and f"{entry.format}/{entry.precision}" in args.aug else None
-    log.info("%s: embeddings in %.0f s", name, time.perf_counter() - t0)
-    aug_of = {int(i): k for k, i in enumerate(novel_train)}
-    test = cub.indices(train=False)
-    t_emb, t_lab = emb[test], cub.labels[test]
-    novel_mask = t_lab >= NUM_BASE
-    base_train = cub.indices(train=True, base=True)
-    # Imprinted base rows (the mean of all base training embeddings); a trained bundle's own rows are used
-    # for the plain rows, but its trained rows and imprinted novel rows have different cosine statistics,
-    # which skews the base/novel balance, so the calibrated rows use imprinted base rows.
-    imp_base_rows = lowshot.class_means(emb, cub.labels, np.arange(NUM_BASE))
-    base = bundle.base_classes()
-    if base is not None:
-        if len(base.labels) != NUM_BASE:
-            raise ValueError(f"{bundle.path} has {len(base.labels)} base classes; the CUB protocol needs the first 100")
-        base_rows = lowshot.unit_rows(base.sums.astype(np.float32))
-    else:
-        base_rows = imp_base_rows
-    # Centring (SimpleShot's CL2N) on the base-class training mean: for extractors without base training.
-    centre = emb[base_train].mean(0)
-    c_emb = lowshot.unit_rows(emb - centre)
-    c_base_rows = lowshot.class_means(c_emb, cub.labels, np.arange(NUM_BASE))
-    rows: dict[str, dict[int, list]] = {}
-
-    def add(row: str, n: int, s: lowshot.Scores) -> None:
-        rows.setdefault(row, {}).setdefault(n, []).append((s.novel, s.all))
-
-    num_classes = len(cub.class_names)
-    for seed in range(args.seeds):
-        rand = lowshot.xavier_rows(num_classes - NUM_BASE, emb.shape[1], seed)
-        s = lowshot.score(lowshot.predict(t_emb, np.concatenate([base_rows, rand])), t_lab, novel_mask)
-        for n in args.shots:
-            add("Rand-noFT", n, s)
-    # Shot-aware calibration: the bundle's own table (chosen at training time, what users get) with the
-    # bundle's base rows, else a table chosen here on the base training images with imprinted base rows.
-    table = bundle.manifest.shot_offsets
-    if table is not None:
-        offsets = {n: float(table(np.array([n]))[0]) for n in args.shots}
-        cal_base_rows = base_rows
-    else:
-        offsets = {n: lowshot.choose_novel_offset(emb[base_train], cub.labels[base_train], n) for n in args.shots}
-        cal_base_rows = imp_base_rows
-    for n in args.shots:
-        for seed in range(args.seeds):
-            shots = draw_shots(cub, n, seed)
-            s_lab = cub.labels[shots]
-            novel_rows = lowshot.class_means(emb[shots], s_lab, np.arange(NUM_BASE, num_classes))
-            w = np.concatenate([base_rows, novel_rows])
-            add("Imprinting", n, lowshot.score(lowshot.predict(t_emb, w), t_lab, novel_mask))
-            add("Imprinting + calibration", n, lowshot.score(
-                lowshot.predict(t_emb, np.concatenate([cal_base_rows, novel_rows]), offsets[n]), t_lab, novel_mask))
-            if aug is not None:
-                a = aug[[aug_of[int(i)] for i in shots]].mean(1)
-                aug_rows = lowshot.class_means(a, s_lab, np.arange(NUM_BASE, num_classes))
-                add("Imprinting + Aug", n, lowshot.score(lowshot.predict(t_emb, np.concatenate([base_rows, aug_rows])),
-                                                         t_lab, novel_mask))
-                add("Imprinting + Aug + calibration", n, lowshot.score(
-                    lowshot.predict(t_emb, np.concatenate([cal_base_rows, aug_rows]), offsets[n]), t_lab, novel_mask))
-            add("Nearest shot (Fig. 6)", n, lowshot.score(
-                lowshot.predict_nearest_shot(t_emb, base_rows, emb[shots], s_lab, num_classes), t_lab, novel_mask))
-            if n > 1:
-                add("Imprinting, 3 templates/class", n, lowshot.score(
-                    lowshot.predict_templates(t_emb, base_rows, emb[shots], s_lab, num_classes, 3), t_lab, novel_mask))
-            c_novel = lowshot.class_means(c_emb[shots], s_lab, np.arange(NUM_BASE, num_classes))
-            add("Imprinting, centred (CL2N)", n, lowshot.score(
-                lowshot.predict(c_emb[test], np.concatenate([c_base_rows, c_novel])), t_lab, novel_mask))
-            # Table 3's transfer setting: novel classes only, 100-way.
-            pred = lowshot.predict(t_emb[novel_mask], novel_rows, 0.0) + NUM_BASE
-            acc = 100.0 * (pred == t_lab[novel_mask]).mean()
-            add("Transfer, novel only (Table 3)", n, lowshot.Scores(acc, acc))
     ex.close()
+    log.info("%s: embeddings in %.0f s", name, time.perf_counter() - t0)
+    base = bundle.base_classes()
+    if base is not None and len(base.labels) != NUM_BASE:
+        raise ValueError(f"{bundle.path} has {len(base.labels)} base classes; the CUB protocol needs the first 100")
+    out = protocol_predictions(emb, cub, tuple(args.shots), args.seeds, base, bundle.manifest.shot_offsets, aug)
+    rows = protocol_scores(out, cub)
     sheet = None
-    if args.sheet and not args.sheet_done and f"{entry.format}/{entry.precision}" == args.sheet and 1 in offsets:
+    if args.sheet and not args.sheet_done and f"{entry.format}/{entry.precision}" == args.sheet and 1 in out.offsets:
         from cub_figures import exemplar_sheet
 
         args.sheet_done = True
-        shown = exemplar_sheet(cub, emb, cal_base_rows, offsets[1], Path(args.out) / "cub_fig5.jpg",
+        shown = exemplar_sheet(cub, emb, out.base_rows, out.offsets[1], Path(args.out) / "cub_fig5.jpg",
                                f"{name}, imprinting + calibration")
         sheet = {"file": "cub_fig5.jpg", "extractor": name, "recall": shown}
+    source = {k: (Path(v).name if k == "checkpoint" and v else v) for k, v in bundle.manifest.source.items()}
     return {"name": name, "sheet": sheet, "file": entry.file, "format": entry.format, "precision": entry.precision,
-            "trained_base": base is not None, "dim": int(emb.shape[1]), "offsets": offsets,
-            "offsets_from": "bundle" if table is not None else "chosen here on base training images",
+            "trained_base": base is not None, "dim": int(emb.shape[1]), "offsets": out.offsets,
+            "offsets_from": out.offsets_from,
             "rows": {r: {str(n): v for n, v in d.items()} for r, d in rows.items()},
-            "bundle": str(bundle.path), "bundle_name": bundle.manifest.name, "source": bundle.manifest.source}
+            "bundle": bundle.path.name, "bundle_name": bundle.manifest.name, "source": source,
+            "parity_cosine": entry.parity_cosine, "bundle_host": bundle.manifest.host}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     command = "python benchmarks/cub.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"command": command, "seeds": list(range(args.seeds)), "shots": args.shots,
-            "machine": platform.platform(), "date": time.strftime("%Y-%m-%d")}
+            "machine": platform.platform(), "date": time.strftime("%Y-%m-%d"), "host": host_info(),
+            "versions": library_versions()}
     (out / "cub.json").write_text(json.dumps({"meta": meta, "results": results, "dimensions": sweep}, indent=1))
     write_report(out, meta, results, sweep)
     print(f"wrote {out / 'cub.md'}")

@@ -52,8 +52,13 @@ def write_report(out: Path, meta: dict, results: list[dict], sweep: dict | None 
         "# CUB-200-2011 low-shot benchmark",
         "",
         f"Regenerate: `{meta['command']}` ({meta['date']}, {meta['machine']}).",
+        f"Host: {meta.get('host', {}).get('cpu', '?')} ({', '.join(meta.get('host', {}).get('features', []))}; int8 kernels "
+        f"{meta.get('host', {}).get('int8_kernels', '?')}); " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()) + ".",
         f"Seeds (shot draws): {meta['seeds']}; cells are mean ± std over them, top-1 %, 200-way.",
-        "Imprinting rows run the exported extractor files through the runtime; no fine-tuning unless a row says so.",
+        "Imprinting rows run the exported extractor files through the runtime and its classifier (`ImprintedClassifier`); "
+        "no fine-tuning unless a row says so.",
+        "No test image enters anything a row learns: class rows, the CL2N centre and the calibration table come from "
+        "training images only (benchmarks/cub_protocol.py; tests/test_cub_protocol.py).",
         "",
         "Extractors:",
         "",
@@ -61,7 +66,7 @@ def write_report(out: Path, meta: dict, results: list[dict], sweep: dict | None 
     for r in results:
         src = r.get("source") or {}
         lines.append(f"- `{r['name']}`: {r['format']} {r['precision']}, D = {r['dim']}, "
-                     f"base rows {'from the bundle' if r['trained_base'] else 'imprinted here from all base training images'}"
+                     f"base rows {'from the bundle' if r['trained_base'] else 'imprinted here from the base training images'}"
                      f"{'; ' + ', '.join(f'{k}: {v}' for k, v in src.items()) if src else ''}; "
                      f"shot offsets {r['offsets']} ({r.get('offsets_from', 'chosen on base training images')})")
     lines += ["", "## Novel classes (Table 1)", ""] + _table(results, 0, shots, "novel")

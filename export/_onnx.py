@@ -1,10 +1,11 @@
 """ONNX backend glue: fp32 export through torch.onnx (dynamo) and int8 through onnxruntime's static QDQ
-quantization."""
+quantization, with pair-safe weights so that the int8 file gives the same result on every CPU."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,21 +68,47 @@ def float_node_names(model_path: Path, float_prefix_convs: int, quantize_embeddi
     return convs + tail
 
 
+@dataclass(frozen=True)
+class OnnxInt8Report:
+    """What the int8 recipe did: nodes kept in float and output channels rescaled by `pair_safe`."""
+
+    float_nodes: tuple[str, ...]
+    rescaled_channels: int
+
+
 def quantize_onnx_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, float_prefix_convs: int,
-                       quantize_embedding: bool = True) -> None:
-    """Static int8 QDQ quantization: per-channel int8 weights, uint8 activations, min/max calibration on
-    `calibration` float32 (N, 3, S, S) (already through the shared preprocessing)."""
+                       quantize_embedding: bool = True) -> OnnxInt8Report:
+    """Static int8 QDQ quantization that computes the same on every CPU: per-channel int8 weights made
+    pair-safe (see pair_safe.py), uint8 activations, min/max calibration on `calibration` float32
+    (N, 3, S, S) (already through the shared preprocessing).
+
+    Only the leading convolutions (before the first quantized activation) and the ops after the pool stay
+    float: onnxruntime quantizes the float weights of a convolution that sits between a DequantizeLinear
+    and a QuantizeLinear itself when it loads the file (per tensor, not pair-safe), so a float island
+    inside the backbone would not stay float.
+    """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from .pair_safe import apply_updates, plan_updates
+
     with tempfile.TemporaryDirectory(prefix="imprint-onnx-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        # Shape inference and graph cleanup first: onnxruntime's quantizer works on the optimized graph.
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
+        # Shape inference without the graph optimizer: the optimizer turns each Clip (ReLU6) into a Min
+        # that the quantizer leaves in float between Q/DQ pairs (31 float islands: int8 no faster than fp32).
+        quant_pre_process(str(fp32_path), str(pre), skip_optimization=True, skip_symbolic_shape=False)
         exclude = float_node_names(pre, float_prefix_convs, quantize_embedding)
         log.debug("keeping %d ONNX nodes in fp32: %s", len(exclude), exclude)
         quantize_static(
-            str(pre), str(out_path), _BatchReader(calibration), quant_format=QuantFormat.QDQ,
+            str(pre), str(q), _BatchReader(calibration), quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
         )
+        model = onnx.load(str(q))
+        updates = plan_updates(model)
+        apply_updates(model, updates)
+        rescaled = sum(u.channels for u in updates)
+        log.debug("int8 ONNX: %d output channels rescaled to be pair-safe", rescaled)
+        onnx.save(model, str(out_path))
+    return OnnxInt8Report(tuple(exclude), rescaled)

@@ -44,7 +44,8 @@ def library_versions() -> dict[str, Any]:
     from importlib import metadata
 
     out: dict[str, Any] = {"python": platform.python_version()}
-    for dist in ("imprinting", "torch", "onnx", "onnxruntime", "onnxscript", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "numpy"):
+    for dist in ("imprinting", "torch", "onnx", "onnxruntime", "onnxscript", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "numpy",
+                 "opencv-python-headless", "opencv-python"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 EXAMPLES = """examples:
   imprint export --out bundles/lite0                       # ImageNet-pretrained, ONNX+TFLite, fp32+int8
   imprint export --checkpoint runs/cub/last.pt --out bundles/cub --calib-dir data/my_photos
-  imprint export --out bundles/lite0-onnx --formats onnx --precisions int8 --latency
+  imprint export --out bundles/lite0-onnx --formats onnx --precisions int8 --strict
 """
 
 
@@ -41,7 +41,11 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                    "calibration and parity (default: scikit-image's sample photos and random views of them)")
     p.add_argument("--calib-count", type=int, default=200, help="int8 calibration images (default 200)")
     p.add_argument("--name", default=None, help="bundle name shown by `imprint info`")
-    p.add_argument("--latency", action="store_true", help="time each file (1 thread, batch 1, median of 50 runs)")
+    p.add_argument("--no-latency", dest="latency", action="store_false",
+                   help="skip timing each file (1 thread, batch 1, median of 30 runs); the runtime picks the fastest "
+                   "timed file on CPUs like this one")
+    p.add_argument("--strict", action="store_true", help="fail the export if any file fails its parity check "
+                   "(default: leave that file out, record it in the manifest, exit 0 if another file passed)")
     p.add_argument("--float-embedding", action="store_true",
                    help="keep the embedding layer fp32 in int8 files (default: int8 like the backbone)")
     p.add_argument("--seed", type=int, default=0)
@@ -89,12 +93,12 @@ def run_export(args: argparse.Namespace) -> int:
         source = {"checkpoint": None, "weights": "efficientnet-lite0-57934424.pth (ImageNet)"}
     options = ExportOptions(
         formats=args.formats, precisions=args.precisions, calib_count=args.calib_count, calib_dir=args.calib_dir,
-        preprocess=spec, seed=args.seed, latency_runs=50 if args.latency else 0,
+        preprocess=spec, seed=args.seed, latency_runs=30 if args.latency else 0, strict=args.strict,
         quantize_embedding=not args.float_embedding,
         **({"name": args.name} if args.name else {}),
     )
     # One step per progress() call in export_bundle: images, then per format a conversion, per precision a
-    # parity check (plus quantization for int8, timing with --latency), and the manifest.
+    # parity check (plus quantization for int8, timing unless --no-latency), and the manifest.
     n_int8 = sum(p == "int8" for p in options.precisions)
     per_format = 1 + len(options.precisions) * (2 if args.latency else 1) + n_int8
     steps = 2 + len(options.formats) * per_format
@@ -113,5 +117,8 @@ def run_export(args: argparse.Namespace) -> int:
         top1 = f"{f.parity.top1_agreement:.3f}" if f.parity.top1_agreement is not None else "-"
         lat = f"{f.latency_ms:.2f}" if f.latency_ms is not None else "-"
         print(f"{f.file:24s} {f.size_bytes / 1e6:8.2f} {f.parity.mean_cosine:8.5f} {f.parity.min_cosine:8.5f} {top1:>6s} {lat:>7s}")
+    for f in result.rejected:
+        print(f"{f.file:24s} {f.size_bytes / 1e6:8.2f} {f.parity.mean_cosine:8.5f} {f.parity.min_cosine:8.5f}  "
+              f"REJECTED ({f.parity.message}); left out of the bundle")
     print(f"\nnext: imprint learn {result.bundle_dir} --store classes.npz --label NAME IMAGE...")
     return 0

@@ -1,8 +1,9 @@
 """`export_bundle`: turn a PyTorch extractor (and optional base classes) into a verified model bundle.
 
 Each (format, precision) is one row of `FORMATS`; every file is checked against PyTorch fp32 on held-out
-images through the runtime's own loader before it enters the manifest. Nothing is written to the manifest
-unless every requested file passed.
+images through the runtime's own loader before it enters the manifest. A file that fails is left out and
+recorded in the manifest's `rejected` list with its figure; the export fails only when no file passed, or
+on any failure with `strict` (for release pipelines).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from imprinting.runtime.bundle import MANIFEST, ExtractorEntry, Manifest, file_sha256, write_manifest
+from imprinting.runtime.host import host_info
 from imprinting.runtime.preprocess import PreprocessSpec, preprocess
 from imprinting.runtime.shot_offsets import ShotOffsets
 
@@ -52,6 +54,7 @@ class ExportOptions:
     calib_dir: a folder of the user's own photos for both (recommended; otherwise scikit-image's samples).
     float_prefix_convs: leading convolutions kept in float in int8 files (the stem and first block of
     Lite0 lose the most to int8: ONNX mean cosine 0.988 all-int8, 0.996 with 3 float convs).
+    strict: any file that fails its parity check fails the export (default: it is left out and recorded).
     quantize_embedding: int8 files quantize the embedding layer too (else it stays fp32: D x 1280 x 4 bytes).
     latency_runs: if > 0, time each file single-threaded at batch 1 (median of this many runs).
     """
@@ -63,6 +66,7 @@ class ExportOptions:
     calib_dir: str | None = None
     float_prefix_convs: int = 3
     quantize_embedding: bool = True
+    strict: bool = False
     thresholds: ParityThresholds = ParityThresholds()
     preprocess: PreprocessSpec = PreprocessSpec()
     name: str = "imprinting-efficientnet_lite0"
@@ -108,6 +112,7 @@ class ExportResult:
     bundle_dir: Path
     manifest: Manifest
     files: tuple[FileReport, ...] = field(default_factory=tuple)
+    rejected: tuple[FileReport, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,15 @@ class BaseClasses:
     classifier: CosineClassifier
     counts: tuple[int, ...]
     shot_offsets: ShotOffsets | None = None
+
+
+def _parity_advice(path: Path, rep: ParityReport, fmt: str, precision: str) -> str:
+    """One line: which file failed, by how much, and what helps."""
+    advice = ("export int8 ONNX from this version (pair-safe weights), or keep the fp32 file"
+              if (fmt, precision) == ("onnx", "int8") else
+              "pass --calib-dir with 100-300 photos like the ones you will recognize, or keep the fp32 file"
+              if precision == "int8" else "report it: an fp32 file should match PyTorch")
+    return f"{path.name} failed its parity check against PyTorch fp32: {rep.message} (on {host_info()['int8_kernels']}); next: {advice}."
 
 
 def _prepare_out_dir(out: Path) -> None:
@@ -177,7 +191,9 @@ def export_bundle(
     base_w = base.classifier.unit_weight().detach().numpy() if base is not None else None
 
     reports: list[FileReport] = []
+    rejected: list[FileReport] = []
     entries: list[ExtractorEntry] = []
+    recipe: dict = {}
     with tempfile.TemporaryDirectory(prefix="imprint-export-") as tmp:
         for fmt in options.formats:
             fp32_name = FORMATS[(fmt, "fp32")][0]
@@ -196,18 +212,23 @@ def export_bundle(
                     step(f"{fmt} int8: calibrating on {len(calib_nchw)} images and quantizing")
                     calib = calib_nchw if layout == "NCHW" else np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1))
                     if fmt == "onnx":
-                        quantize_onnx_int8(fp32_path, path, calib, options.float_prefix_convs, options.quantize_embedding)
+                        rep8 = quantize_onnx_int8(fp32_path, path, calib, options.float_prefix_convs,
+                                                  options.quantize_embedding)
+                        recipe["onnx_int8"] = {"weights": "per-channel int8, pair-safe for u8s8 kernels",
+                                               "rescaled_channels": rep8.rescaled_channels}
                     else:
                         quantize_tflite_int8(fp32_path, path, calib, options.float_prefix_convs, options.quantize_embedding)
                 step(f"{fmt} {precision}: checking parity on {len(inputs)} held-out images")
                 rep = check_parity(path, precision, inputs, reference, options.thresholds, base_w)
                 if not rep.passed:
-                    raise ParityError(
-                        f"{path} failed its parity check against PyTorch fp32: {rep.message}. The file is left for "
-                        "inspection and no manifest was written. Next: re-run `imprint export` with --calib-dir "
-                        "pointing at 100-300 photos like the ones you will recognize, or export only fp32 with "
-                        "--precisions fp32"
-                    )
+                    report = FileReport(name, fmt, precision, path.stat().st_size, rep)
+                    if options.strict:
+                        raise ParityError(_parity_advice(path, rep, fmt, precision) + " The file is left for inspection "
+                                          "and no manifest was written.")
+                    log.warning("%s", _parity_advice(path, rep, fmt, precision) + " It is left out of the bundle.")
+                    path.unlink()
+                    rejected.append(report)
+                    continue
                 latency = None
                 if options.latency_runs > 0:
                     step(f"{fmt} {precision}: timing {options.latency_runs} runs")
@@ -217,8 +238,18 @@ def export_bundle(
                     ExtractorEntry(
                         file=name, format=fmt, precision=precision, layout=layout, sha256=file_sha256(path),
                         normalized=True, parity_cosine=round(rep.mean_cosine, 6),
+                        latency_ms=round(latency, 3) if latency is not None else None,
                     )
                 )
+    if not entries:
+        raise ParityError(
+            "every exported file failed its parity check against PyTorch fp32 ("
+            + "; ".join(f"{r.file}: {r.parity.message}" for r in rejected)
+            + "); no manifest was written. Next: "
+            + ("pass --calib-dir with 100-300 photos like the ones you will recognize, or export fp32 too"
+               if all(r.precision == "int8" for r in rejected) else
+               "an fp32 file must reproduce PyTorch: check the model's export (run with -v for details)")
+        )
 
     base_file, scale = None, DEFAULT_SCALE
     if base is not None:
@@ -238,13 +269,19 @@ def export_bundle(
             "parity_images": len(parity_images),
             "source": str(options.calib_dir) if options.calib_dir else "scikit-image sample photos + random views",
             "method": "minmax",
+            **recipe,
             "float_prefix_convs": options.float_prefix_convs,
             "quantize_embedding": options.quantize_embedding,
             "seed": options.seed,
         },
         source={"backbone": model.config.backbone, "embedding_dim": model.config.embedding_dim, **(source or {})},
         versions=library_versions(),
+        host=host_info(),
+        rejected=tuple(
+            {"file": r.file, "format": r.format, "precision": r.precision, "parity_cosine": round(r.parity.mean_cosine, 6),
+             "reason": r.parity.message} for r in rejected
+        ),
     )
     write_manifest(out, manifest)
     step(f"wrote {out / MANIFEST}")
-    return ExportResult(out, manifest, tuple(reports))
+    return ExportResult(out, manifest, tuple(reports), tuple(rejected))

@@ -8,7 +8,8 @@ Format (version 1), documented in docs/bundle.md:
         the same trained weights), preprocess (PreprocessSpec), extractors (list of ExtractorEntry),
         base_classes (file name of a class store, or null), shot_offsets (shot-aware calibration,
         {"1": 0.07, ...}, see shot_offsets.py; empty for none), calibration (int8 calibration notes),
-        source, versions (free-form)
+        source, versions (free-form), host (the CPU the files were checked on: arch, features,
+        int8_kernels), rejected (files that failed their parity check and were left out, with the figure)
     extractor_fp32.onnx, extractor_int8.onnx, extractor_fp32.tflite, extractor_int8.tflite, ...
     base_classes.npz    (class-store format, see store.py)
 """
@@ -42,7 +43,8 @@ class ExtractorEntry:
 
     `layout` is the input layout ("NCHW" or "NHWC"); `normalized` says whether the graph already
     L2-normalizes its output (the runtime normalizes in NumPy either way); `sha256` guards the file;
-    `parity_cosine` is the mean cosine against PyTorch fp32 measured at export.
+    `parity_cosine` is the mean cosine against PyTorch fp32 measured at export; `latency_ms` its batch-1
+    single-thread latency on the manifest's host, when the export measured it.
     """
 
     file: str
@@ -52,6 +54,7 @@ class ExtractorEntry:
     sha256: str = ""
     normalized: bool = True
     parity_cosine: float | None = None
+    latency_ms: float | None = None
 
     def __post_init__(self) -> None:
         if self.format not in _FORMATS.values():
@@ -79,6 +82,8 @@ class Manifest:
     calibration: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    rejected: tuple[dict[str, Any], ...] = ()
     format_version: int = BUNDLE_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -106,6 +111,8 @@ class Manifest:
             "calibration": self.calibration,
             "source": self.source,
             "versions": self.versions,
+            "host": self.host,
+            "rejected": list(self.rejected),
         }
 
     @classmethod
@@ -131,13 +138,18 @@ class Manifest:
                 calibration=dict(d.get("calibration") or {}),
                 source=dict(d.get("source") or {}),
                 versions=dict(d.get("versions") or {}),
+                host=dict(d.get("host") or {}),
+                rejected=tuple(dict(r) for r in d.get("rejected") or ()),
                 format_version=version,
             )
         except (KeyError, TypeError) as err:
             raise ValueError(f"bundle manifest is missing or has a malformed field: {err}") from None
 
     def select(self, format: str | None = None, precision: str | None = None) -> ExtractorEntry:
-        """The extractor entry to run: int8 before fp16 before fp32, ONNX before TFLite, unless asked."""
+        """The extractor entry to run. Unless asked: the fastest file when the export timed them on a CPU with
+        this machine's int8 kernels (see host.py), else int8 before fp16 before fp32, ONNX before TFLite."""
+        from .host import host_info
+
         order = {"int8": 0, "fp16": 1, "fp32": 2}
         candidates = [
             e
@@ -147,6 +159,9 @@ class Manifest:
         if not candidates:
             have = ", ".join(f"{e.format}/{e.precision}" for e in self.extractors)
             raise ValueError(f"bundle {self.name!r} has no {format or 'any'}/{precision or 'any'} extractor; it has: {have}")
+        timed = [e for e in candidates if e.latency_ms is not None]
+        if len(timed) == len(candidates) and self.host.get("int8_kernels") == host_info()["int8_kernels"]:
+            return min(timed, key=lambda e: e.latency_ms)
         return min(candidates, key=lambda e: (order[e.precision], e.format != "onnx"))
 
 

@@ -225,6 +225,17 @@ class ImprintedClassifier:
         with self._lock:
             return self._cosines(e)
 
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """The scores that classify ranks, float32 (n, K): cosines plus the shot offsets when the
+        classifier has them. The batch entry point for evaluations: argmax(axis=1) is the top-1 class index
+        in `labels` order."""
+        e = normalize_embeddings(embeddings, self.dim)
+        with self._lock:
+            cos = self._cosines(e)
+            if self.shot_offsets is not None:
+                cos += self._offsets[: len(self._labels)]
+            return cos
+
     def classify(self, embeddings: np.ndarray, top_k: int = 5) -> list[Classification]:
         """Top-k classes for each embedding of (D,) or (n, D); one Classification per embedding.
 

@@ -68,8 +68,9 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
 
     add_camera_parser(sub)
 
-    p = sub.add_parser("info", help="describe a model bundle")
+    p = sub.add_parser("info", help="describe a model bundle: files, parity, where it was made and with what")
     p.add_argument("bundle")
+    p.add_argument("--json", action="store_true", help="print the manifest and this host as JSON")
     p.set_defaults(func=cmd_info)
 
 
@@ -131,14 +132,31 @@ def cmd_classes_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .host import host_info, library_versions
+
     b = load_bundle(args.bundle)
     m = b.manifest
+    base = b.base_classes()
+    here = host_info()
+    if args.json:
+        print(json.dumps({"bundle": str(args.bundle), "manifest": m.to_dict(), "base_classes": len(base.labels) if base else 0,
+                          "this_host": {**here, "versions": library_versions()}, "default_file": m.select().file}, indent=1))
+        return 0
     print(f"bundle {Path(args.bundle)}: {m.name}, {m.embedding_dim}-d embeddings, scale {m.scale:.3f}")
     print(f"fingerprint {m.fingerprint}")
     print(f"preprocess {m.preprocess.to_dict()}")
     for e in m.extractors:
         cos = f", parity cosine {e.parity_cosine:.4f}" if e.parity_cosine is not None else ""
-        print(f"  {e.file}: {e.format} {e.precision} {e.layout}{cos}")
-    base = b.base_classes()
+        lat = f", {e.latency_ms:.2f} ms (1 thread)" if e.latency_ms is not None else ""
+        print(f"  {e.file}: {e.format} {e.precision} {e.layout}{cos}{lat}")
+    for r in m.rejected:
+        print(f"  rejected at export: {r.get('file')} ({r.get('reason')})")
     print(f"base classes: {len(base.labels) if base else 0}")
+    if m.host:
+        print(f"checked on: {m.host.get('cpu')} ({m.host.get('arch')}; {', '.join(m.host.get('features', []))}; "
+              f"int8 kernels {m.host.get('int8_kernels')})")
+    if m.versions:
+        print("made with: " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
+    print(f"this host: {here['cpu']} ({here['arch']}; int8 kernels {here['int8_kernels']}); default file "
+          f"{m.select().file}")
     return 0

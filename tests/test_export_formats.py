@@ -105,9 +105,27 @@ def test_base_classes_are_stored_as_imprinted_sums_with_the_fingerprint(exported
     np.testing.assert_allclose(store.sums, w * np.asarray(COUNTS, np.float32)[:, None], rtol=1e-6)
 
 
+def test_a_failed_file_is_left_out_and_recorded_while_the_others_ship(tmp_path):
+    opts = _options(formats=("onnx",), thresholds=ParityThresholds(cosine_int8=1.5))
+    result = export_bundle(tiny_extractor(), tmp_path, opts)
+    m = load_bundle(tmp_path).manifest
+    assert [e.file for e in m.extractors] == ["extractor_fp32.onnx"] and m.select().file == "extractor_fp32.onnx"
+    assert [r["file"] for r in m.rejected] == ["extractor_int8.onnx"] and m.rejected[0]["parity_cosine"] > 0.5
+    assert "mean cosine" in m.rejected[0]["reason"] and not (tmp_path / "extractor_int8.onnx").exists()
+    assert [f.file for f in result.rejected] == ["extractor_int8.onnx"]
+    assert m.host["int8_kernels"].startswith(("x86", "arm", "other")) and m.host["features"] is not None
+
+
+def test_strict_export_fails_on_any_failed_file(tmp_path):
+    opts = _options(formats=("onnx",), thresholds=ParityThresholds(cosine_int8=1.5), strict=True)
+    with pytest.raises(ParityError, match=r"extractor_int8.onnx failed its parity check.*next:"):
+        export_bundle(tiny_extractor(), tmp_path, opts)
+    assert not (tmp_path / "manifest.json").exists()
+
+
 def test_failed_parity_raises_and_writes_no_manifest(tmp_path):
     opts = _options(formats=("onnx",), precisions=("fp32",), thresholds=ParityThresholds(cosine_fp32=1.5))
-    with pytest.raises(ParityError, match=r"extractor_fp32.onnx failed its parity check.*--calib-dir"):
+    with pytest.raises(ParityError, match=r"every exported file failed.*extractor_fp32.onnx: mean cosine.*must reproduce PyTorch"):
         export_bundle(tiny_extractor(), tmp_path, opts)
     assert not (tmp_path / "manifest.json").exists()
     # The same directory can take the next attempt.

@@ -1,0 +1,67 @@
+"""What an int8 figure depends on: this CPU's architecture, its instruction-set features, and so the family
+of int8 kernels that onnxruntime and XNNPACK pick here.
+
+Bundles record the host they were exported and checked on, benchmarks record the host they ran on, and the
+runtime compares a bundle's recorded host kind with its own when it picks the fastest extractor file.
+"""
+
+from __future__ import annotations
+
+import platform
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+# Flags that change int8/fp32 kernels (x86: /proc/cpuinfo "flags"; ARM: "Features").
+_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+             "asimd", "asimddp", "i8mm", "sve")
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    model, flags = "", ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = value
+    return model or platform.processor() or platform.machine(), set(flags.split())
+
+
+def int8_kernel_family(arch: str, features: list[str] | tuple[str, ...]) -> str:
+    """A short name for the int8 kernels a CPU gets: "x86-vnni" (int32 dot products), "x86-avx2" (u8s8
+    pairs summed in int16, which can saturate), "arm-dotprod", "arm" or "other"."""
+    f = set(features)
+    if arch in ("x86_64", "AMD64", "i686", "x86"):
+        return "x86-vnni" if f & {"avx512_vnni", "avx_vnni", "amx_int8"} else "x86-avx2" if "avx2" in f else "x86"
+    if arch in ("aarch64", "arm64", "armv7l", "armv8l"):
+        return "arm-dotprod" if "asimddp" in f else "arm"
+    return "other"
+
+
+@lru_cache(maxsize=1)
+def host_info() -> dict[str, Any]:
+    """This machine, JSON-ready: {"arch", "cpu", "features": [...], "int8_kernels": family name}."""
+    model, flags = _cpuinfo()
+    arch = platform.machine()
+    features = [f for f in _FEATURES if f in flags]
+    return {"arch": arch, "cpu": model, "features": features, "int8_kernels": int8_kernel_family(arch, features)}
+
+
+def library_versions(names: tuple[str, ...] = ("numpy", "onnxruntime", "ai-edge-litert", "opencv-python-headless",
+                                               "opencv-python")) -> dict[str, str]:
+    """Installed versions of `names` (absent ones are left out), with Python's."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in names:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
