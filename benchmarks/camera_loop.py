@@ -102,6 +102,15 @@ def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread
     return stats
 
 
+def _host_line() -> str:
+    """CPU features and library versions, printed next to every figure."""
+    from imprinting.runtime.host import host_info, library_versions
+
+    h = host_info()
+    return (f"Host: {h['cpu']} ({', '.join(h['features'])}; int8 kernels {h['int8_kernels']}); "
+            + ", ".join(f"{k} {v}" for k, v in library_versions().items()) + ".")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle")
@@ -118,7 +127,8 @@ def main() -> None:
             f"Camera loop, `python benchmarks/camera_loop.py {args.bundle} --frames {args.frames}"
             f"{f' --soak {args.soak}' if args.soak else ''}{f' --threads {args.threads}' if args.threads else ''}`, "
             f"{s['extractor']}, 640x480 MJPG video",
-            "",
+                    _host_line(),
+        "",
             "| frames | FPS end to end | capture ms (own thread) | preprocess ms | extract ms | classify ms | preprocess share |",
             "|---:|---:|---:|---:|---:|---:|---:|",
             f"| {s['frames']} | {s['fps']:.1f} | {s['capture_ms']:.2f} | {s['preprocess_ms']:.2f} | {s['extract_ms']:.2f} | "

@@ -7,6 +7,8 @@ import os
 import platform
 from pathlib import Path
 
+from imprinting.runtime.host import int8_kernel_family, library_versions
+
 
 def _read(path: str) -> str | None:
     try:
@@ -46,6 +48,8 @@ def device_info() -> dict:
         "temperature_c": int(temp) / 1000 if temp and temp.lstrip("-").isdigit() else None,
         "python": platform.python_version(),
         "os": platform.platform(),
+        "int8_kernels": int8_kernel_family(platform.machine(), features),
+        "versions": library_versions(),
     }
 
 

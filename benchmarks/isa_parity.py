@@ -38,17 +38,19 @@ def _parity_inputs(bundle: Path, count: int) -> np.ndarray:
     return preprocess(augmented_views(sample_photos(PARITY_PHOTOS), count, seed=1), spec, "NCHW")
 
 
-def worker(bundle: Path, inputs: Path, out: Path, formats: str) -> None:
+def worker(bundle: Path, inputs: Path, out: Path, formats: str, native: bool) -> None:
     """Embed `inputs` with the bundle's files of `formats` (comma list) as unit rows, saved as out.npz
-    {file name: (N, D)}; the fp32 ONNX file always, as the reference."""
+    {file name: (N, D)}: the int8 files, and natively also the fp32 ONNX file, the reference."""
     from imprinting.runtime import ExtractorOptions, load_bundle
 
     b = load_bundle(bundle)
     x = np.load(inputs)
     res = {}
     for e in b.manifest.extractors:
-        if e.format not in formats.split(",") and e.file != "extractor_fp32.onnx":
+        if e.file != "extractor_fp32.onnx" and (e.format not in formats.split(",") or e.precision != "int8"):
             continue
+        if e.file == "extractor_fp32.onnx" and not native:
+            continue  # fp32 kernels do not saturate; emulating them costs minutes per image
         ex = b.open_extractor(e.format, e.precision, ExtractorOptions(threads=1))
         emb = ex.run(x if ex.layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
         res[e.file] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
@@ -63,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", nargs="+", default=["onnx"], choices=["onnx", "tflite"],
                     help="file formats to check (TFLite runs very slowly under emulation: hours)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
-    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(*map(Path, args.worker[:3]), args.worker[3])
+        worker(*map(Path, args.worker[:3]), args.worker[3], args.worker[4] == "native")
         return 0
     if args.bundle is None:
         ap.error("give a bundle directory")
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i + 1}/{len(plan)}] {name} ...", file=sys.stderr, flush=True)
             out = Path(tmp) / f"{name}.npz"
             cmd = [*prefix, sys.executable, __file__, "--worker", str(args.bundle), str(inputs), str(out),
-                   ",".join(args.formats)]
+                   ",".join(args.formats), name]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
             if proc.returncode != 0:
                 runs[name] = {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}

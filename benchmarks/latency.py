@@ -166,6 +166,7 @@ def report(results: list[dict], info: dict, macs: int | None, out: Path, name: s
           if r["status"] == "ok" and r["precision"] == "fp32"}
     lines = [f"# Latency on {info['cpu']} ({info['cores']} cores, {', '.join(info['features']) or 'no SIMD flags read'}, "
              f"{info['ghz'] or '?'} GHz, governor {info['governor'] or 'unreadable'})", "",
+             f"int8 kernels: {info.get('int8_kernels', '?')}; " + ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items()) + ".", "",
              f"Batch 1, 640x480 frames, classify among {K_CLASSES} classes; medians of {results[0].get('runs', '?')} runs "
              f"(p90 in brackets), milliseconds. Extractor: {macs / 1e6:.0f}M MACs." if macs else "", "",
              "| configuration | extract | p90 | p99 | preprocess | classify | imprint | decode JPEG | pre+extract+classify | "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class OnnxExtractor:
-    """An ONNX extractor run by onnxruntime; input (N, 3, S, S) or (N, S, S, 3) float32."""
+    """An ONNX extractor run by onnxruntime; input (N, 3, S, S) or (N, S, S, 3) float32.
+
+    Safe to share between threads; runs are serialized (the session's threads already use the cores, and
+    one inference at a time keeps latency and memory predictable), and close() waits for a run to end."""
 
     backend = "onnxruntime"
 
@@ -37,6 +41,7 @@ class OnnxExtractor:
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise ValueError(f"cannot load ONNX extractor {path}: {str(err).splitlines()[0]}") from None
         self.path = path
+        self._lock = threading.Lock()
         inp = self._session.get_inputs()[0]
         out = self._session.get_outputs()[0]
         self._input, self._output = inp.name, out.name
@@ -53,8 +58,13 @@ class OnnxExtractor:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, ...) in this extractor's layout -> float32 (N, D), as the graph outputs it."""
-        out = self._session.run([self._output], {self._input: check_batch(batch, self)})[0]
+        x = check_batch(batch, self)
+        with self._lock:
+            if self._session is None:
+                raise ValueError(f"extractor {self.path.name} is closed")
+            out = self._session.run([self._output], {self._input: x})[0]
         return np.asarray(out, np.float32).reshape(out.shape[0], -1)
 
     def close(self) -> None:
-        self._session = None
+        with self._lock:
+            self._session = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class TFLiteExtractor:
-    """A TFLite extractor; batches are run one image at a time unless the graph has a dynamic batch."""
+    """A TFLite extractor; batches are run one image at a time unless the graph has a dynamic batch.
+
+    Safe to share between threads: a TFLite interpreter is not (its input and output tensors are shared
+    state, so two threads would swap images or crash it), so run() holds a lock from set to get."""
 
     backend = "litert"
 
@@ -40,12 +44,16 @@ class TFLiteExtractor:
         self.layout, self.input_size = layout_of(tuple(int(x) for x in inp["shape"]), path)
         self.embedding_dim = int(np.prod(out["shape"][1:]))
         self._batch = int(inp["shape"][0])
+        self._lock = threading.Lock()
         log.debug("loaded %s (%s, %d-d, batch %d)", path, self.layout, self.embedding_dim, self._batch)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, ...) in this extractor's layout -> float32 (N, D)."""
         batch = check_batch(batch, self)
-        return np.concatenate([self._run_one(batch[i : i + 1]) for i in range(batch.shape[0])])
+        with self._lock:
+            if self._interp is None:
+                raise ValueError(f"extractor {self.path.name} is closed")
+            return np.concatenate([self._run_one(batch[i : i + 1]) for i in range(batch.shape[0])])
 
     def _run_one(self, x: np.ndarray) -> np.ndarray:
         qin = self._in
@@ -63,4 +71,5 @@ class TFLiteExtractor:
         return y.reshape(1, -1).astype(np.float32, copy=False)
 
     def close(self) -> None:
-        self._interp = None
+        with self._lock:
+            self._interp = None
