@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def _parity_inputs(bundle: Path, count: int) -> np.ndarray:
 def worker(bundle: Path, inputs: Path, out: Path, formats: str, native: bool) -> None:
     """Embed `inputs` with the bundle's files of `formats` (comma list) as unit rows, saved as out.npz
     {file name: (N, D)}: the int8 files, and natively also the fp32 ONNX file, the reference."""
-    from imprinting.runtime import ExtractorOptions, load_bundle
+    from imprinting.runtime import ExtractorOptions, load_bundle, load_extractor
 
     b = load_bundle(bundle)
     x = np.load(inputs)
@@ -54,6 +55,10 @@ def worker(bundle: Path, inputs: Path, out: Path, formats: str, native: bool) ->
         ex = b.open_extractor(e.format, e.precision, ExtractorOptions(threads=1))
         emb = ex.run(x if ex.layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
         res[e.file] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for extra in filter(None, os.environ.get("ISA_PARITY_FILES", "").split(os.pathsep)):
+        ex = load_extractor(extra, ExtractorOptions(threads=1))
+        emb = ex.run(x)
+        res[Path(extra).name] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     np.savez(out, **res)
 
 
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", nargs="+", default=["onnx"], choices=["onnx", "tflite"],
                     help="file formats to check (TFLite runs very slowly under emulation: hours)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--file", type=Path, action="append", default=[],
+                    help="also check this ONNX file (same input as the bundle's), e.g. an int8 file of an older recipe")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -86,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(tmp) / f"{name}.npz"
             cmd = [*prefix, sys.executable, __file__, "--worker", str(args.bundle), str(inputs), str(out),
                    ",".join(args.formats), name]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+            env = {**os.environ, "ISA_PARITY_FILES": os.pathsep.join(str(f.resolve()) for f in args.file)}
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
             if proc.returncode != 0:
                 runs[name] = {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
                 continue
@@ -121,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {r['cpu']} | {r['int8_kernels']} | failed: {r['error'][:100]} | | |")
         else:
             lines.append(f"| {r['cpu']} | {r['int8_kernels']} | {r['file']} | {r['mean_cosine']:.5f} | {r['min_cosine']:.5f} |")
-    lines += ["", f"Regenerate: `python benchmarks/isa_parity.py BUNDLE --cpus {' '.join(args.cpus)} --images {args.images} --formats {' '.join(args.formats)}`"]
+    lines += ["", f"Regenerate: `python benchmarks/isa_parity.py BUNDLE --cpus {' '.join(args.cpus)} --images {args.images} --formats {' '.join(args.formats)}"
+              + "".join(f" --file {f.name}" for f in args.file) + "`"]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "isa_parity.json").write_text(json.dumps({**info, "rows": rows}, indent=1))

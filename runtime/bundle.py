@@ -1,6 +1,6 @@
 """The model bundle: a directory holding `manifest.json`, extractor files and (optionally) base classes.
 
-Format (version 1), documented in docs/bundle.md:
+Format (version 1), documented in docs/formats.md:
 
     manifest.json
         format: "imprinting-bundle", format_version: 1

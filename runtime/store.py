@@ -19,6 +19,7 @@ writer leaves the previous file intact.
 from __future__ import annotations
 
 import json
+import unicodedata
 import os
 import tempfile
 import zipfile
@@ -119,20 +120,8 @@ def read_store(
     """Load and validate a class store. Any problem raises ValueError with a one-line reason."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"class store {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            files = set(z.files)
-            missing = {"meta", "sums", "counts"} - files
-            if missing:
-                raise ValueError(f"class store {path} is corrupt: missing {sorted(missing)}")
-            arrays = {k: z[k] for k in files}
-    except ValueError as err:
-        if str(err).startswith("class store"):
-            raise
-        raise ValueError(f"class store {path} is truncated or corrupt ({err})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as err:
-        raise ValueError(f"class store {path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+        raise ValueError(f"class store {path} does not exist or is not a regular file")
+    arrays = _load_members(path)
     try:
         meta = json.loads(arrays["meta"].astype(np.uint8).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -145,9 +134,12 @@ def read_store(
             f"class store {path} has format version {version}; this runtime reads version "
             f"{STORE_FORMAT_VERSION} (upgrade imprinting to read it)"
         )
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"class store {path} is corrupt: labels must be a list of strings")
     try:
         data = StoreData(
-            labels=tuple(meta["labels"]),
+            labels=tuple(labels),
             sums=arrays["sums"],
             counts=arrays["counts"],
             scale=float(meta["scale"]),
@@ -174,17 +166,66 @@ def read_store(
     return data
 
 
+# Members a store may hold; anything else in the zip is never read.
+_MEMBERS = ("meta", "sums", "counts", "shots", "shot_class")
+# An array may not inflate to more than this many times its compressed size (np.savez stores, ratio 1).
+_MAX_INFLATION = 64
+
+
+def _load_members(path: Path) -> dict[str, np.ndarray]:
+    """The allow-listed arrays of a store zip, each checked before it is read: its header's dtype and
+    shape must fit the member's real size, so a forged header or a zip bomb cannot make us allocate."""
+    out: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = {i.filename[:-4]: i for i in z.infolist() if i.filename.endswith(".npy")}
+            missing = {"meta", "sums", "counts"} - set(infos)
+            if missing:
+                raise ValueError(f"class store {path} is corrupt: missing {sorted(missing)}")
+            for name, info in infos.items():
+                if name not in _MEMBERS:
+                    continue
+                if info.file_size > _MAX_INFLATION * max(info.compress_size, 1) + 4096:
+                    raise ValueError(f"class store {path} is corrupt: {name} inflates {info.file_size} bytes from "
+                                     f"{info.compress_size}")
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                    if version not in readers:
+                        raise ValueError(f"class store {path} is corrupt: {name} has npy version {version}")
+                    shape, fortran, dtype = readers[version](f, max_header_size=10000)
+                    if dtype.hasobject or dtype.kind not in "biuf":
+                        raise ValueError(f"class store {path} is corrupt: {name} has dtype {dtype} (objects are "
+                                         "never unpickled)")
+                    need = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+                    if need > info.file_size:
+                        raise ValueError(f"class store {path} is corrupt: {name} claims shape {shape} "
+                                         f"({need} bytes) in a {info.file_size}-byte member")
+                    data = np.frombuffer(f.read(need), dtype=dtype)
+                    if data.size != int(np.prod(shape)):
+                        raise ValueError(f"class store {path} is truncated: {name} is short")
+                    out[name] = data.reshape(shape, order="F" if fortran else "C").copy()
+    except ValueError as err:
+        if str(err).startswith("class store"):
+            raise
+        raise ValueError(f"class store {path} is truncated or corrupt ({err})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError, RuntimeError) as err:
+        raise ValueError(f"class store {path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    return out
+
+
 def validate_label(label: object) -> str:
-    """A class label: a non-empty string of at most MAX_LABEL_LEN characters, no control characters."""
+    """A class label: a non-empty string of at most MAX_LABEL_LEN characters in Unicode NFC form, with no
+    control or invisible format characters (so "cat" and "cat\u200b" cannot be two classes)."""
     if not isinstance(label, str):
         raise ValueError(f"a label must be a string, got {type(label).__name__}")
-    label = label.strip()
+    label = unicodedata.normalize("NFC", label).strip()
     if not label:
         raise ValueError("a label must not be empty")
     if len(label) > MAX_LABEL_LEN:
         raise ValueError(f"a label must be at most {MAX_LABEL_LEN} characters, got {len(label)}")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
-        raise ValueError(f"a label must not contain control characters: {label!r}")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in label):
+        raise ValueError(f"a label must not contain control or invisible characters: {label!r}")
     return label
 
 

@@ -105,3 +105,35 @@ def test_crop_then_resize_matches_resize_then_crop():
     assert np.abs(fast - slow).mean() < 0.02  # same geometry, interpolation differs slightly
     square = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)  # the paper's setting is exactly a crop
     np.testing.assert_array_equal(preprocess(square, spec), normalize(center_crop(square, 224)[None], spec))
+
+
+def test_header_sizes_of_common_formats_are_read_without_decoding():
+    import cv2
+
+    from imprinting.runtime.images import image_size
+
+    im = np.zeros((37, 53, 3), np.uint8)
+    for ext in (".png", ".jpg", ".bmp", ".webp"):
+        ok, buf = cv2.imencode(ext, im)
+        assert ok and image_size(buf.tobytes()) == (53, 37), ext
+    assert image_size(b"not an image") is None
+
+
+def test_decompression_bombs_devices_and_fifos_are_refused_before_decoding(tmp_path):
+    import os
+    import struct
+    import zlib
+
+    from imprinting.runtime.images import load_image
+
+    # A PNG that declares 20000 x 20000 pixels: only its header is read.
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    with pytest.raises(ValueError, match="20000 x 20000 pixels.*refused"):
+        load_image(png)
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_image("/dev/zero")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_image(fifo)

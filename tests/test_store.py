@@ -138,7 +138,7 @@ def test_refuses_nan_sums(stored):
 def test_refuses_pickled_object_arrays(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, meta=np.array([{"x": 1}], dtype=object), sums=np.zeros((1, 2)), counts=np.ones(1))
-    with pytest.raises(ValueError, match="truncated or corrupt"):
+    with pytest.raises(ValueError, match="corrupt.*never unpickled"):
         read_store(path)
 
 
@@ -196,3 +196,60 @@ def test_a_writer_killed_in_the_middle_of_a_save_leaves_the_previous_store_loada
     after = read_store(stored)
     assert after.labels == before.labels
     np.testing.assert_array_equal(after.sums, before.sums)
+
+
+def test_a_forged_header_or_a_zip_bomb_is_refused_before_anything_is_allocated(stored, tmp_path):
+    import io
+    import zipfile
+
+    # A 1 KB store whose sums header claims a 10^12-element array.
+    forged = tmp_path / "forged.npz"
+    with zipfile.ZipFile(stored) as src, zipfile.ZipFile(forged, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "sums.npy":
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+                data = buf.getvalue() + b"\0" * 64
+            dst.writestr(info.filename, data)
+    with pytest.raises(ValueError, match="claims shape"):
+        read_store(forged)
+    # An extra member that inflates to 200 MB is never read; a known member that inflates that much is refused.
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(stored) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        dst.writestr("extra.npy", b"\0" * (200 << 20))
+    assert read_store(bomb).labels == read_store(stored).labels
+    with zipfile.ZipFile(stored) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "shot_class.npy" or info.filename == "counts.npy":
+                buf = io.BytesIO()
+                np.save(buf, np.zeros(25 << 20, np.int64))
+                data = buf.getvalue()
+            dst.writestr(info.filename, data)
+    with pytest.raises(ValueError, match="inflates"):
+        read_store(bomb)
+
+
+def test_labels_stored_as_a_string_are_refused(stored, tmp_path):
+    import json
+
+    data = read_store(stored)
+    path = tmp_path / "s.npz"
+    meta = {"format": "imprinting-class-store", "format_version": 1, "labels": "cat", "scale": 10.0,
+            "embedding_dim": data.embedding_dim, "extractor_fingerprint": "x", "templates_per_class": 1}
+    np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), sums=np.zeros((3, data.embedding_dim), np.float32),
+             counts=np.ones(3, np.int64))
+    with pytest.raises(ValueError, match="labels must be a list of strings"):
+        read_store(path)
+
+
+def test_labels_are_nfc_and_refuse_invisible_characters():
+    from imprinting.runtime.store import validate_label
+
+    assert validate_label("cafe\u0301") == "caf\u00e9"  # decomposed and composed spell one label
+    for bad in ("cat\u200b", "a\u202eb", "x\x00", "tab\there"):
+        with pytest.raises(ValueError, match="control or invisible"):
+            validate_label(bad)
