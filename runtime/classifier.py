@@ -113,6 +113,11 @@ class ImprintedClassifier:
         self._shots: list[list[np.ndarray]] | None = [] if templates_per_class > 1 else None
         self._template_cache: tuple[np.ndarray, np.ndarray] | None = None
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The re-entrant lock every method holds; hold it to make several calls one atomic step."""
+        return self._lock
+
     # ----- queries -----------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._labels)
@@ -328,6 +333,18 @@ class ImprintedClassifier:
         if shot_offsets is not None:
             clf._offsets[:k] = shot_offsets(clf._counts[:k])
         return clf
+
+    def replace_state(self, data: StoreData) -> None:
+        """Take the classes of `data` in place of the current ones (after a merged save), keeping this
+        object's options; holders of this classifier see the new classes."""
+        if data.embedding_dim != self.dim:
+            raise ValueError(f"cannot load {data.embedding_dim}-d classes into a {self.dim}-d classifier")
+        fresh = ImprintedClassifier.from_store_data(data, templates_per_class=self.templates_per_class,
+                                                    unknown=self.unknown, shot_offsets=self.shot_offsets)
+        with self._lock:
+            for name in ("_sums", "_inv_norms", "_counts", "_offsets", "_labels", "_index", "_shots"):
+                setattr(self, name, getattr(fresh, name))
+            self._template_cache = None
 
     def extend(self, other: StoreData) -> None:
         """Add every class of another store (e.g. a bundle's base classes); labels must be new."""

@@ -11,7 +11,8 @@ from .bundle import load_bundle
 from .classifier import ImprintedClassifier, UnknownPolicy
 from .extractor import ExtractorOptions
 from .recognizer import Recognizer, RecognizerOptions
-from .store import read_store, write_store
+from .store import read_store
+from .store_sync import save_merged
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -116,17 +117,19 @@ def cmd_classes_list(args: argparse.Namespace) -> int:
 
 
 def cmd_classes_rename(args: argparse.Namespace) -> int:
-    clf = _load_classes(args.store)
+    base = read_store(args.store)
+    clf = ImprintedClassifier.from_store_data(base)
     clf.rename(args.old, args.new)
-    write_store(args.store, clf.to_store_data())
+    save_merged(args.store, base, clf.to_store_data())
     print(f"renamed {args.old!r} to {args.new.strip()!r}")
     return 0
 
 
 def cmd_classes_remove(args: argparse.Namespace) -> int:
-    clf = _load_classes(args.store)
+    base = read_store(args.store)
+    clf = ImprintedClassifier.from_store_data(base)
     clf.remove(args.label)
-    write_store(args.store, clf.to_store_data())
+    save_merged(args.store, base, clf.to_store_data())
     print(f"removed {args.label!r}; {len(clf)} classes left")
     return 0
 

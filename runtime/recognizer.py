@@ -23,6 +23,7 @@ from .images import ImageInput, load_image
 from .preprocess import preprocess
 from .results import Classification
 from .store import read_store, write_store
+from .store_sync import save_merged
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class Recognizer:
             base = bundle.base_classes()
             if base is not None:
                 self.classifier.extend(base)
+        # What the store held when read (or last saved): saves merge our changes since then with what other
+        # writers saved meanwhile (store_sync.py).
+        self._base = self.classifier.to_store_data()
         self.extractor = bundle.open_extractor(options.format, options.precision, options.extractor)
         self._closed = False
 
@@ -130,11 +134,24 @@ class Recognizer:
 
     # ----- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write the class store atomically (to `path` or the store given at open)."""
+        """Write the class store atomically (to `path` or the store given at open).
+
+        Saving to the store given at open merges: classes and shots that other processes saved there since
+        this Recognizer read it are kept and appear in this classifier too (see store_sync.py)."""
         target = Path(path) if path is not None else self.store_path
         if target is None:
             raise ValueError("no store path: pass one to save() or to Recognizer.open(..., store=...)")
-        write_store(target, self.classifier.to_store_data())
+        if self.store_path is None or target.resolve() != self.store_path.resolve():
+            write_store(target, self.classifier.to_store_data())
+            return target
+        # Hold the classifier still from snapshot to reload, so a class taught by another thread meanwhile
+        # cannot fall between the two.
+        with self.classifier.lock:
+            ours = self.classifier.to_store_data()
+            merged = save_merged(target, self._base, ours)
+            if merged is not ours:
+                self.classifier.replace_state(merged)
+            self._base = merged
         return target
 
     def close(self) -> None:

@@ -53,6 +53,23 @@ class StoreData:
         return int(self.sums.shape[1])
 
 
+# A save takes milliseconds; a temp file this old was left by a writer that was killed mid-save.
+_STALE_TEMP_S = 600
+
+
+def _remove_stale_temps(directory: Path, name: str) -> None:
+    """Delete temp files of earlier saves of `name` that a killed writer left (they fill an SD card)."""
+    import time
+
+    now = time.time()
+    for p in directory.glob(f".{name}.*.tmp"):
+        try:
+            if now - p.stat().st_mtime > _STALE_TEMP_S:
+                p.unlink()
+        except OSError:
+            pass  # another process removed it, or it is not ours to remove
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace `path` with `data` so that a crash at any point leaves either the old or the new file."""
     _atomic_write(Path(path), lambda f: f.write(data))
@@ -62,6 +79,7 @@ def _atomic_write(path: Path, write) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ValueError(f"cannot save {path}: directory {directory} does not exist")
+    _remove_stale_temps(directory, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's).

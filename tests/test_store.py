@@ -253,3 +253,16 @@ def test_labels_are_nfc_and_refuse_invisible_characters():
     for bad in ("cat\u200b", "a\u202eb", "x\x00", "tab\there"):
         with pytest.raises(ValueError, match="control or invisible"):
             validate_label(bad)
+
+
+def test_temp_files_left_by_killed_saves_are_removed_by_the_next_save(stored):
+    import os
+    import time
+
+    old = stored.parent / f".{stored.name}.abc123.tmp"
+    fresh = stored.parent / f".{stored.name}.def456.tmp"
+    old.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"y")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    write_store(stored, read_store(stored))
+    assert not old.exists() and fresh.exists()  # a fresh one may belong to a save in progress

@@ -1,0 +1,105 @@
+"""Several writers on one class store lose nothing: merges are exact (sums and counts), and concurrent
+processes that each teach and save all keep their classes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+
+from imprinting.runtime import ImprintedClassifier, Recognizer
+from imprinting.runtime.store import read_store, write_store
+from imprinting.runtime.store_sync import merge_stores, save_merged
+
+D = 8
+
+
+def _clf(classes: dict[str, np.ndarray]) -> ImprintedClassifier:
+    clf = ImprintedClassifier(D, 10.0, "fp")
+    for label, e in classes.items():
+        clf.imprint(label, e)
+    return clf
+
+
+def _e(seed: int, n: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, D)).astype(np.float32)
+
+
+def test_two_writers_from_one_base_merge_exactly(tmp_path):
+    path = tmp_path / "s.npz"
+    base_clf = _clf({"cat": _e(0, 2), "dog": _e(1)})
+    write_store(path, base_clf.to_store_data())
+    base = read_store(path)
+    a = ImprintedClassifier.from_store_data(base)
+    a.add_shots("cat", _e(2))
+    a.imprint("mug", _e(3))
+    a.remove("dog")
+    b = ImprintedClassifier.from_store_data(base)
+    b.add_shots("cat", _e(4, 3))
+    b.imprint("book", _e(5))
+    save_merged(path, base, a.to_store_data())
+    merged = read_store(path)
+    save_merged(path, base, b.to_store_data())  # b saved later, from the same old base
+    final = read_store(path)
+    assert set(merged.labels) == {"cat", "mug"}
+    assert set(final.labels) == {"cat", "mug", "book"}  # dog stays removed: b never changed it
+    # cat taught from every shot of both writers: exactly the class one writer would have made.
+    whole = _clf({"cat": np.concatenate([_e(0, 2), _e(2), _e(4, 3)])}).to_store_data()
+    k = final.labels.index("cat")
+    assert final.counts[k] == 6
+    np.testing.assert_allclose(final.sums[k], whole.sums[0], rtol=1e-5, atol=1e-6)
+
+
+def test_shots_added_elsewhere_to_a_class_removed_here_are_kept():
+    base = _clf({"cat": _e(0)}).to_store_data()
+    theirs_clf = ImprintedClassifier.from_store_data(base)
+    theirs_clf.add_shots("cat", _e(1))
+    ours = ImprintedClassifier(D, 10.0, "fp").to_store_data()  # we removed cat
+    out = merge_stores(base, ours, theirs_clf.to_store_data())
+    assert out.labels == ("cat",) and out.counts.tolist() == [1]
+    np.testing.assert_allclose(out.sums[0], _clf({"x": _e(1)}).to_store_data().sums[0], atol=1e-6)
+
+
+def test_a_store_of_another_model_on_disk_is_not_merged_into():
+    import pytest
+
+    base = _clf({"cat": _e(0)}).to_store_data()
+    other = ImprintedClassifier(D, 10.0, "another-model")
+    other.imprint("x", _e(1))
+    with pytest.raises(ValueError, match="another model"):
+        merge_stores(base, base, other.to_store_data())
+
+
+def _teach_and_save(bundle: str, store: str, image: str, worker: int, rounds: int) -> None:
+    for i in range(rounds):
+        with Recognizer.open(bundle, store) as r:
+            r.learn(f"w{worker}-{i}", image)
+            r.save()
+
+
+def test_processes_teaching_one_store_at_once_lose_no_class(tiny_bundle, image_files, tmp_path):
+    store = tmp_path / "shared.npz"
+    image = str(image_files["red"][0])
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_teach_and_save, args=(str(tiny_bundle), str(store), image, w, 6)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    labels = set(read_store(store).labels)
+    assert labels == {f"w{w}-{i}" for w in range(4) for i in range(6)}, sorted(labels)
+    assert not list(Path(tmp_path).glob(".shared.npz.*.tmp"))
+
+
+def test_a_recognizer_sees_classes_saved_by_another_after_its_own_save(tiny_bundle, image_files, tmp_path):
+    store = tmp_path / "s.npz"
+    with Recognizer.open(tiny_bundle, store) as a, Recognizer.open(tiny_bundle, store) as b:
+        a.learn("red", image_files["red"][:2])
+        a.save()
+        b.learn("blue", image_files["blue"][:1])
+        b.save()
+        assert set(b.classifier.labels) == {"red", "blue"}
+        a.save()  # nothing new from a: the file keeps both
+    assert set(read_store(store).labels) == {"red", "blue"}
