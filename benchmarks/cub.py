@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         dims = tuple(int(d) for d in args.dims.split(","))
         sweep = dimension_sweep(cub, dims, args.shots, args.seeds, args.views, args.feature_cache or None)
     out = Path(args.out)
-    command = "python benchmarks/cub.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/cub.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     meta = {"command": command, "seeds": list(range(args.seeds)), "shots": args.shots,
             "machine": platform.platform(), "date": time.strftime("%Y-%m-%d"), "host": host_info(),
             "versions": library_versions()}
