@@ -147,7 +147,9 @@ def run_config(cfg: dict, runs: int, warmup: int, frames: Path) -> dict:
     cfg = {**cfg, "runs": runs, "warmup": warmup, "frames": str(frames)}
     t0 = time.time()
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True,
-                          timeout=1800, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+                          timeout=1800,
+                          # What `imprint` sets before numpy loads (see imprinting/__init__.py), unless the user did.
+                          env={"OPENBLAS_NUM_THREADS": "1", **os.environ, "PYTHONPATH": str(HERE.parent)})
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
         return {**cfg, "status": "failed", "error": err}
