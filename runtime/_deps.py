@@ -32,7 +32,7 @@ def require_litert() -> ModuleType:
         from ai_edge_litert import interpreter
     except ImportError as err:
         try:
-            import tflite_runtime.interpreter as interpreter  # older devices; see docs/bundle.md
+            import tflite_runtime.interpreter as interpreter  # older devices; see docs/formats.md
         except ImportError:
             raise _missing("ai-edge-litert", "tflite", err) from None
     return interpreter
