@@ -34,15 +34,50 @@ class _ApiError(Exception):
         self.status = status
 
 
+# Connections served at once; more wait in the listen backlog. Each gets a socket timeout, so idle or slow
+# clients cannot hold threads for ever.
+MAX_CONNECTIONS = 16
+SOCKET_TIMEOUT_S = 30
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with at most MAX_CONNECTIONS handler threads."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(timeout=SOCKET_TIMEOUT_S):
+            self.shutdown_request(request)  # every slot busy for a whole timeout: drop this one
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class ApiServer:
     """Serves a CameraLoop over HTTP on a background thread. port=0 picks a free port."""
 
     def __init__(self, loop: CameraLoop, host: str = "127.0.0.1", port: int = 8765) -> None:
         handler = type("Handler", (_Handler,), {"loop": loop})
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"API port must be in 0-65535, got {port}")
         try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
-        except OSError as err:
-            raise ValueError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+            self.httpd = _BoundedServer((host, port), handler)
+        except (OSError, OverflowError) as err:
+            raise ValueError(f"cannot listen on {host}:{port}: {getattr(err, 'strerror', None) or err}") from None
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="http-api", daemon=True)
@@ -64,6 +99,7 @@ class ApiServer:
 class _Handler(BaseHTTPRequestHandler):
     loop: CameraLoop
     server_version = "imprinting"
+    timeout = SOCKET_TIMEOUT_S
 
     def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging, not stderr
         log.debug("%s " + fmt, self.address_string(), *args)
@@ -77,6 +113,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def _not_allowed(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"method {self.command} is not supported; use GET, POST or DELETE"})
+
+    do_HEAD = do_PUT = do_PATCH = do_OPTIONS = _not_allowed
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors http.server raises itself (a malformed request line, an unknown method) as JSON too."""
+        self.close_connection = True
+        self._send(code, {"error": message or HTTPStatus(code).phrase})
+
     def _handle(self, method: str) -> None:
         try:
             status, body = self._route(method, urlsplit(self.path))
@@ -84,6 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = err.status, {"error": str(err)}
         except ValueError as err:
             status, body = HTTPStatus.BAD_REQUEST, {"error": str(err)}
+        except Exception as err:  # noqa: BLE001 - a bug must answer 500, not drop the connection
+            log.exception("API %s %s failed", method, self.path)
+            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(err).__name__}: {err}"}
+        self._send(status, body)
+
+    def _send(self, status: int, body: Any) -> None:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -156,6 +208,8 @@ class _Handler(BaseHTTPRequestHandler):
             req = json.loads(data.decode("utf-8") or "null")
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise _ApiError(HTTPStatus.BAD_REQUEST, f"malformed JSON: {err}") from None
+        except RecursionError:
+            raise _ApiError(HTTPStatus.BAD_REQUEST, "malformed JSON: nested too deeply") from None
         if not isinstance(req, dict):
             raise _ApiError(HTTPStatus.BAD_REQUEST, "expected a JSON object")
         return req

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 BUNDLE_FORMAT = "imprinting-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+_MAX_MANIFEST_BYTES = 1 << 20
 _FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 _PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -89,8 +90,8 @@ class Manifest:
     def __post_init__(self) -> None:
         if self.embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
-        if not self.scale > 0:
-            raise ValueError(f"scale must be positive, got {self.scale}")
+        if not 0 < self.scale <= 1000:
+            raise ValueError(f"scale must be in (0, 1000] (a softmax temperature; Lite0 learns about 10), got {self.scale}")
         if not self.fingerprint:
             raise ValueError("fingerprint must be a non-empty string")
         if not self.extractors:
@@ -134,7 +135,7 @@ class Manifest:
                 preprocess=PreprocessSpec.from_dict(d["preprocess"]),
                 extractors=tuple(ExtractorEntry(**e) for e in d["extractors"]),
                 base_classes=d.get("base_classes"),
-                shot_offsets=ShotOffsets.from_mapping(d["shot_offsets"]) if d.get("shot_offsets") else None,
+                shot_offsets=_shot_offsets(d.get("shot_offsets")),
                 calibration=dict(d.get("calibration") or {}),
                 source=dict(d.get("source") or {}),
                 versions=dict(d.get("versions") or {}),
@@ -142,7 +143,7 @@ class Manifest:
                 rejected=tuple(dict(r) for r in d.get("rejected") or ()),
                 format_version=version,
             )
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"bundle manifest is missing or has a malformed field: {err}") from None
 
     def select(self, format: str | None = None, precision: str | None = None) -> ExtractorEntry:
@@ -165,6 +166,14 @@ class Manifest:
         return min(candidates, key=lambda e: (order[e.precision], e.format != "onnx"))
 
 
+def _shot_offsets(value: Any) -> ShotOffsets | None:
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"bundle manifest: shot_offsets must map shot counts to offsets, got {type(value).__name__}")
+    return ShotOffsets.from_mapping(value)
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -183,7 +192,11 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     if not path.is_file():
         raise ValueError(f"bundle {bundle_dir} has no {MANIFEST}; is it an imprinting bundle?")
     try:
+        if path.stat().st_size > _MAX_MANIFEST_BYTES:
+            raise ValueError(f"bundle manifest {path} is {path.stat().st_size} bytes; a manifest is a few KB")
         d = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"bundle manifest {path} is corrupt: JSON nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"bundle manifest {path} is corrupt: {err}") from None
     if not isinstance(d, dict):

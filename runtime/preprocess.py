@@ -52,8 +52,14 @@ class PreprocessSpec:
             if len(value) != 3:
                 raise ValueError(f"{name} must have 3 values (R, G, B), got {value!r}")
             object.__setattr__(self, name, tuple(float(v) for v in value))
-        if min(self.std) <= 0:
-            raise ValueError(f"std must be positive, got {self.std!r}")
+        # Inputs are scaled to [0, 1] first: a mean outside [0, 1] or a std outside (0.001, 10] is a broken
+        # manifest, not a model (NaN fails every comparison, so `not ... <=` also refuses it).
+        if not all(0.0 <= m <= 1.0 for m in self.mean):
+            raise ValueError(f"mean must be in [0, 1] per channel (inputs are scaled to [0, 1]), got {self.mean!r}")
+        if not all(1e-3 < v <= 10.0 for v in self.std):
+            raise ValueError(f"std must be in (0.001, 10] per channel, got {self.std!r}")
+        if self.resize_size > 4 * self.input_size:
+            raise ValueError(f"resize_size ({self.resize_size}) must be at most 4 x input_size ({self.input_size})")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the bundle manifest."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -145,6 +146,9 @@ def test_http_api_good_and_malformed_requests(tiny_bundle, tmp_path):
                 (_call(base + "/nowhere"), 404, "no endpoint"),
                 (_call(base + "/classes", "DELETE"), 405, "use GET"),
                 (_call(base + "/prediction", "POST", b"{}"), 405, "use GET"),
+                (_call(base + "/teach", "POST", b"[" * 100000 + b"]" * 100000), 400, "nested too deeply"),
+                (_call(base + "/classes", "PUT", b"{}"), 405, "not supported"),
+                (_call(base + "/classes", "FETCH", b"{}"), 501, "Unsupported method"),
             ]
             for (status, body), want_status, want_text in bad:
                 assert status == want_status and want_text in body["error"], (status, body)
@@ -166,3 +170,31 @@ def test_bad_sources(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no images"):
         open_source(tmp_path / "empty")
+
+
+def test_api_port_out_of_range_is_one_clear_error(tiny_bundle, tmp_path):
+    with recognizer(tiny_bundle, tmp_path / "s.npz") as r:
+        loop = CameraLoop(r, open_source(iter([frame(0, 0)])), LoopOptions())
+        for port in (99999, -5):
+            with pytest.raises(ValueError, match="port must be in 0-65535"):
+                ApiServer(loop, port=port)
+
+
+def test_idle_connections_do_not_pile_up_threads(tiny_bundle, tmp_path, monkeypatch):
+    import socket
+
+    import imprinting.runtime.api as api_mod
+
+    monkeypatch.setattr(api_mod, "MAX_CONNECTIONS", 4)
+    with recognizer(tiny_bundle, tmp_path / "s.npz") as r:
+        loop = CameraLoop(r, open_source(iter([frame(0, 0)])), LoopOptions())
+        api = ApiServer(loop, port=0).start()
+        try:
+            before = threading.active_count()
+            idle = [socket.create_connection((api.host, api.port), timeout=5) for _ in range(20)]
+            time.sleep(0.5)
+            assert threading.active_count() - before <= 4
+            for s in idle:
+                s.close()
+        finally:
+            api.close()
