@@ -103,3 +103,36 @@ def test_preprocess_matches_the_extractor_layout(tiny_bundle):
     b = load_bundle(tiny_bundle)
     x = preprocess(pattern_image(1, 1), b.manifest.preprocess, "NCHW")
     assert x.shape == (1, 3, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"scale": 1e308}, "scale must be in"),
+    ({"scale": float("nan")}, "scale must be in"),
+    ({"preprocess": {"mean": [-1, 0.5, 0.5]}}, "mean must be in"),
+    ({"preprocess": {"std": [float("nan"), 0.5, 0.5]}}, "std must be in"),
+    ({"preprocess": {"resize_size": 10**9}}, "resize_size"),
+    ({"shot_offsets": [0.1, 0.2]}, "shot_offsets must map"),
+    ({"shot_offsets": {"1": "lots"}}, "shot_offsets must map"),
+    ({"extractors": "extractor_fp32.onnx"}, "malformed field"),
+])
+def test_absurd_manifest_fields_are_refused_with_the_field_named(tiny_bundle, tmp_path, change, message):
+    import shutil
+
+    from imprinting.runtime import load_bundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for key, value in change.items():
+        manifest[key] = {**manifest[key], **value} if isinstance(value, dict) and key == "preprocess" else value
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=message):
+        load_bundle(copy)
+
+
+def test_a_deeply_nested_manifest_is_one_clear_error(tiny_bundle, tmp_path):
+    from imprinting.runtime import load_bundle
+
+    (tmp_path / "manifest.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        load_bundle(tmp_path)
