@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import numpy as np
@@ -49,6 +51,14 @@ def cmd_camera(args: argparse.Namespace) -> int:
         unknown=UnknownPolicy(args.min_cosine, args.min_margin),
     )
     loop_options = LoopOptions(smoothing=args.smoothing, teach_frames=args.teach_frames, max_frames=args.max_frames)
+    # Checks that can be made before the camera opens: what is taught must be savable.
+    folder = Path(args.store).resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"--store {args.store}: folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--store {args.store}: folder {folder} is not writable")
+    if not -1 <= args.api_port <= 65535:
+        raise ValueError(f"--api-port must be in 0-65535 (or -1 for no API), got {args.api_port}")
     source = open_source(args.source)
     with Recognizer.open(args.bundle, args.store, options) as r:
         emit = _printer(sys.stdout, args.events)
@@ -70,6 +80,10 @@ def cmd_camera(args: argparse.Namespace) -> int:
                 api.close()
             if window:
                 window.close()
+    if loop.unsaved:
+        print(f"imprint: error: classes taught in this run could not be saved to {args.store} (see the events)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

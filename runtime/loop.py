@@ -96,6 +96,9 @@ class CameraLoop:
         self._started = 0.0
         self._stop = threading.Event()
         self.grabber: FrameGrabber | None = None
+        # True while a change could not be saved: the classes stay in memory and every later change (and the
+        # end of the run) tries again; the camera command exits non-zero if it is still true at the end.
+        self.unsaved = False
 
     # ----- commands (any thread) ----------------------------------------------------------------
     def teach(self, label: str, frames: int | None = None) -> None:
@@ -158,6 +161,7 @@ class CameraLoop:
             out["capture_ms"] = 1000 * g.capture_seconds / max(g.frames_read, 1)
             out["dropped"] = g.frames_dropped
         out.update({f"{k}_ms": 1000 * v / n for k, v in self._stats.items()})
+        out["unsaved_changes"] = self.unsaved
         return out
 
     # ----- the loop ---------------------------------------------------------------------------
@@ -187,6 +191,8 @@ class CameraLoop:
         finally:
             self.grabber.close()
             self._stop.set()
+        if self.unsaved and self.options.autosave:
+            self._save()  # one last try before the process ends
         final = self.stats()
         self._emit(final)
         return final
@@ -293,10 +299,13 @@ class CameraLoop:
             return
         try:
             path: Path = self.r.save()
+            self.unsaved = False
             self._emit({"event": "saved", "path": str(path), "classes": len(self.r.classifier)})
         except (OSError, ValueError) as err:
             # Keep running: the classes are still in memory and the old file is intact (atomic save).
-            self._emit({"event": "error", "message": f"save failed: {err}"})
+            self.unsaved = True
+            self._emit({"event": "error", "message": f"save failed ({err}); the classes are kept in memory and the "
+                        "save is retried after the next change and at the end"})
 
     def _emit(self, event: Event) -> None:
         try:

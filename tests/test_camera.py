@@ -198,3 +198,39 @@ def test_idle_connections_do_not_pile_up_threads(tiny_bundle, tmp_path, monkeypa
                 s.close()
         finally:
             api.close()
+
+
+def test_a_failing_save_keeps_the_class_retries_and_is_reported(tiny_bundle, tmp_path, monkeypatch):
+    events: list[dict] = []
+    store = tmp_path / "s.npz"
+    with recognizer(tiny_bundle, store) as r:
+        real_save, calls = r.save, []
+
+        def flaky_save(*a, **k):
+            calls.append(1)
+            if len(calls) == 1:
+                raise OSError(28, "No space left on device")
+            return real_save(*a, **k)
+
+        monkeypatch.setattr(r, "save", flaky_save)
+        loop = CameraLoop(r, open_source(frame(0, i) for i in range(20)), LoopOptions(smoothing=1, teach_frames=2),
+                          on_event=events.append)
+        loop.teach("red", 2)
+        final = loop.run()
+        assert "red" in r.classifier.labels
+    errors = [e["message"] for e in events if e["event"] == "error"]
+    assert errors and "kept in memory" in errors[0]
+    assert len(calls) == 2 and not loop.unsaved and final["unsaved_changes"] is False  # retried at the end
+    assert read_store(store).labels == ("red",)
+
+
+def test_camera_refuses_a_store_in_a_missing_folder_before_opening_the_camera(tiny_bundle, tmp_path, capsys):
+    from imprinting.cli import main
+
+    code = main(["camera", str(tiny_bundle), "--store", str(tmp_path / "nope" / "s.npz"), "--source", "/dev/video99",
+                 "--no-stdin", "--api-port", "-1"])
+    err = capsys.readouterr().err
+    assert code != 0 and "does not exist; create it" in err and "video99" not in err
+    code = main(["camera", str(tiny_bundle), "--store", str(tmp_path / "s.npz"), "--source", str(tmp_path),
+                 "--no-stdin", "--api-port", "99999"])
+    assert code != 0 and "--api-port must be in 0-65535" in capsys.readouterr().err
