@@ -96,6 +96,10 @@ class Manifest:
             raise ValueError("fingerprint must be a non-empty string")
         if not self.extractors:
             raise ValueError("a bundle needs at least one extractor file")
+        if self.base_classes is not None and Path(self.base_classes).name != self.base_classes:
+            raise ValueError(f"base_classes must be a plain file name inside the bundle, got {self.base_classes!r}")
+        if not 1 <= self.embedding_dim <= 65536:
+            raise ValueError(f"embedding_dim must be in [1, 65536], got {self.embedding_dim}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,19 +132,19 @@ class Manifest:
             )
         try:
             return cls(
-                name=str(d["name"]),
-                embedding_dim=int(d["embedding_dim"]),
-                scale=float(d["scale"]),
-                fingerprint=str(d["fingerprint"]),
-                preprocess=PreprocessSpec.from_dict(d["preprocess"]),
-                extractors=tuple(ExtractorEntry(**e) for e in d["extractors"]),
-                base_classes=d.get("base_classes"),
+                name=_field(d, "name", str),
+                embedding_dim=_field(d, "embedding_dim", int),
+                scale=float(_field(d, "scale", (int, float))),
+                fingerprint=_field(d, "fingerprint", str),
+                preprocess=PreprocessSpec.from_dict(_field(d, "preprocess", dict)),
+                extractors=tuple(_entry(e) for e in _field(d, "extractors", list)),
+                base_classes=_field(d, "base_classes", str, None),
                 shot_offsets=_shot_offsets(d.get("shot_offsets")),
-                calibration=dict(d.get("calibration") or {}),
-                source=dict(d.get("source") or {}),
-                versions=dict(d.get("versions") or {}),
-                host=dict(d.get("host") or {}),
-                rejected=tuple(dict(r) for r in d.get("rejected") or ()),
+                calibration=_field(d, "calibration", dict, {}),
+                source=_field(d, "source", dict, {}),
+                versions=_field(d, "versions", dict, {}),
+                host=_field(d, "host", dict, {}),
+                rejected=tuple(_field(d, "rejected", list, [])),
                 format_version=version,
             )
         except (KeyError, TypeError, AttributeError) as err:
@@ -164,6 +168,34 @@ class Manifest:
         if len(timed) == len(candidates) and self.host.get("int8_kernels") == host_info()["int8_kernels"]:
             return min(timed, key=lambda e: e.latency_ms)
         return min(candidates, key=lambda e: (order[e.precision], e.format != "onnx"))
+
+
+_MISSING = object()
+
+
+def _field(d: dict[str, Any], key: str, types: type | tuple[type, ...], default: Any = _MISSING) -> Any:
+    """d[key] if it has one of `types` (bool is not a number here); the default when absent or null."""
+    value = d.get(key)
+    if value is None:
+        if default is _MISSING:
+            raise ValueError(f"bundle manifest is missing the field {key!r}")
+        return default
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
+        raise ValueError(f"bundle manifest field {key!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _entry(e: Any) -> "ExtractorEntry":
+    if not isinstance(e, dict):
+        raise ValueError(f"bundle manifest: each extractor must be an object, got {type(e).__name__}")
+    for key in ("file", "format", "precision", "layout", "sha256"):
+        if key in e and not isinstance(e[key], str):
+            raise ValueError(f"bundle manifest: extractor field {key!r} must be a string")
+    for key in ("parity_cosine", "latency_ms"):
+        if e.get(key) is not None and (isinstance(e[key], bool) or not isinstance(e[key], (int, float))):
+            raise ValueError(f"bundle manifest: extractor field {key!r} must be a number")
+    return ExtractorEntry(**e)
 
 
 def _shot_offsets(value: Any) -> ShotOffsets | None:
