@@ -113,7 +113,7 @@ def test_preprocess_matches_the_extractor_layout(tiny_bundle):
     ({"preprocess": {"resize_size": 10**9}}, "resize_size"),
     ({"shot_offsets": [0.1, 0.2]}, "shot_offsets must map"),
     ({"shot_offsets": {"1": "lots"}}, "shot_offsets must map"),
-    ({"extractors": "extractor_fp32.onnx"}, "malformed field"),
+    ({"extractors": "extractor_fp32.onnx"}, "field .extractors. must be list"),
 ])
 def test_absurd_manifest_fields_are_refused_with_the_field_named(tiny_bundle, tmp_path, change, message):
     import shutil
