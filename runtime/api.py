@@ -5,7 +5,8 @@ Bound to 127.0.0.1 by default. JSON in, JSON out; errors are 4xx with {"error": 
     GET    /prediction                  latest smoothed prediction
     GET    /classes                     [{"label": ..., "shots": ...}]
     GET    /stats                       frames, FPS, per-stage milliseconds
-    POST   /teach   {"label": L, "frames": N}           teach L from the next N frames (202)
+    POST   /teach   {"label": L, "frames": N}           teach L from the next N frames; answers when they
+                                                        were taken (200, shots), 409 while another teach runs
     POST   /teach?label=L  (body: an encoded image)     teach L from the uploaded image (200)
     POST   /undo, /save                                 (202)
     POST   /rename  {"old": A, "new": B}                (202)
@@ -22,10 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .loop import CameraLoop
+from .loop import CameraLoop, TeachConflict
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024 * 1024
+TEACH_TIMEOUT_S = 60.0  # a frames teach answers when its frames were taken
 
 
 class _ApiError(Exception):
@@ -130,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = err.status, {"error": str(err)}
         except ValueError as err:
             status, body = HTTPStatus.BAD_REQUEST, {"error": str(err)}
+        except TimeoutError as err:
+            status, body = HTTPStatus.GATEWAY_TIMEOUT, {"error": str(err)}
         except Exception as err:  # noqa: BLE001 - a bug must answer 500, not drop the connection
             log.exception("API %s %s failed", method, self.path)
             status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(err).__name__}: {err}"}
@@ -163,8 +167,14 @@ class _Handler(BaseHTTPRequestHandler):
                 shots = loop.teach_image(query["label"][0], image)
                 return HTTPStatus.OK, {"label": query["label"][0].strip(), "shots": shots}
             req = self._body()
-            loop.teach(self._field(req, "label"), req.get("frames"))
-            return HTTPStatus.ACCEPTED, {"status": "teaching", "label": req["label"].strip()}
+            outcome = loop.teach(self._field(req, "label"), req.get("frames"))
+            try:
+                shots = outcome.wait(TEACH_TIMEOUT_S)
+            except TeachConflict as err:
+                raise _ApiError(HTTPStatus.CONFLICT, str(err)) from None
+            except TimeoutError as err:
+                raise _ApiError(HTTPStatus.GATEWAY_TIMEOUT, str(err)) from None
+            return HTTPStatus.OK, {"label": req["label"].strip(), "shots": shots}
         if path in ("/undo", "/save"):
             self._require(method, "POST")
             loop.undo() if path == "/undo" else loop.save()

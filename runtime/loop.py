@@ -54,6 +54,31 @@ class _Teach:
     label: str
     frames: int
     embeddings: list
+    outcome: "TeachOutcome | None" = None
+
+
+class TeachConflict(ValueError):
+    """A teach was asked while another one was still collecting frames."""
+
+
+class TeachOutcome:
+    """What became of one teach request: wait() returns the class's shot count or raises the reason."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._shots: int | None = None
+        self._error: Exception | None = None
+
+    def finish(self, shots: int | None = None, error: Exception | None = None) -> None:
+        self._shots, self._error = shots, error
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the teach did not finish within {timeout:g} s (are frames arriving?)")
+        if self._error is not None:
+            raise self._error
+        return int(self._shots or 0)
 
 
 class Smoother:
@@ -101,13 +126,19 @@ class CameraLoop:
         self.unsaved = False
 
     # ----- commands (any thread) ----------------------------------------------------------------
-    def teach(self, label: str, frames: int | None = None) -> None:
-        """Teach `label` from the next `frames` frames (a new class, or more shots of an existing one)."""
+    def teach(self, label: str, frames: int | None = None) -> TeachOutcome:
+        """Teach `label` from the next `frames` frames (a new class, or more shots of an existing one).
+
+        Returns a TeachOutcome: its wait() gives the class's shot count once the frames were taken, or raises
+        TeachConflict if another teach was still collecting frames (it is not cancelled), or the reason the
+        frames never came (the source ended)."""
         label = validate_label(label)
         n = self.options.teach_frames if frames is None else frames
-        if not isinstance(n, int) or not 1 <= n <= 1000:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1000:
             raise ValueError(f"frames must be an integer in [1, 1000], got {n!r}")
-        self._commands.put(("teach", label, n))
+        outcome = TeachOutcome()
+        self._commands.put(("teach", label, n, outcome))
+        return outcome
 
     def teach_image(self, label: str, image: ImageInput, color_order: str = "RGB") -> int:
         """Teach `label` from one image now (e.g. an upload); returns the class's shot count."""
@@ -118,7 +149,8 @@ class CameraLoop:
         else:
             done = threading.Event()
             self._commands.put(("learn", label, e, done))
-            done.wait(30.0)
+            if not done.wait(30.0):
+                raise TimeoutError("the camera loop did not take the image within 30 s")
         return self.r.classifier.count(label) if label in self.r.classifier else 0
 
     def add_shots(self, frames: int | None = None) -> None:
@@ -191,6 +223,11 @@ class CameraLoop:
         finally:
             self.grabber.close()
             self._stop.set()
+        if self._teach is not None and self._teach.outcome is not None:
+            self._teach.outcome.finish(error=ValueError(
+                f"the source ended after {len(self._teach.embeddings)} of {self._teach.frames} frames for "
+                f"{self._teach.label!r}; nothing was taught"))
+            self._teach = None
         if self.unsaved and self.options.autosave:
             self._save()  # one last try before the process ends
         final = self.stats()
@@ -236,10 +273,12 @@ class CameraLoop:
         if len(t.embeddings) < t.frames:
             return
         self._teach = None
-        self._learn(t.label, np.stack(t.embeddings))
+        self._learn(t.label, np.stack(t.embeddings), t.outcome)
 
-    def _learn(self, label: str, e: np.ndarray) -> None:
+    def _learn(self, label: str, e: np.ndarray, outcome: TeachOutcome | None = None) -> None:
         self.r.classifier.learn(label, e)
+        if outcome is not None:
+            outcome.finish(self.r.classifier.count(label))
         self._history.append((label, e))
         del self._history[:-50]  # undo depth
         self._smoother.reset()
@@ -257,7 +296,12 @@ class CameraLoop:
         kind = cmd[0]
         try:
             if kind == "teach":
-                self._teach = _Teach(cmd[1], cmd[2], [])
+                if self._teach is not None:
+                    busy = TeachConflict(f"still teaching {self._teach.label!r} ({len(self._teach.embeddings)} of "
+                                         f"{self._teach.frames} frames); try again when it is done")
+                    cmd[3].finish(error=busy)
+                    raise busy
+                self._teach = _Teach(cmd[1], cmd[2], [], cmd[3])
                 self._emit({"event": "teaching", "label": cmd[1], "frames": cmd[2]})
             elif kind == "learn":
                 try:

@@ -122,8 +122,9 @@ def test_http_api_good_and_malformed_requests(tiny_bundle, tmp_path):
         try:
             base = api.url
             assert api.host == "127.0.0.1"
-            assert _call(base + "/teach", "POST", json.dumps({"label": "red", "frames": 2}).encode())[0] == 202
-            feed_go.set()
+            threading.Timer(0.3, feed_go.set).start()  # frames flow only after the teach was asked
+            status, body = _call(base + "/teach", "POST", json.dumps({"label": "red", "frames": 2}).encode())
+            assert (status, body) == (200, {"label": "red", "shots": 2})
             ok, png = cv2.imencode(".png", cv2.cvtColor(frame(1, 50), cv2.COLOR_RGB2BGR))
             status, body = _call(base + "/teach?label=green", "POST", png.tobytes(), "image/png")
             assert (status, body) == (200, {"label": "green", "shots": 1})
@@ -234,3 +235,24 @@ def test_camera_refuses_a_store_in_a_missing_folder_before_opening_the_camera(ti
     code = main(["camera", str(tiny_bundle), "--store", str(tmp_path / "s.npz"), "--source", str(tmp_path),
                  "--no-stdin", "--api-port", "99999"])
     assert code != 0 and "--api-port must be in 0-65535" in capsys.readouterr().err
+
+
+def test_a_second_teach_does_not_cancel_the_first_and_an_unfinished_teach_says_why(tiny_bundle, tmp_path):
+    from imprinting.runtime.loop import TeachConflict
+
+    with recognizer(tiny_bundle, tmp_path / "s.npz") as r:
+        loop = CameraLoop(r, open_source(frame(0, i) for i in range(6)), LoopOptions(smoothing=1))
+        first = loop.teach("red", 3)
+        second = loop.teach("blue", 2)
+        late = loop.teach("green", 3)  # queued with the others: refused too, since red is still collecting
+        loop.run()
+        assert first.wait(5) == 3 and "blue" not in r.classifier.labels
+        with pytest.raises(TeachConflict, match="still teaching 'red'"):
+            second.wait(5)
+        with pytest.raises(TeachConflict):
+            late.wait(5)
+        loop2 = CameraLoop(r, open_source(frame(1, i) for i in range(2)), LoopOptions(smoothing=1))
+        short = loop2.teach("blue", 5)
+        loop2.run()
+        with pytest.raises(ValueError, match="source ended after 2 of 5 frames"):
+            short.wait(5)
