@@ -256,3 +256,52 @@ def test_a_second_teach_does_not_cancel_the_first_and_an_unfinished_teach_says_w
         loop2.run()
         with pytest.raises(ValueError, match="source ended after 2 of 5 frames"):
             short.wait(5)
+
+
+def test_concurrent_image_teaches_while_the_loop_runs_all_land(tiny_bundle, tmp_path):
+    import struct
+    import zlib
+
+    store = tmp_path / "s.npz"
+    stop = threading.Event()
+
+    def frames():
+        i = 0
+        while not stop.is_set() and i < 5000:
+            i += 1
+            yield frame(2, i)
+
+    with recognizer(tiny_bundle, store) as r:
+        loop = CameraLoop(r, open_source(frames()), LoopOptions(smoothing=1))
+        api = ApiServer(loop, port=0).start()
+        thread = threading.Thread(target=loop.run)
+        thread.start()
+        try:
+            pngs = {k: cv2.imencode(".png", cv2.cvtColor(frame(k, 7), cv2.COLOR_RGB2BGR))[1].tobytes() for k in (0, 1)}
+            results: list[tuple[int, dict]] = []
+
+            def upload(worker: int) -> None:
+                for _ in range(3):
+                    k = worker % 2
+                    results.append(_call(f"{api.url}/teach?label=kind{k}", "POST", pngs[k], "image/png"))
+
+            workers = [threading.Thread(target=upload, args=(w,)) for w in range(8)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(60)
+            assert len(results) == 24 and all(status == 200 for status, _ in results), results
+            assert r.classifier.count("kind0") == 12 and r.classifier.count("kind1") == 12
+            # Each class was taught from its own image only: its row is that image's embedding.
+            for k in (0, 1):
+                e = r.embed(frame(k, 7))[0]
+                assert float(r.classifier.weights[r.classifier.labels.index(f"kind{k}")] @ e) > 0.9999
+            ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+            bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+            status, body = _call(f"{api.url}/teach?label=bomb", "POST", bomb, "image/png")
+            assert status == 400 and "megapixels" in body["error"]
+        finally:
+            stop.set()
+            loop.stop()
+            api.close()
+            thread.join(10)
