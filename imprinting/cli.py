@@ -39,10 +39,20 @@ def _add_optional(sub: argparse._SubParsersAction, module: str, func: str) -> No
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # -v/--verbose anywhere on the line, not only before the subcommand.
+    verbose = any(a in ("-v", "--verbose") for a in argv)
+    args = parser.parse_args([a for a in argv if a not in ("-v", "--verbose")])
+    args.verbose = verbose
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`imprint classify ... | head`): stop quietly, as Unix tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, ImportError, OSError, RuntimeError) as err:
         if args.verbose:
             raise

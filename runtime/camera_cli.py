@@ -29,7 +29,7 @@ def add_camera_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", required=True, help="class store file; loaded at start, saved after every change")
     p.add_argument("--source", default="0", help="camera index, video file, rtsp/http URL, image folder or 'picamera2'")
     p.add_argument("--format", choices=["onnx", "tflite"])
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--precision", choices=["fp32", "int8"])
     p.add_argument("--threads", type=int)
     p.add_argument("--smoothing", type=int, default=5, help="frames voted over (default 5)")
     p.add_argument("--teach-frames", type=int, default=5, help="frames a teach command uses (default 5)")

@@ -19,7 +19,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="model bundle directory (written by `imprint export`)")
     p.add_argument("--store", required=True, help="class store file (.npz); created on the first learn")
     p.add_argument("--format", choices=["onnx", "tflite"], help="extractor file format (default: onnx if present)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="extractor precision (default: int8 if present)")
+    p.add_argument("--precision", choices=["fp32", "int8"], help="extractor precision (default: int8 if present)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
     p.add_argument("--templates", type=int, default=1, metavar="T",
                    help="templates per class (k-means over shots; 1 = the paper's averaged template)")

@@ -70,3 +70,20 @@ def test_errors_are_one_line_without_traceback(tiny_bundle, image_files, tmp_pat
     assert res.stderr.startswith("imprint: error: ") and message in res.stderr
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "s.npz").exists(), "a failed command must not write a store"
+
+
+def test_verbose_anywhere_and_a_closed_pipe_ends_quietly(tiny_bundle, image_files, tmp_path):
+    store = tmp_path / "s.npz"
+    assert imprint("learn", tiny_bundle, "--store", store, "--label", "red", image_files["red"][0]).returncode == 0
+    res = imprint("learn", tiny_bundle, "--store", store, "--label", "red", image_files["red"][1], "-v")
+    assert res.returncode == 0 and "INFO" in res.stderr and "loaded 1 classes" in res.stderr
+    many = [str(p) for ps in image_files.values() for p in ps] * 200
+    proc = subprocess.Popen([sys.executable, "-m", "imprinting.cli", "classify", str(tiny_bundle), "--store", str(store),
+                             *many], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()  # like `| head -1`: read one line, then go away
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(60)
+    assert "Traceback" not in err and "Broken pipe" not in err, err
+    res = imprint("info", tiny_bundle, "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["manifest"]["name"] == "tiny-test"
