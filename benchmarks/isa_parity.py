@@ -39,19 +39,20 @@ def _parity_inputs(bundle: Path, count: int) -> np.ndarray:
     return preprocess(augmented_views(sample_photos(PARITY_PHOTOS), count, seed=1), spec, "NCHW")
 
 
-def worker(bundle: Path, inputs: Path, out: Path, formats: str, native: bool) -> None:
+def worker(bundle: Path, inputs: Path, out: Path, formats: str, all_files: bool) -> None:
     """Embed `inputs` with the bundle's files of `formats` (comma list) as unit rows, saved as out.npz
-    {file name: (N, D)}: the int8 files, and natively also the fp32 ONNX file, the reference."""
+    {file name: (N, D)}: the int8 files, and with all_files (native, aarch64) the fp32 ones too; the fp32
+    ONNX file natively always, as the reference. Emulated x86 runs skip fp32: its kernels do not saturate
+    and emulating them costs minutes per image."""
     from imprinting.runtime import ExtractorOptions, load_bundle, load_extractor
 
     b = load_bundle(bundle)
     x = np.load(inputs)
     res = {}
     for e in b.manifest.extractors:
-        if e.file != "extractor_fp32.onnx" and (e.format not in formats.split(",") or e.precision != "int8"):
+        wanted = e.format in formats.split(",") and (all_files or e.precision == "int8")
+        if not (wanted or (all_files and e.file == "extractor_fp32.onnx")):
             continue
-        if e.file == "extractor_fp32.onnx" and not native:
-            continue  # fp32 kernels do not saturate; emulating them costs minutes per image
         ex = b.open_extractor(e.format, e.precision, ExtractorOptions(threads=1))
         emb = ex.run(x if ex.layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
         res[e.file] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
@@ -62,20 +63,34 @@ def worker(bundle: Path, inputs: Path, out: Path, formats: str, native: bool) ->
     np.savez(out, **res)
 
 
+def _stage_aarch64(root: Path, bundle: Path, inputs: Path) -> list[str]:
+    """Copy the bundle and inputs into the arm64 root; the worker's bundle and inputs paths inside it."""
+    stage = root / "work" / "isa"
+    if stage.exists():
+        shutil.rmtree(stage)
+    shutil.copytree(bundle, stage / "bundle")
+    shutil.copy(inputs, stage / "x.npy")
+    return ["/work/isa/bundle", "/work/isa/x.npy"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path, nargs="?")
-    ap.add_argument("--cpus", nargs="+", default=["Haswell", "Nehalem"], help="qemu x86-64 CPU models")
+    ap.add_argument("--cpus", nargs="*", default=["Haswell", "Nehalem"], help="qemu x86-64 CPU models (none: skip)")
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--formats", nargs="+", default=["onnx"], choices=["onnx", "tflite"],
-                    help="file formats to check (TFLite runs very slowly under emulation: hours)")
+                    help="file formats to check natively and on aarch64 (emulated x86 CPUs check ONNX only: "
+                    "XNNPACK's x86 kernels take hours under emulation, and widen int8 to 16 bits, so cannot saturate)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--aarch64-root", type=Path, help="an arm64 root with the runtime installed in /work/venv (made by "
+                    "scripts/check_aarch64.sh): also run there under qemu-aarch64, as a Cortex-A72 (Raspberry Pi 4, "
+                    "no dot product) and as qemu's max CPU (with dot product)")
     ap.add_argument("--file", type=Path, action="append", default=[],
                     help="also check this ONNX file (same input as the bundle's), e.g. an int8 file of an older recipe")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(*map(Path, args.worker[:3]), args.worker[3], args.worker[4] == "native")
+        worker(*map(Path, args.worker[:3]), args.worker[3], args.worker[4] == "native" or args.worker[4].startswith("aarch64"))
         return 0
     if args.bundle is None:
         ap.error("give a bundle directory")
@@ -87,13 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "x.npy"
         np.save(inputs, _parity_inputs(args.bundle, args.images))
-        plan = [("native", [])] + [(c, [qemu, "-cpu", c]) for c in args.cpus if qemu]
-        for i, (name, prefix) in enumerate(plan):
+        plan = [("native", [], {})] + [(c, [qemu, "-cpu", c], {}) for c in args.cpus if qemu]
+        if args.aarch64_root:
+            arm = _stage_aarch64(args.aarch64_root, args.bundle, inputs)
+            plan += [(f"aarch64 {cpu}", ["chroot", str(args.aarch64_root), "/work/venv/bin/python",
+                                         "/work/src/benchmarks/isa_parity.py", "--worker", *arm], {"QEMU_CPU": cpu})
+                     for cpu in ("cortex-a72", "max")]
+        for i, (name, prefix, extra_env) in enumerate(plan):
             print(f"[{i + 1}/{len(plan)}] {name} ...", file=sys.stderr, flush=True)
             out = Path(tmp) / f"{name}.npz"
-            cmd = [*prefix, sys.executable, __file__, "--worker", str(args.bundle), str(inputs), str(out),
-                   ",".join(args.formats), name]
-            env = {**os.environ, "ISA_PARITY_FILES": os.pathsep.join(str(f.resolve()) for f in args.file)}
+            if prefix and prefix[0] == "chroot":
+                cmd = [*prefix, f"/work/isa/{name.replace(' ', '-')}.npz", ",".join(args.formats), name]
+                out = args.aarch64_root / "work" / "isa" / f"{name.replace(' ', '-')}.npz"
+            else:
+                formats = ",".join(args.formats) if not prefix else "onnx"
+                cmd = [*prefix, sys.executable, __file__, "--worker", str(args.bundle), str(inputs), str(out), formats, name]
+            env = {**os.environ, **extra_env, "ISA_PARITY_FILES": os.pathsep.join(str(f.resolve()) for f in args.file)}
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
             if proc.returncode != 0:
                 runs[name] = {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -106,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the native run failed: {runs.get('native')}", file=sys.stderr)
         return 1
     # What each emulated model reports as CPU flags (for the kernel family column).
-    flags = {"Haswell": ["avx2", "fma"], "Nehalem": [], "native": host_info()["features"]}
+    flags = {"Haswell": ["avx2", "fma"], "Nehalem": [], "native": host_info()["features"],
+             "aarch64 cortex-a72": ["asimd"], "aarch64 max": ["asimd", "asimddp", "i8mm"]}
     rows = []
     for cpu, r in runs.items():
-        family = int8_kernel_family("x86_64", flags.get(cpu, []))
+        family = int8_kernel_family("aarch64" if cpu.startswith("aarch64") else "x86_64", flags.get(cpu, []))
         if "error" in r:
             rows.append({"cpu": cpu, "int8_kernels": family, "error": r["error"]})
             continue
@@ -137,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "isa_parity.md").write_text(text)
     print(text)
     print(f"wrote {args.out / 'isa_parity.md'} and isa_parity.json", file=sys.stderr)
-    return 0
+    # The export's own thresholds, for the bundle's files (extra --file rows are comparisons only).
+    own = {p.name for p in args.bundle.iterdir()}
+    bad = [r for r in rows if "error" in r or (r["file"] in own and r["mean_cosine"] < (0.999 if "fp32" in r["file"] else 0.99))]
+    for r in bad:
+        print(f"below threshold or failed: {r}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
