@@ -258,7 +258,26 @@ def test_a_second_teach_does_not_cancel_the_first_and_an_unfinished_teach_says_w
             short.wait(5)
 
 
-def test_concurrent_image_teaches_while_the_loop_runs_all_land(tiny_bundle, tmp_path):
+@pytest.fixture(scope="module", params=["onnx", "tflite"])
+def backend_bundle(request, tiny_bundle, tmp_path_factory):
+    """The tiny ONNX bundle, or a tiny TFLite one exported here (TFLite interpreters are not thread-safe)."""
+    if request.param == "onnx":
+        return tiny_bundle
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("skimage")
+    from _export_helpers import tiny_extractor
+
+    from imprinting.export.exporters import ExportOptions, export_bundle
+    from imprinting.runtime.preprocess import PreprocessSpec
+
+    out = tmp_path_factory.mktemp("tflite-bundle")
+    export_bundle(tiny_extractor(dim=16), out, ExportOptions(formats=("tflite",), precisions=("fp32",), parity_count=4,
+                                                            preprocess=PreprocessSpec(input_size=64, resize_size=72)))
+    return out
+
+
+def test_concurrent_image_teaches_while_the_loop_runs_all_land(backend_bundle, tmp_path):
+    tiny_bundle = backend_bundle
     import struct
     import zlib
 
