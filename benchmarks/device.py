@@ -100,3 +100,38 @@ def onnx_macs(path: str | os.PathLike[str]) -> int | None:
             trans_b = any(a.name == "transB" and a.i for a in n.attribute)
             total += int(np.prod(out)) * (w[1] if trans_b else w[0])
     return total or None
+
+
+def scale_reference(reference: dict, target: dict) -> list[tuple[str, float, float]]:
+    """(configuration, reference ms, estimated ms on `target`) for each ok result of a latency reference,
+    scaled by the ratio of peak MAC rates (peak_gmacs) at the same thread count and precision.
+
+    This assumes both machines reach the same fraction of their peak; it is an estimate to plan with, not a
+    measurement (emulation cannot time a CPU, and none of these targets was at hand)."""
+    out = []
+    for r in reference["results"]:
+        if r.get("status") != "ok" or r.get("backend") == "torch":
+            continue
+        int8 = r["precision"] == "int8"
+        ref_peak = peak_gmacs(reference["device"], r["threads"], int8)
+        tgt_peak = peak_gmacs(target, r["threads"], int8)
+        if ref_peak and tgt_peak:
+            ms = r["stages"]["extract"]["median"]
+            out.append((r["name"], ms, ms * ref_peak / tgt_peak))
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="Estimate extractor latency on another CPU from a latency reference.")
+    ap.add_argument("reference", help="a latency JSON from benchmarks/latency.py (benchmarks/reference/...)")
+    ap.add_argument("--ghz", type=float, required=True, help="the target's clock")
+    ap.add_argument("--features", nargs="*", default=[], help="its SIMD flags: asimd, asimddp, avx2, ...")
+    args = ap.parse_args()
+    ref = json.loads(Path(args.reference).read_text())
+    print(f"| configuration | reference ms ({ref['device']['cpu']}) | estimate ms ({args.ghz} GHz, "
+          f"{' '.join(args.features) or 'no SIMD flags'}) |\n|---|---:|---:|")
+    for name, ms, est in scale_reference(ref, {"ghz": args.ghz, "features": args.features}):
+        print(f"| {name} | {ms:.2f} | {est:.1f} |")

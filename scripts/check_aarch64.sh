@@ -74,7 +74,7 @@ if [ ! -x "$ROOT/work/venv/bin/python" ]; then
 fi
 check "install the runtime (no torch)" in_root sh -c "cd /work/src && pip install -q --no-index --find-links /work/wheels \
   numpy onnxruntime ai-edge-litert opencv-python-headless pytest hypothesis onnx 'setuptools>=68' && \
-  pip install -q --no-index --no-build-isolation --no-deps . && python -c 'import platform, imprinting.runtime; print(platform.machine(), \"runtime imported\")'"
+  pip install -q --no-index --no-build-isolation --no-deps -e . && python -c 'import platform, imprinting.runtime; print(platform.machine(), \"runtime imported\")'"
 
 check "runtime unit tests (aarch64)" in_root sh -c "cd /work/src && python -m pytest -q -p no:cacheprovider \
   tests/test_store.py tests/test_store_sync.py tests/test_classifier.py tests/test_images.py tests/test_bundle_extractor.py \
