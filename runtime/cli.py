@@ -11,7 +11,7 @@ from .bundle import load_bundle
 from .classifier import ImprintedClassifier, UnknownPolicy
 from .extractor import ExtractorOptions
 from .recognizer import Recognizer, RecognizerOptions
-from .store import read_store
+from .store import read_store, validate_label, write_store
 from .store_sync import save_merged
 
 
@@ -64,6 +64,23 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--store", required=True)
     c.add_argument("label")
     c.set_defaults(func=cmd_classes_remove)
+
+    c = csub.add_parser("merge", help="merge class stores (e.g. taught on several devices) into one file")
+    c.add_argument("stores", nargs="+", metavar="STORE")
+    c.add_argument("--out", required=True, help="the merged store to write")
+    c.add_argument("--rename-conflicts", action="store_true",
+                   help="keep classes of the same label apart as 'label (2)' (default: one class with all shots)")
+    c.set_defaults(func=cmd_classes_merge)
+    c = csub.add_parser("export", help="write some classes of a store to a file of their own")
+    c.add_argument("--store", required=True)
+    c.add_argument("--label", action="append", required=True, help="a class to export (repeat for several)")
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=cmd_classes_export)
+    c = csub.add_parser("import", help="merge the classes of a file into a store (saved under the store's lock)")
+    c.add_argument("--store", required=True)
+    c.add_argument("file")
+    c.add_argument("--rename-conflicts", action="store_true")
+    c.set_defaults(func=cmd_classes_import)
 
     from .camera_cli import add_camera_parser
 
@@ -131,6 +148,37 @@ def cmd_classes_remove(args: argparse.Namespace) -> int:
     clf.remove(args.label)
     save_merged(args.store, base, clf.to_store_data())
     print(f"removed {args.label!r}; {len(clf)} classes left")
+    return 0
+
+
+def cmd_classes_merge(args: argparse.Namespace) -> int:
+    from .store_sync import combine
+
+    merged = combine([read_store(p) for p in args.stores], args.rename_conflicts)
+    write_store(args.out, merged)
+    print(f"merged {len(args.stores)} stores: {len(merged.labels)} classes, {int(merged.counts.sum())} shots in {args.out}")
+    return 0
+
+
+def cmd_classes_export(args: argparse.Namespace) -> int:
+    from .store_sync import subset
+
+    part = subset(read_store(args.store), [validate_label(lab) for lab in args.label])
+    write_store(args.out, part)
+    print(f"exported {', '.join(part.labels)} to {args.out}")
+    return 0
+
+
+def cmd_classes_import(args: argparse.Namespace) -> int:
+    from pathlib import Path as _P
+
+    from .store_sync import combine
+
+    incoming = read_store(args.file)
+    base = read_store(args.store) if _P(args.store).exists() else None
+    ours = combine([base, incoming] if base is not None else [incoming], args.rename_conflicts)
+    save_merged(args.store, base, ours)
+    print(f"imported {len(incoming.labels)} classes from {args.file} into {args.store}")
     return 0
 
 

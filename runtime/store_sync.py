@@ -111,3 +111,53 @@ def save_merged(path: str | os.PathLike[str], base: StoreData | None, ours: Stor
                 log.info("merged classes saved meanwhile by another writer: %s", added[:10])
         write_store(path, merged)
     return merged
+
+
+def combine(stores: list[StoreData], rename_conflicts: bool = False) -> StoreData:
+    """One store holding every class of `stores` (taught on different devices, say).
+
+    The same label in several stores is one class whose sums, counts and shots add up: exactly the class
+    taught with all those shots on one device. With rename_conflicts it stays separate instead, as
+    "label (2)", "label (3)", ... All stores must come from the same model (fingerprint and dimension)."""
+    if not stores:
+        raise ValueError("nothing to merge: give at least one class store")
+    first = stores[0]
+    for s in stores[1:]:
+        if (s.extractor_fingerprint, s.embedding_dim) != (first.extractor_fingerprint, first.embedding_dim):
+            raise ValueError(
+                f"cannot merge stores of different models: {first.extractor_fingerprint[:12]} "
+                f"({first.embedding_dim}-d) and {s.extractor_fingerprint[:12]} ({s.embedding_dim}-d)"
+            )
+    out: StoreData | None = None
+    for s in stores:
+        if out is not None and rename_conflicts:
+            s = _renamed(s, set(out.labels))
+        out = s if out is None else merge_stores(None, s, out)
+    return out
+
+
+def _renamed(s: StoreData, taken: set[str]) -> StoreData:
+    labels = []
+    for lab in s.labels:
+        new, k = lab, 2
+        while new in taken or new in labels:
+            new, k = f"{lab} ({k})", k + 1
+        labels.append(new)
+    return StoreData(tuple(labels), s.sums, s.counts, s.scale, s.extractor_fingerprint, s.templates_per_class,
+                     s.shots, s.shot_class)
+
+
+def subset(data: StoreData, labels: list[str]) -> StoreData:
+    """The classes `labels` of a store (with their shots), e.g. to send one class to another device."""
+    missing = [lab for lab in labels if lab not in data.labels]
+    if missing:
+        raise ValueError(f"no class named {missing[0]!r} in the store; classes: {', '.join(data.labels[:10])}")
+    idx = [data.labels.index(lab) for lab in labels]
+    shots = shot_class = None
+    if data.shots is not None:
+        keep = np.isin(data.shot_class, idx)
+        remap = {old: new for new, old in enumerate(idx)}
+        shots = data.shots[keep]
+        shot_class = np.asarray([remap[int(c)] for c in data.shot_class[keep]], np.int64)
+    return StoreData(tuple(labels), data.sums[idx], data.counts[idx], data.scale, data.extractor_fingerprint,
+                     data.templates_per_class, shots, shot_class)

@@ -103,3 +103,48 @@ def test_a_recognizer_sees_classes_saved_by_another_after_its_own_save(tiny_bund
         assert set(b.classifier.labels) == {"red", "blue"}
         a.save()  # nothing new from a: the file keeps both
     assert set(read_store(store).labels) == {"red", "blue"}
+
+
+def test_stores_taught_on_two_devices_merge_into_the_store_taught_with_all_shots(tmp_path):
+    import pytest
+
+    from imprinting.runtime.store_sync import combine, subset
+
+    shots = {"cat": _e(10, 4), "dog": _e(11, 3), "mug": _e(12, 2)}
+    one = _clf(shots).to_store_data()
+    a = _clf({"cat": shots["cat"][:2], "dog": shots["dog"]}).to_store_data()
+    b = _clf({"cat": shots["cat"][2:], "mug": shots["mug"]}).to_store_data()
+    merged = combine([a, b])
+    assert sorted(merged.labels) == ["cat", "dog", "mug"]
+    for lab in one.labels:
+        i, j = one.labels.index(lab), merged.labels.index(lab)
+        assert merged.counts[j] == one.counts[i]
+        np.testing.assert_allclose(merged.sums[j], one.sums[i], rtol=1e-5, atol=1e-6)
+    q = _e(13, 20)
+    c1, c2 = ImprintedClassifier.from_store_data(one), ImprintedClassifier.from_store_data(merged)
+    assert [r.labels[0] for r in c1.classify(q)] == [r.labels[0] for r in c2.classify(q)]
+    kept = combine([a, b], rename_conflicts=True)
+    assert sorted(kept.labels) == ["cat", "cat (2)", "dog", "mug"]
+    assert subset(merged, ["mug"]).labels == ("mug",)
+    other = ImprintedClassifier(D, 10.0, "another-model")
+    other.imprint("x", _e(1))
+    with pytest.raises(ValueError, match="different models"):
+        combine([a, other.to_store_data()])
+
+
+def test_classes_merge_export_import_from_the_cli(tmp_path, capsys):
+    from imprinting.cli import main
+
+    write_store(tmp_path / "a.npz", _clf({"cat": _e(0, 2), "dog": _e(1)}).to_store_data())
+    write_store(tmp_path / "b.npz", _clf({"cat": _e(2), "mug": _e(3)}).to_store_data())
+    assert main(["classes", "merge", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--out", str(tmp_path / "c.npz")]) == 0
+    c = read_store(tmp_path / "c.npz")
+    assert dict(zip(c.labels, c.counts.tolist())) == {"cat": 3, "dog": 1, "mug": 1}
+    assert main(["classes", "export", "--store", str(tmp_path / "b.npz"), "--label", "mug", "--out", str(tmp_path / "m.npz")]) == 0
+    assert main(["classes", "import", "--store", str(tmp_path / "a.npz"), str(tmp_path / "m.npz")]) == 0
+    assert dict(zip(*(lambda s: (s.labels, s.counts.tolist()))(read_store(tmp_path / "a.npz")))) == {"cat": 2, "dog": 1, "mug": 1}
+    from imprinting.runtime.store import StoreData
+
+    write_store(tmp_path / "x.npz", StoreData(("z",), np.ones((1, D), np.float32), np.ones(1, np.int64), 10.0, "other"))
+    assert main(["classes", "merge", str(tmp_path / "a.npz"), str(tmp_path / "x.npz"), "--out", str(tmp_path / "y.npz")]) == 1
+    assert "different models" in capsys.readouterr().err
