@@ -42,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # -v/--verbose anywhere on the line, not only before the subcommand.
     verbose = any(a in ("-v", "--verbose") for a in argv)
-    args = parser.parse_args([a for a in argv if a not in ("-v", "--verbose")])
+    args, extras = parser.parse_known_args([a for a in argv if a not in ("-v", "--verbose")])
+    if extras and getattr(args, "extra_positionals", None) and not any(e.startswith("-") for e in extras):
+        # A positional list after options (`learn B --store S --label L a.jpg b.jpg`): argparse cannot
+        # split it from the positional before the options, so the command takes it from the extras.
+        getattr(args, args.extra_positionals).extend(extras)
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     args.verbose = verbose
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

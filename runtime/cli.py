@@ -7,17 +7,21 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .bundle import load_bundle
 from .classifier import ImprintedClassifier, UnknownPolicy
 from .extractor import ExtractorOptions
+from .folders import class_folders, embed_files, evaluate, image_files, plot_confusion
 from .recognizer import Recognizer, RecognizerOptions
 from .store import read_store, validate_label, write_store
 from .store_sync import save_merged
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def _model_args(p: argparse.ArgumentParser, store: bool = True) -> None:
     p.add_argument("bundle", help="model bundle directory (written by `imprint export`)")
-    p.add_argument("--store", required=True, help="class store file (.npz); created on the first learn")
+    if store:
+        p.add_argument("--store", required=True, help="class store file (.npz); created on the first learn")
     p.add_argument("--format", choices=["onnx", "tflite"], help="extractor file format (default: onnx if present)")
     p.add_argument("--precision", choices=["fp32", "int8"], help="extractor precision (default: int8 if present)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
@@ -34,22 +38,35 @@ def _options(args: argparse.Namespace) -> RecognizerOptions:
 
 
 def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("learn", help="teach a class from image files (imprinting, no training)")
+    p = sub.add_parser("learn", help="teach classes from image files or folders (imprinting, no training)")
     _model_args(p)
-    p.add_argument("--label", required=True, help="class name; an existing class gets the images as more shots")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files of the class")
-    p.set_defaults(func=cmd_learn)
+    p.add_argument("--label", help="class name; an existing class gets the images as more shots")
+    p.add_argument("--folders", metavar="DIR", help="teach one class per subfolder of DIR, named after it")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders of the class (with --label)")
+    # argparse gives images that follow options back as extras; imprinting/cli.py adds them here.
+    p.set_defaults(func=cmd_learn, extra_positionals="images")
 
-    p = sub.add_parser("classify", help="classify image files")
+    p = sub.add_parser("classify", help="classify image files and folders (recursively)")
     _model_args(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON object per image, one per line")
+    p.add_argument("--csv", action="store_true", help="CSV: image,label,cosine")
     p.add_argument("--min-cosine", type=float, help="report 'unknown' below this top-1 cosine")
     p.add_argument("--min-margin", type=float, help="report 'unknown' when top-1 minus top-2 cosine is below this")
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("classes", help="list, rename or remove classes in a class store")
+    p = sub.add_parser("eval", help="score a labelled folder: teach N shots per subfolder, classify the rest")
+    _model_args(p, store=False)
+    p.add_argument("--folders", required=True, metavar="DIR", help="one subfolder of images per class")
+    p.add_argument("--shots", type=int, default=5, help="images taught per class (default 5); the rest are tested")
+    p.add_argument("--seed", type=int, default=0, help="which images are taught")
+    p.add_argument("--min-cosine", type=float, help="report 'unknown' below this top-1 cosine")
+    p.add_argument("--plot", metavar="PNG", help="also save the confusion matrix (needs matplotlib)")
+    p.add_argument("--json", action="store_true", help="the report as one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("classes", help="list, rename, remove, merge, export or import classes of a class store")
     csub = p.add_subparsers(dest="action", required=True)
     c = csub.add_parser("list", help="list classes with their shot counts")
     c.add_argument("--store", required=True)
@@ -93,27 +110,87 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
+    if args.folders and (args.label is not None or args.images):
+        raise ValueError("give either --folders DIR, or --label NAME with image files or folders, not both")
+    if not args.folders and (args.label is None or not args.images):
+        raise ValueError("give --label NAME and image files or folders, or --folders DIR (one class per subfolder)")
+    jobs = class_folders(args.folders) if args.folders else {validate_label(args.label): image_files(args.images)}
+    taught = 0
     with Recognizer.open(args.bundle, args.store, _options(args)) as r:
-        count = r.learn(args.label, args.images)
+        for label, files in jobs.items():
+            label = validate_label(label)
+            emb = embed_files(r, files)
+            if not emb.files:
+                reason = emb.failed[0][1] if emb.failed else "no image files"
+                if not args.folders:
+                    raise ValueError(reason)  # nothing to teach: one line, and no store is written
+                print(f"nothing taught for {label!r}: {reason}", file=sys.stderr)
+                continue
+            for f, why in emb.failed:
+                print(f"skipped {f}: {why}", file=sys.stderr)
+            r.classifier.learn(label, emb.embeddings)
+            taught += 1
+            print(f"learned {label!r} from {len(emb.files)} image(s) ({r.classifier.count(label)} shots)")
+        if not taught:
+            raise ValueError(f"no class under {args.folders} had a readable image; nothing was saved")
         r.save()
-        print(f"learned {args.label.strip()!r} from {len(args.images)} image(s) ({count} shots); "
-              f"{len(r.classifier)} classes in {args.store}")
+        print(f"{len(r.classifier)} classes in {args.store}")
     return 0
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    files = image_files(args.images)
     with Recognizer.open(args.bundle, args.store, _options(args)) as r:
         if len(r.classifier) == 0:
             raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} --label NAME IMAGE...`")
-        results = r.recognize_batch(args.images, top_k=args.top_k)
-    for image, res in zip(args.images, results):
+        emb = embed_files(r, files)
+        results = r.classifier.classify(emb.embeddings, top_k=args.top_k) if emb.files else []
+    if args.csv:
+        print("image,label,cosine")
+    counts: dict[str, int] = {}
+    for image, res in zip(emb.files, results):
+        counts[res.label or "unknown"] = counts.get(res.label or "unknown", 0) + 1
         if args.json:
-            print(json.dumps({"image": image, **res.to_dict()}, ensure_ascii=False))
+            print(json.dumps({"image": str(image), **res.to_dict()}, ensure_ascii=False))
+        elif args.csv:
+            label = (res.label or "unknown").replace('"', '""')
+            print(f'"{str(image).replace(chr(34), chr(34) * 2)}","{label}",{res.score:.4f}')
         else:
             top = ", ".join(f"{lab} {cos:.3f}" for lab, cos in zip(res.labels, res.cosines))
             print(f"{image}: {res.label if res.label is not None else 'unknown'}  ({top})")
+    for f, why in emb.failed:
+        print(f"skipped {f}: {why}", file=sys.stderr)
+    if len(files) > 1:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        print(f"{len(emb.files)} classified ({summary}); {len(emb.failed)} unreadable", file=sys.stderr)
+    return 1 if emb.failed and not emb.files else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    with Recognizer.open(args.bundle, None, _options(args)) as r:
+        ev = evaluate(r, args.folders, args.shots, args.seed)
+    if args.plot:
+        plot_confusion(ev, args.plot)
+    if args.json:
+        print(json.dumps({"shots": ev.shots, "accuracy": ev.accuracy, "classes": {
+            lab: {"accuracy": float(acc), "tested": int(ev.confusion[i].sum())} for i, (lab, acc) in
+            enumerate(zip(ev.labels, ev.per_class))}, "confusion": ev.confusion.tolist(), "skipped": ev.failed},
+            ensure_ascii=False))
+    else:
+        print(f"{'class':30s} {'tested':>6s} {'top-1':>6s}  most confused with")
+        for i, lab in enumerate(ev.labels):
+            row = ev.confusion[i].copy()
+            row[i] = 0
+            worst = int(np.argmax(row))
+            other = (list(ev.labels) + ["unknown"])[worst] if row[worst] else "-"
+            print(f"{lab[:30]:30s} {int(ev.confusion[i].sum()):6d} {100 * ev.per_class[i]:5.1f}%  {other}")
+        print(f"top-1 over {int(ev.confusion.sum())} test images, {ev.shots} shots per class: {100 * ev.accuracy:.1f}%")
+        for what, why in ev.failed:
+            print(f"skipped {what}: {why}", file=sys.stderr)
+        if args.plot:
+            print(f"confusion matrix: {args.plot}")
     return 0
 
 

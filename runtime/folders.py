@@ -1,0 +1,152 @@
+"""Folder workflows: photos in folders, one class per subfolder, as users keep them.
+
+`image_files` expands files and folders (recursively) into image files; `class_folders` maps each subfolder
+of a root to its images; `embed_files` embeds many files while skipping (and reporting) the ones that cannot
+be read, so one bad file never aborts a batch; `evaluate` teaches n shots per class and scores the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .images import load_image
+
+if TYPE_CHECKING:
+    from .recognizer import Recognizer
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Image files among `paths`, folders searched recursively (sorted within each folder)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        else:
+            out.append(p)  # a file given by name is tried whatever its suffix
+    return out
+
+
+def class_folders(root: str | os.PathLike[str]) -> dict[str, list[Path]]:
+    """{subfolder name: its image files (recursive)} for each subfolder of `root` that holds images."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder; give a folder with one subfolder per class")
+    classes = {d.name: image_files([d]) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    classes = {k: v for k, v in classes.items() if v}
+    if not classes:
+        raise ValueError(f"{root} has no subfolders with images ({', '.join(IMAGE_SUFFIXES)}); one subfolder per class")
+    return classes
+
+
+@dataclass
+class Embedded:
+    """Embeddings float32 (n, D) of the files that could be read, those files, and the others with why."""
+
+    embeddings: np.ndarray
+    files: list[Path]
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def embed_files(r: "Recognizer", files: Sequence[Path], batch: int = 16) -> Embedded:
+    """Embed `files`, skipping each one that cannot be decoded (reported in `failed`, never raised)."""
+    good: list[Path] = []
+    failed: list[tuple[Path, str]] = []
+    chunks: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    for f in files:
+        try:
+            pending.append(load_image(f))
+            good.append(f)
+        except ValueError as err:
+            failed.append((f, str(err)))
+        if len(pending) == batch:
+            chunks.append(r.embed(pending))
+            pending = []
+    if pending:
+        chunks.append(r.embed(pending))
+    dim = r.bundle.manifest.embedding_dim
+    return Embedded(np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), good, failed)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """labels (K,), confusion int (K, K+1) (rows: true class; last column: unknown, or a class not in the folder such as a base class), per-class accuracy,
+    overall top-1 accuracy over the test images, and the shots taught per class."""
+
+    labels: tuple[str, ...]
+    confusion: np.ndarray
+    shots: int
+    failed: tuple[tuple[str, str], ...]
+
+    @property
+    def per_class(self) -> np.ndarray:
+        return np.diag(self.confusion[:, :-1]) / np.maximum(self.confusion.sum(1), 1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion[:, :-1]) / max(self.confusion.sum(), 1))
+
+
+def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: int = 0) -> Evaluation:
+    """Teach each class of `root` from `shots` random images (seeded) into r's classifier and classify the
+    others. Classes with fewer than shots + 1 readable images are left out (named in `failed`)."""
+    if shots < 1:
+        raise ValueError(f"--shots must be >= 1, got {shots}")
+    rng = np.random.default_rng(seed)
+    tests: list[tuple[str, np.ndarray]] = []
+    failed: list[tuple[str, str]] = []
+    labels: list[str] = []
+    for label, files in class_folders(root).items():
+        emb = embed_files(r, files)
+        failed += [(str(f), why) for f, why in emb.failed]
+        if len(emb.files) < shots + 1:
+            failed.append((label, f"{len(emb.files)} readable images; needs at least {shots + 1}"))
+            continue
+        order = rng.permutation(len(emb.files))
+        r.classifier.learn(label, emb.embeddings[order[:shots]])
+        labels.append(label)
+        tests.append((label, emb.embeddings[order[shots:]]))
+    if not labels:
+        raise ValueError(f"no class of {root} has {shots + 1} readable images")
+    index = {lab: i for i, lab in enumerate(labels)}
+    confusion = np.zeros((len(labels), len(labels) + 1), np.int64)
+    for label, e in tests:
+        for res in r.classifier.classify(e, top_k=1):
+            col = len(labels) if res.label is None else index.get(res.label, len(labels))
+            confusion[index[label], col] += 1
+    return Evaluation(tuple(labels), confusion, shots, tuple(failed))
+
+
+def plot_confusion(ev: Evaluation, path: str | os.PathLike[str]) -> None:
+    """Save the confusion matrix as an image (needs matplotlib, which the runtime does not require)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plot needs matplotlib (pip install matplotlib)") from None
+    k = len(ev.labels)
+    rows = ev.confusion / np.maximum(ev.confusion.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(2 + 0.45 * k, 1.5 + 0.45 * k))
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k + 1), [*ev.labels, "unknown or other"], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), ev.labels, fontsize=8)
+    for i in range(k):
+        for j in range(k + 1):
+            if ev.confusion[i, j]:
+                ax.text(j, i, str(ev.confusion[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if rows[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{ev.shots} shots per class: top-1 {100 * ev.accuracy:.1f}%")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
