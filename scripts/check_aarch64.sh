@@ -62,9 +62,11 @@ done
   hypothesis onnx "setuptools>=68" 2>&1 | grep -v "WARNING: Location" || true
 ls "$WHEELS"/onnxruntime-*aarch64*.whl >/dev/null 2>&1 || skip "could not fetch aarch64 wheels from the registry"
 
-# /proc inside the root, as on a device: onnxruntime reads the CPU's features there.
+# /proc and /sys inside the root, as on a device: onnxruntime's cpuinfo reads the CPU there (and prints
+# errors to stderr without them).
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc" || skip "cannot mount /proc in the root"
-trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
+mountpoint -q "$ROOT/sys" || mount -t sysfs sysfs "$ROOT/sys" || skip "cannot mount /sys in the root"
+trap 'umount "$ROOT/proc" "$ROOT/sys" 2>/dev/null || true' EXIT
 
 echo "== the project inside the root"
 rm -rf "$ROOT/work/src" "$ROOT/work/wheels"
