@@ -148,3 +148,46 @@ def test_classes_merge_export_import_from_the_cli(tmp_path, capsys):
     write_store(tmp_path / "x.npz", StoreData(("z",), np.ones((1, D), np.float32), np.ones(1, np.int64), 10.0, "other"))
     assert main(["classes", "merge", str(tmp_path / "a.npz"), str(tmp_path / "x.npz"), "--out", str(tmp_path / "y.npz")]) == 1
     assert "different models" in capsys.readouterr().err
+
+
+_LOOPING_WRITER = r"""
+import sys
+import numpy as np
+from imprinting.runtime import ImprintedClassifier
+from imprinting.runtime.store import read_store
+from imprinting.runtime.store_sync import save_merged
+from pathlib import Path
+path, tag = Path(sys.argv[1]), sys.argv[2]
+rng = np.random.default_rng(abs(hash(tag)) % 2**32)
+for i in range(10**6):
+    base = read_store(path) if path.exists() else None
+    clf = ImprintedClassifier.from_store_data(base) if base else ImprintedClassifier(8, 10.0, "fp")
+    clf.imprint(f"{tag}-{i}", rng.standard_normal(8).astype(np.float32))
+    save_merged(path, base, clf.to_store_data())
+    print(f"{tag}-{i}", flush=True)
+"""
+
+
+def test_writers_killed_at_random_moments_lose_no_saved_class_and_leave_no_stuck_lock(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = tmp_path / "s.npz"
+    saved: set[str] = set()
+    rnd = random.Random(0)
+    for k in range(8):
+        procs = [subprocess.Popen([sys.executable, "-c", _LOOPING_WRITER, str(store), f"k{k}w{w}"], stdout=subprocess.PIPE,
+                                  text=True) for w in range(2)]
+        for p in procs:
+            saved.add(p.stdout.readline().strip())  # at least one save done
+        time.sleep(rnd.uniform(0.0, 0.3))
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            out, _ = p.communicate()
+            saved |= {line for line in out.splitlines() if line}
+        labels = set(read_store(store).labels)  # readable after every kill
+        assert saved <= labels, sorted(saved - labels)[:5]
+    assert len(saved) >= 16
