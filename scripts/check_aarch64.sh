@@ -62,11 +62,16 @@ done
   hypothesis onnx "setuptools>=68" 2>&1 | grep -v "WARNING: Location" || true
 ls "$WHEELS"/onnxruntime-*aarch64*.whl >/dev/null 2>&1 || skip "could not fetch aarch64 wheels from the registry"
 
-# /proc and /sys inside the root, as on a device: onnxruntime's cpuinfo reads the CPU there (and prints
-# errors to stderr without them).
-mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc" || skip "cannot mount /proc in the root"
-mountpoint -q "$ROOT/sys" || mount -t sysfs sysfs "$ROOT/sys" || skip "cannot mount /sys in the root"
-trap 'umount "$ROOT/proc" "$ROOT/sys" 2>/dev/null || true' EXIT
+# What a Pi 4 shows in /proc/cpuinfo and /sys (onnxruntime's cpuinfo reads them, and prints errors without
+# them). Plain files, not mounts: under qemu-user the host's would describe an x86 CPU, which crashes it.
+umount "$ROOT/proc" "$ROOT/sys" 2>/dev/null || true
+mkdir -p "$ROOT/sys/devices/system/cpu" "$ROOT/proc"
+for f in possible present online; do echo "0-3" > "$ROOT/sys/devices/system/cpu/$f"; done
+for i in 0 1 2 3; do
+  mkdir -p "$ROOT/sys/devices/system/cpu/cpu$i"
+  printf 'processor\t: %s\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i"
+done > "$ROOT/proc/cpuinfo"
+echo "Model		: Raspberry Pi 4 Model B (emulated)" >> "$ROOT/proc/cpuinfo"
 
 echo "== the project inside the root"
 rm -rf "$ROOT/work/src" "$ROOT/work/wheels"
