@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/pip install -q -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@
 
-.PHONY: setup demo test test-all android-check lock
+.PHONY: setup demo test test-all android-check lock check-aarch64
 setup: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -36,6 +36,11 @@ lock: $(BIN)/.installed
 	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' $(LOCK)
 
 comma := ,
+
+# The runtime and the default bundle on aarch64 under qemu-user (root; 10-20 minutes; also in test-all).
+check-aarch64: $(BIN)/.installed
+	test -f bundles/lite0-imagenet/manifest.json || $(BIN)/imprint export --out bundles/lite0-imagenet --name lite0-imagenet
+	bash scripts/check_aarch64.sh bundles/lite0-imagenet
 
 android-check: $(BIN)/.installed
 	bash scripts/install_android_check_deps.sh

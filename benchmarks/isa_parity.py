@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--aarch64-root", type=Path, help="an arm64 root with the runtime installed in /work/venv (made by "
                     "scripts/check_aarch64.sh): also run there under qemu-aarch64, as a Cortex-A72 (Raspberry Pi 4, "
-                    "no dot product) and as qemu's max CPU (with dot product)")
+                    "no dot product) and a Cortex-A76 (Raspberry Pi 5, with dot product)")
     ap.add_argument("--file", type=Path, action="append", default=[],
                     help="also check this ONNX file (same input as the bundle's), e.g. an int8 file of an older recipe")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             arm = _stage_aarch64(args.aarch64_root, args.bundle, inputs)
             plan += [(f"aarch64 {cpu}", ["chroot", str(args.aarch64_root), "/work/venv/bin/python",
                                          "/work/src/benchmarks/isa_parity.py", "--worker", *arm], {"QEMU_CPU": cpu})
-                     for cpu in ("cortex-a72", "max")]
+                     for cpu in ("cortex-a72", "cortex-a76")]
         for i, (name, prefix, extra_env) in enumerate(plan):
             print(f"[{i + 1}/{len(plan)}] {name} ...", file=sys.stderr, flush=True)
             out = Path(tmp) / f"{name}.npz"
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # What each emulated model reports as CPU flags (for the kernel family column).
     flags = {"Haswell": ["avx2", "fma"], "Nehalem": [], "native": host_info()["features"],
-             "aarch64 cortex-a72": ["asimd"], "aarch64 max": ["asimd", "asimddp", "i8mm"]}
+             "aarch64 cortex-a72": ["asimd"], "aarch64 cortex-a76": ["asimd", "asimddp"]}
     rows = []
     for cpu, r in runs.items():
         family = int8_kernel_family("aarch64" if cpu.startswith("aarch64") else "x86_64", flags.get(cpu, []))

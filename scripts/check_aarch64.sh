@@ -11,8 +11,8 @@
 # 3. inside: the runtime's unit tests that need no training side, and `imprint learn`, `classify` and the
 #    camera loop on a folder source, end to end;
 # 4. with BUNDLE (default bundles/lite0-imagenet when present): every file of the bundle against the x86 fp32
-#    ONNX embeddings of the export's parity images, as a Cortex-A72 (Pi 4, no dot product) and as qemu's max
-#    CPU (with dot product): benchmarks/results/isa_parity.md.
+#    ONNX embeddings of the export's parity images, as a Cortex-A72 (Pi 4, no dot product) and a Cortex-A76
+#    (Pi 5, with dot product): benchmarks/results/isa_parity.md.
 # Prints "N passed, N failed"; skips with the reason where qemu, root or the registries are unavailable.
 # Emulation checks correctness, never speed. About 10-15 minutes the first time, 5 once cached.
 set -uo pipefail
@@ -66,8 +66,10 @@ ls "$WHEELS"/onnxruntime-*aarch64*.whl >/dev/null 2>&1 || skip "could not fetch 
 # them). Plain files, not mounts: under qemu-user the host's would describe an x86 CPU, which crashes it.
 umount "$ROOT/proc" "$ROOT/sys" 2>/dev/null || true
 mkdir -p "$ROOT/sys/devices/system/cpu" "$ROOT/proc"
-for f in possible present online; do echo "0-3" > "$ROOT/sys/devices/system/cpu/$f"; done
-for i in 0 1 2 3; do
+# As many CPUs as this host has: qemu passes thread affinity calls through to the host.
+LAST=$(( $(nproc) - 1 ))
+for f in possible present online; do echo "0-$LAST" > "$ROOT/sys/devices/system/cpu/$f"; done
+for i in $(seq 0 "$LAST"); do
   mkdir -p "$ROOT/sys/devices/system/cpu/cpu$i"
   printf 'processor\t: %s\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i"
 done > "$ROOT/proc/cpuinfo"
