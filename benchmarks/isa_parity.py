@@ -57,6 +57,8 @@ def worker(bundle: Path, inputs: Path, out: Path, formats: str, all_files: bool)
         emb = ex.run(x if ex.layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
         res[e.file] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     for extra in filter(None, os.environ.get("ISA_PARITY_FILES", "").split(os.pathsep)):
+        if not Path(extra).is_file():
+            continue  # not staged into the aarch64 root: --file rows are x86 comparisons
         ex = load_extractor(extra, ExtractorOptions(threads=1))
         emb = ex.run(x)
         res[Path(extra).name] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
@@ -148,14 +150,18 @@ def main(argv: list[str] | None = None) -> int:
              f"Host: {info['host']['cpu']} ({', '.join(info['host']['features'])}); "
              + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
              "Reference: the bundle's fp32 ONNX file run natively. Emulated with qemu-user; correctness only, no timing.", "",
-             "| CPU | int8 kernels | file | mean cosine | min cosine |", "|---|---|---|---:|---:|"]
+             "Top-1 agreement: the share of images whose nearest reference embedding (among all the held-out images) is "
+             "their own.", "",
+             "| CPU | int8 kernels | file | mean cosine | min cosine | top-1 agreement |", "|---|---|---|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['cpu']} | {r['int8_kernels']} | failed: {r['error'][:100]} | | |")
+            lines.append(f"| {r['cpu']} | {r['int8_kernels']} | failed: {r['error'][:100]} | | | |")
         else:
-            lines.append(f"| {r['cpu']} | {r['int8_kernels']} | {r['file']} | {r['mean_cosine']:.5f} | {r['min_cosine']:.5f} |")
+            lines.append(f"| {r['cpu']} | {r['int8_kernels']} | {r['file']} | {r['mean_cosine']:.5f} | "
+                         f"{r['min_cosine']:.5f} | {r['self_retrieval']:.3f} |")
     lines += ["", f"Regenerate: `python benchmarks/isa_parity.py BUNDLE --cpus {' '.join(args.cpus)} --images {args.images} --formats {' '.join(args.formats)}"
-              + "".join(f" --file {f.name}" for f in args.file) + "`"]
+              + "".join(f" --file {f.name}" for f in args.file)
+              + (" --aarch64-root cache/aarch64/root` (after scripts/check_aarch64.sh made it)" if args.aarch64_root else "`")]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "isa_parity.json").write_text(json.dumps({**info, "rows": rows}, indent=1))

@@ -1,7 +1,7 @@
 """Int8 weights that x86's u8s8 kernels cannot saturate, so one int8 ONNX file computes the same on every CPU.
 
-onnxruntime multiplies uint8 activations by int8 weights. On x86 without VNNI (AVX2, AVX-512 without
-VNNI) its kernels use VPMADDUBSW, which adds two neighbouring products along the reduction axis into an
+onnxruntime multiplies uint8 activations by int8 weights. On x86 with AVX2 but without VNNI (AVX2, AVX-512
+without VNNI) its kernels use VPMADDUBSW, which adds two neighbouring products along the reduction axis into an
 int16 *with saturation*: with activations up to 255, a pair of same-signed weights whose magnitudes sum to
 more than 128 can overflow (255 * 129 > 32767). VNNI, AMX and ARM kernels accumulate in int32 and never do.
 An int8 file that is accurate on one machine can therefore be wrong on another (mean cosine 0.975 instead

@@ -34,8 +34,8 @@ def _cpuinfo() -> tuple[str, set[str]]:
 
 
 def int8_kernel_family(arch: str, features: list[str] | tuple[str, ...]) -> str:
-    """A short name for the int8 kernels a CPU gets: "x86-vnni" (int32 dot products), "x86-avx2" and
-    "x86-sse" (u8s8 pairs summed in int16, which can saturate), "arm-dotprod", "arm" or "other"."""
+    """A short name for the int8 kernels a CPU gets: "x86-vnni" (int32 dot products), "x86-avx2" (u8s8
+    pairs summed in int16, which can saturate), "x86-sse", "arm-dotprod", "arm" or "other"."""
     f = set(features)
     if arch in ("x86_64", "AMD64", "i686", "x86"):
         return "x86-vnni" if f & {"avx512_vnni", "avx_vnni", "amx_int8"} else "x86-avx2" if "avx2" in f else "x86-sse"

@@ -14,7 +14,8 @@
 #    ONNX embeddings of the export's parity images, as a Cortex-A72 (Pi 4, no dot product) and a Cortex-A76
 #    (Pi 5, with dot product): benchmarks/results/isa_parity.md.
 # Prints "N passed, N failed"; skips with the reason where qemu, root or the registries are unavailable.
-# Emulation checks correctness, never speed. About 10-15 minutes the first time, 5 once cached.
+# Emulation checks correctness, never speed. About 10 minutes with the root and wheels cached (measured on
+# 2 cores), plus about 4 the first time (debootstrap 3 min, wheels).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
