@@ -272,7 +272,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(f"bundle {Path(args.bundle)}: {m.name}, {m.embedding_dim}-d embeddings, scale {m.scale:.3f}")
     print(f"fingerprint {m.fingerprint}")
-    print(f"preprocess {m.preprocess.to_dict()}")
+    pp = m.preprocess
+    print(f"preprocess: resize ({pp.resize_mode}, {pp.interpolation}) to {pp.resize_size}, centre crop {pp.input_size}, "
+          f"(x - {list(pp.mean)}) / {list(pp.std)}")
     for e in m.extractors:
         cos = f", parity cosine {e.parity_cosine:.4f}" if e.parity_cosine is not None else ""
         lat = f", {e.latency_ms:.2f} ms (1 thread)" if e.latency_ms is not None else ""
