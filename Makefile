@@ -1,9 +1,9 @@
 # Everything a fresh Linux machine with Python 3.11 needs: `make demo` (the main job), `make test`.
-# The environment is installed from requirements/lock.txt (exact, tested versions); `make lock` refreshes it.
+# The environment is installed from constraints.txt (exact, tested versions); `make lock` refreshes it.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-LOCK := requirements/lock.txt
+LOCK := constraints.txt
 EXTRAS := onnx,tflite,camera,export,dev
 
 $(BIN)/.installed: pyproject.toml $(LOCK)
@@ -31,7 +31,7 @@ test-all: $(BIN)/.installed
 lock: $(BIN)/.installed
 	$(BIN)/pip install -q pip-tools
 	$(BIN)/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links --upgrade \
-		$(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) -o $(LOCK) pyproject.toml requirements/pins.in
+		$(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) -o $(LOCK) pyproject.toml constraints.in
 	# The lock names the release, not the local build label, so the same line fits a CPU wheel from any index.
 	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' $(LOCK)
 

@@ -23,6 +23,7 @@ import numpy as np
 from imprinting import simcam
 from imprinting.runtime import Recognizer, RecognizerOptions, UnknownPolicy
 from imprinting.runtime.extractor import ExtractorOptions
+from imprinting.runtime.host import describe
 from imprinting.runtime.loop import CameraLoop, LoopOptions
 from imprinting.runtime.sources import Source, open_source
 
@@ -102,15 +103,6 @@ def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread
     return stats
 
 
-def _host_line() -> str:
-    """CPU features and library versions, printed next to every figure."""
-    from imprinting.runtime.host import host_info, library_versions
-
-    h = host_info()
-    return (f"Host: {h['cpu']} ({', '.join(h['features'])}; int8 kernels {h['int8_kernels']}); "
-            + ", ".join(f"{k} {v}" for k, v in library_versions().items()) + ".")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle")
@@ -127,7 +119,7 @@ def main() -> None:
             f"Camera loop, `python benchmarks/camera_loop.py {args.bundle} --frames {args.frames}"
             f"{f' --soak {args.soak}' if args.soak else ''}{f' --threads {args.threads}' if args.threads else ''}`, "
             f"{s['extractor']}, 640x480 MJPG video",
-                    _host_line(),
+                    describe(),
         "",
             "| frames | FPS end to end | capture ms (own thread) | preprocess ms | extract ms | classify ms | preprocess share |",
             "|---:|---:|---:|---:|---:|---:|---:|",

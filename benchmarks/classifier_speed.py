@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from imprinting.runtime import ImprintedClassifier
+from imprinting.runtime.host import describe
 
 
 def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -55,15 +56,6 @@ def measure(k: int, d: int, rng: np.random.Generator) -> dict:
                 classify_batch64_us=batch_us, matrix_mb=matrix_mb, held_mb=held_mb)
 
 
-def _host_line() -> str:
-    """CPU features and library versions, printed next to every figure."""
-    from imprinting.runtime.host import host_info, library_versions
-
-    h = host_info()
-    return (f"Host: {h['cpu']} ({', '.join(h['features'])}; int8 kernels {h['int8_kernels']}); "
-            + ", ".join(f"{k} {v}" for k, v in library_versions().items()) + ".")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", type=int, nargs="+", default=[100, 1000, 10000, 100000])
@@ -75,7 +67,7 @@ def main() -> None:
     lines = [
         f"Classifier speed on {platform.processor() or platform.machine()}, numpy {np.__version__}, "
         f"`python benchmarks/classifier_speed.py`",
-                _host_line(),
+                describe(),
         "",
         "| K | D | imprint new class (us) | add one shot (us) | classify 1 (us) | classify, per item of 64 (us) | K x D x 4 (MB) | held incl. spare capacity (MB) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from imprinting.runtime.host import int8_kernel_family, library_versions
+from imprinting.runtime.host import cpuinfo_fields, host_info, library_versions
 
 
 def _read(path: str) -> str | None:
@@ -19,36 +19,23 @@ def _read(path: str) -> str | None:
 
 def device_info() -> dict:
     """A JSON-ready description of this machine (Linux /proc and /sys; other systems give less)."""
-    cpuinfo = _read("/proc/cpuinfo") or ""
-    model = flags = ""
-    mhz = None
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip().lower(), value.strip()
-        if key in ("model name", "hardware", "cpu model") and not model:
-            model = value
-        elif key in ("flags", "features") and not flags:
-            flags = value
-        elif key == "cpu mhz" and mhz is None:
-            mhz = float(value)
-    fl = set(flags.split())
-    features = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "i8mm", "sve")
-                if f in fl]
+    host = host_info()
+    mhz = cpuinfo_fields().get("cpu mhz")
     max_khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     temp = _read("/sys/class/thermal/thermal_zone0/temp")
     governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
-    ghz = int(max_khz) / 1e6 if max_khz else (mhz / 1000 if mhz else None)
+    ghz = int(max_khz) / 1e6 if max_khz else (float(mhz) / 1000 if mhz else None)
     return {
-        "cpu": model or platform.processor() or platform.machine(),
-        "arch": platform.machine(),
+        "cpu": host["cpu"],
+        "arch": host["arch"],
         "cores": os.cpu_count(),
-        "features": features,
+        "features": host["features"],
         "ghz": ghz,
         "governor": governor,
         "temperature_c": int(temp) / 1000 if temp and temp.lstrip("-").isdigit() else None,
         "python": platform.python_version(),
         "os": platform.platform(),
-        "int8_kernels": int8_kernel_family(platform.machine(), features),
+        "int8_kernels": host["int8_kernels"],
         "versions": library_versions(),
     }
 

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bundle is None:
         ap.error("give a bundle directory")
     sys.path.insert(0, str(HERE.parent))
-    from imprinting.runtime.host import host_info, int8_kernel_family, library_versions
+    from imprinting.runtime.host import describe, host_info, int8_kernel_family, library_versions
 
     qemu = next((q for q in map(shutil.which, QEMU) if q), None)
     runs: dict[str, dict] = {}
@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                          "min_cosine": float(cos.min()), "self_retrieval": top1})
     info = {"host": host_info(), "versions": library_versions(), "images": args.images, "bundle": args.bundle.name}
     lines = [f"# Parity under other CPUs' kernels ({args.images} held-out images, bundle `{args.bundle.name}`)", "",
-             f"Host: {info['host']['cpu']} ({', '.join(info['host']['features'])}); "
-             + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
+             describe(info["versions"]),
              "Reference: the bundle's fp32 ONNX file run natively. Emulated with qemu-user; correctness only, no timing.", "",
              "Top-1 agreement: the share of images whose nearest reference embedding (among all the held-out images) is "
              "their own.", "",

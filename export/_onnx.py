@@ -70,9 +70,8 @@ def float_node_names(model_path: Path, float_prefix_convs: int, quantize_embeddi
 
 @dataclass(frozen=True)
 class OnnxInt8Report:
-    """What the int8 recipe did: nodes kept in float and output channels rescaled by `pair_safe`."""
+    """What the int8 recipe did: output channels rescaled by `pair_safe`."""
 
-    float_nodes: tuple[str, ...]
     rescaled_channels: int
 
 
@@ -111,4 +110,4 @@ def quantize_onnx_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray,
         rescaled = sum(u.channels for u in updates)
         log.debug("int8 ONNX: %d output channels rescaled to be pair-safe", rescaled)
         onnx.save(model, str(out_path))
-    return OnnxInt8Report(tuple(exclude), rescaled)
+    return OnnxInt8Report(rescaled)

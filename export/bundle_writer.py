@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +40,7 @@ def write_base_classes(
 
 def library_versions() -> dict[str, Any]:
     """Versions of the libraries that made the bundle (absent ones are left out)."""
-    from importlib import metadata
+    from imprinting.runtime.host import library_versions as versions
 
-    out: dict[str, Any] = {"python": platform.python_version()}
-    for dist in ("imprinting", "torch", "onnx", "onnxruntime", "onnxscript", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "numpy",
-                 "opencv-python-headless", "opencv-python"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return versions(("imprinting", "torch", "onnx", "onnxruntime", "onnxscript", "litert-torch", "ai-edge-quantizer",
+                     "ai-edge-litert", "numpy", "opencv-python-headless", "opencv-python"))

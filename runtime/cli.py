@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -147,16 +148,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
             raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} --label NAME IMAGE...`")
         emb = embed_files(r, files)
         results = r.classifier.classify(emb.embeddings, top_k=args.top_k) if emb.files else []
-    if args.csv:
-        print("image,label,cosine")
+    rows = csv.writer(sys.stdout) if args.csv else None
+    if rows:
+        rows.writerow(["image", "label", "cosine"])
     counts: dict[str, int] = {}
     for image, res in zip(emb.files, results):
         counts[res.label or "unknown"] = counts.get(res.label or "unknown", 0) + 1
         if args.json:
             print(json.dumps({"image": str(image), **res.to_dict()}, ensure_ascii=False))
-        elif args.csv:
-            label = (res.label or "unknown").replace('"', '""')
-            print(f'"{str(image).replace(chr(34), chr(34) * 2)}","{label}",{res.score:.4f}')
+        elif rows:
+            rows.writerow([str(image), res.label or "unknown", f"{res.score:.4f}"])
         else:
             top = ", ".join(f"{lab} {cos:.3f}" for lab, cos in zip(res.labels, res.cosines))
             print(f"{image}: {res.label if res.label is not None else 'unknown'}  ({top})")
@@ -247,12 +248,10 @@ def cmd_classes_export(args: argparse.Namespace) -> int:
 
 
 def cmd_classes_import(args: argparse.Namespace) -> int:
-    from pathlib import Path as _P
-
     from .store_sync import combine
 
     incoming = read_store(args.file)
-    base = read_store(args.store) if _P(args.store).exists() else None
+    base = read_store(args.store) if Path(args.store).exists() else None
     ours = combine([base, incoming] if base is not None else [incoming], args.rename_conflicts)
     save_merged(args.store, base, ours)
     print(f"imported {len(incoming.labels)} classes from {args.file} into {args.store}")

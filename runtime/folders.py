@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .images import load_image
+from .sources import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from .recognizer import Recognizer
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
 
 def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Image files among `paths`, folders searched recursively (sorted within each folder)."""
@@ -41,7 +39,7 @@ def class_folders(root: str | os.PathLike[str]) -> dict[str, list[Path]]:
     classes = {d.name: image_files([d]) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
     classes = {k: v for k, v in classes.items() if v}
     if not classes:
-        raise ValueError(f"{root} has no subfolders with images ({', '.join(IMAGE_SUFFIXES)}); one subfolder per class")
+        raise ValueError(f"{root} has no subfolders with images ({', '.join(sorted(IMAGE_SUFFIXES))}); one subfolder per class")
     return classes
 
 

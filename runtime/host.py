@@ -14,22 +14,26 @@ from typing import Any
 
 # Flags that change int8/fp32 kernels (x86: /proc/cpuinfo "flags"; ARM: "Features").
 _FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
-             "asimd", "asimddp", "i8mm", "sve")
+             "neon", "asimd", "asimddp", "i8mm", "sve")
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = "", ""
+def cpuinfo_fields() -> dict[str, str]:
+    """The first value of each /proc/cpuinfo key, keys lower-cased ({} where it cannot be read)."""
+    out: dict[str, str] = {}
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        text = ""
+        return out
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = value
+        out.setdefault(key.strip().lower(), value.strip())
+    return out
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    fields = cpuinfo_fields()
+    model = next((fields[k] for k in ("model name", "hardware", "cpu model") if fields.get(k)), "")
+    flags = fields.get("flags") or fields.get("features") or ""
     return model or platform.processor() or platform.machine(), set(flags.split())
 
 
@@ -65,3 +69,11 @@ def library_versions(names: tuple[str, ...] = ("numpy", "onnxruntime", "ai-edge-
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def describe(versions: dict[str, str] | None = None) -> str:
+    """One line for result files: CPU, its kernel-relevant features, int8 kernel family, library versions."""
+    h = host_info()
+    v = library_versions() if versions is None else versions
+    return (f"Host: {h['cpu']} ({', '.join(h['features'])}; int8 kernels {h['int8_kernels']}); "
+            + ", ".join(f"{k} {x}" for k, x in v.items()) + ".")

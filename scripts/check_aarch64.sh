@@ -6,7 +6,7 @@
 #
 # 1. a Debian bookworm arm64 root (Python 3.11) made with debootstrap, cached in cache/aarch64/root;
 # 2. aarch64 wheels fetched on the host by `pip download --platform ... --only-binary=:all:` at the versions of
-#    requirements/lock.txt (cached in cache/aarch64/wheels), installed into /work/venv inside the root with the
+#    constraints.txt (cached in cache/aarch64/wheels), installed into /work/venv inside the root with the
 #    runtime extras only (numpy, onnxruntime, ai-edge-litert, OpenCV; no torch);
 # 3. inside: the runtime's unit tests that need no training side, and `imprint learn`, `classify` and the
 #    camera loop on a folder source, end to end;
@@ -59,7 +59,7 @@ for p in manylinux2014_aarch64 manylinux_2_17_aarch64 manylinux_2_26_aarch64 man
   PLATFORMS="$PLATFORMS --platform $p"
 done
 "$BIN/pip" download -q --dest "$WHEELS" $PLATFORMS --python-version 3.11 --implementation cp --abi cp311 \
-  --only-binary=:all: -c requirements/lock.txt numpy onnxruntime ai-edge-litert opencv-python-headless pytest \
+  --only-binary=:all: -c constraints.txt numpy onnxruntime ai-edge-litert opencv-python-headless pytest \
   hypothesis onnx "setuptools>=68" 2>&1 | grep -v "WARNING: Location" || true
 ls "$WHEELS"/onnxruntime-*aarch64*.whl >/dev/null 2>&1 || skip "could not fetch aarch64 wheels from the registry"
 
