@@ -98,7 +98,7 @@ def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread
         stats = loop.run()
         wall = time.perf_counter() - t0
         stop.set()
-        stats.update(wall_s=wall, classes=len(r.classifier), extractor=r.bundle.manifest.select().file)
+        stats = {**stats.to_dict(), "wall_s": wall, "classes": len(r), "extractor": r.extractor_file.file}
     stats["rss_samples"] = samples
     return stats
 

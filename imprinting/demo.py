@@ -18,6 +18,7 @@ import numpy as np
 
 from imprinting import simcam
 from imprinting.runtime import Recognizer, RecognizerOptions, UnknownPolicy
+from imprinting.runtime.events import Event, Prediction, Taught
 from imprinting.runtime.extractor import ExtractorOptions
 from imprinting.runtime.loop import CameraLoop, LoopOptions
 from imprinting.runtime.sources import Source
@@ -74,9 +75,9 @@ def run_simulation(recognizer: Recognizer, seed: int = 0, segment: int = 40, rou
     source = Source("simulated camera", frames, "RGB", live=False)
     loop = CameraLoop(recognizer, source, LoopOptions(smoothing=smoothing, teach_frames=1), on_event=on_event)
 
-    def on_frame(_frame: np.ndarray, event: dict) -> None:
-        preds.append(event.get("label"))
-        nxt = event["frame"] + 1
+    def on_frame(_frame: np.ndarray, event: Prediction) -> None:
+        preds.append(event.label)
+        nxt = event.frame + 1
         if nxt in teach_at:
             loop.teach(teach_at[nxt], 1)
 
@@ -99,7 +100,7 @@ def run_simulation(recognizer: Recognizer, seed: int = 0, segment: int = 40, rou
     return DemoSummary(
         taught=tuple(label for _, label in schedule), object_frames=obj, accuracy=right / max(obj, 1),
         unknown_rate=unknown / max(obj, 1), empty_frames=empty, empty_rejected=rejected / max(empty, 1),
-        fps=stats["fps"], stage_ms={k: v for k, v in stats.items() if k.endswith("_ms")},
+        fps=stats.fps, stage_ms={k: v for k, v in stats.to_dict().items() if k.endswith("_ms") and v is not None},
     )
 
 
@@ -159,18 +160,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         argv = ["camera", str(bundle), "--store", str(store), "--source", source, "--show"]
         print("live camera: press t to teach what it sees, q to quit (or type commands: teach LABEL)", file=sys.stderr)
         return cmd_camera(parser.parse_args(argv))
-    threshold = args.min_cosine
-    with Recognizer.open(bundle, None, RecognizerOptions(extractor=ExtractorOptions(threads=args.threads))) as r:
-        if threshold is None:
-            threshold = float(r.bundle.manifest.calibration.get("unknown_min_cosine", 0.4))
-        r.classifier.unknown = UnknownPolicy(min_cosine=threshold)
-        entry = r.bundle.manifest.select(r.options.format, r.options.precision)
+    unknown = None if args.min_cosine is None else UnknownPolicy(min_cosine=args.min_cosine)
+    options = RecognizerOptions(extractor=ExtractorOptions(threads=args.threads), unknown=unknown)
+    with Recognizer.open(bundle, None, options) as r:
         print(f"no webcam: a simulated camera pans over {len(simcam.OBJECTS)} photos; teaching each from ONE frame "
-              f"({entry.file}, unknown below cosine {threshold:.2f})")
+              f"({r.extractor_file.file}, unknown below cosine {r.unknown.min_cosine:.2f})")
 
-        def show(event: dict) -> None:
-            if event["event"] == "taught":
-                print(f"  taught {event['label']!r} from {event['frames']} frame")
+        def show(event: Event) -> None:
+            if isinstance(event, Taught):
+                print(f"  taught {event.label!r} from {event.frames} frame")
 
         summary = run_simulation(r, seed=args.seed, on_event=show)
     print(f"recognition accuracy {summary.accuracy:.1%} over {summary.object_frames} frames of taught objects "

@@ -8,17 +8,19 @@
 """
 
 from .bundle import Bundle, ExtractorEntry, Manifest, load_bundle
-from .classifier import ImprintedClassifier, UnknownPolicy, normalize_embeddings
+from .classifier import ImprintedClassifier
+from .ranking import UnknownPolicy
+from .unit import normalize_embeddings
 from .extractor import Extractor, ExtractorOptions, load_extractor
 from .images import decode_image, load_image
 from .preprocess import PreprocessSpec, preprocess
 from .recognizer import Recognizer, RecognizerOptions
-from .results import Classification
+from .results import Category, Classification
 from .shot_offsets import ShotOffsets
 from .store import StoreData, read_store, write_store
 
 __all__ = [
-    "Bundle", "Classification", "ExtractorEntry", "Extractor", "ExtractorOptions", "ImprintedClassifier",
+    "Bundle", "Category", "Classification", "ExtractorEntry", "Extractor", "ExtractorOptions", "ImprintedClassifier",
     "Manifest", "PreprocessSpec", "Recognizer", "RecognizerOptions", "ShotOffsets", "StoreData", "UnknownPolicy",
     "decode_image", "load_bundle", "load_extractor", "load_image", "normalize_embeddings", "preprocess",
     "read_store", "write_store",

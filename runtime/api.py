@@ -8,9 +8,12 @@ Bound to 127.0.0.1 by default. JSON in, JSON out; errors are 4xx with {"error": 
     POST   /teach   {"label": L, "frames": N}           teach L from the next N frames; answers when they
                                                         were taken (200, shots), 409 while another teach runs
     POST   /teach?label=L  (body: an encoded image)     teach L from the uploaded image (200)
-    POST   /undo, /save                                 (202)
-    POST   /rename  {"old": A, "new": B}                (202)
-    DELETE /classes/<label>                             (202)
+    POST   /undo, /save                                 (200 when done)
+    POST   /rename  {"old": A, "new": B}                (200 when done; 409 if B exists)
+    DELETE /classes/<label>                             (200 when done)
+
+Changes are carried out by the loop's thread between frames; each answers once it was done, so a GET that
+follows sees it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .loop import CameraLoop, TeachConflict
+from .commands import Outcome, TeachConflict
+from .loop import CameraLoop
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024 * 1024
 TEACH_TIMEOUT_S = 60.0  # a frames teach answers when its frames were taken
+COMMAND_TIMEOUT_S = 15.0  # other changes wait at most a stall (5 s) for the loop to take them
 
 
 class _ApiError(Exception):
@@ -148,60 +153,59 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _route(self, method: str, url: Any) -> tuple[int, Any]:
-        loop, path = self.loop, url.path.rstrip("/") or "/"
-        get_routes = {
-            "/prediction": loop.latest,
-            "/stats": loop.stats,
-            "/classes": lambda: [{"label": lab, "shots": loop.r.classifier.count(lab)} for lab in loop.r.classifier.labels],
-        }
-        if path in get_routes:
-            self._require(method, "GET")
-            return HTTPStatus.OK, get_routes[path]()
-        if path == "/teach":
-            self._require(method, "POST")
-            query = parse_qs(url.query)
-            if "label" in query:
-                image = self._body(json_body=False)
-                if not image:
-                    raise _ApiError(HTTPStatus.BAD_REQUEST, "send the image as the request body")
-                shots = loop.teach_image(query["label"][0], image)
-                return HTTPStatus.OK, {"label": query["label"][0].strip(), "shots": shots}
-            req = self._body()
-            outcome = loop.teach(self._field(req, "label"), req.get("frames"))
-            try:
-                shots = outcome.wait(TEACH_TIMEOUT_S)
-            except TeachConflict as err:
-                raise _ApiError(HTTPStatus.CONFLICT, str(err)) from None
-            except TimeoutError as err:
-                raise _ApiError(HTTPStatus.GATEWAY_TIMEOUT, str(err)) from None
-            return HTTPStatus.OK, {"label": req["label"].strip(), "shots": shots}
-        if path in ("/undo", "/save"):
-            self._require(method, "POST")
-            loop.undo() if path == "/undo" else loop.save()
-            return HTTPStatus.ACCEPTED, {"status": "queued"}
-        if path == "/rename":
-            self._require(method, "POST")
-            req = self._body()
-            old, new = self._field(req, "old"), self._field(req, "new")
-            self._known(old)
-            if new.strip() in loop.r.classifier and new.strip() != old:
-                raise _ApiError(HTTPStatus.CONFLICT, f"class {new.strip()!r} exists already")
-            loop.rename(old, new)
-            return HTTPStatus.ACCEPTED, {"status": "queued"}
-        if path.startswith("/classes/"):
-            self._require(method, "DELETE")
-            label = unquote(path[len("/classes/"):])
-            self._known(label)
-            loop.remove(label)
-            return HTTPStatus.ACCEPTED, {"status": "queued"}
-        raise _ApiError(HTTPStatus.NOT_FOUND, f"no endpoint {path}; see GET /prediction, /classes, /stats")
+        path = url.path.rstrip("/") or "/"
+        routes = _ROUTES.get(path)
+        if routes is None and path.startswith("/classes/"):
+            routes, path = {"DELETE": _Handler._delete_class}, unquote(path[len("/classes/"):])
+        if routes is None:
+            raise _ApiError(HTTPStatus.NOT_FOUND, f"no endpoint {path}; see GET /prediction, /classes, /stats")
+        handler = routes.get(method)
+        if handler is None:
+            raise _ApiError(HTTPStatus.METHOD_NOT_ALLOWED, f"use {' or '.join(routes)} for {self.path}")
+        return HTTPStatus.OK, handler(self, url, path)
 
-    def _require(self, method: str, allowed: str) -> None:
-        if method != allowed:
-            raise _ApiError(HTTPStatus.METHOD_NOT_ALLOWED, f"use {allowed} for {self.path}")
+    # ----- routes (see _ROUTES) -----------------------------------------------------------------
+    def _prediction(self, url: Any, path: str) -> Any:
+        return self.loop.latest().to_dict()
+
+    def _stats(self, url: Any, path: str) -> Any:
+        return self.loop.stats().to_dict()
+
+    def _classes(self, url: Any, path: str) -> Any:
+        return [{"label": lab, "shots": n} for lab, n in self.loop.recognizer.classes()]
+
+    def _teach(self, url: Any, path: str) -> Any:
+        query = parse_qs(url.query)
+        if "label" in query:
+            image = self._body(json_body=False)
+            if not image:
+                raise _ApiError(HTTPStatus.BAD_REQUEST, "send the image as the request body")
+            shots = self.loop.teach_image(query["label"][0], image)
+            return {"label": query["label"][0].strip(), "shots": shots}
+        req = self._body()
+        shots = _wait(self.loop.teach(self._field(req, "label"), req.get("frames")), TEACH_TIMEOUT_S)
+        return {"label": req["label"].strip(), "shots": shots}
+
+    def _undo(self, url: Any, path: str) -> Any:
+        return {"status": "done", "classes": _wait(self.loop.undo())}
+
+    def _save(self, url: Any, path: str) -> Any:
+        return {"status": "done", "classes": _wait(self.loop.save())}
+
+    def _rename(self, url: Any, path: str) -> Any:
+        req = self._body()
+        old, new = self._field(req, "old"), self._field(req, "new")
+        self._known(old)
+        if new.strip() in self.loop.recognizer and new.strip() != old:
+            raise _ApiError(HTTPStatus.CONFLICT, f"class {new.strip()!r} exists already")
+        return {"status": "done", "classes": _wait(self.loop.rename(old, new))}
+
+    def _delete_class(self, url: Any, label: str) -> Any:
+        self._known(label)
+        return {"status": "done", "classes": _wait(self.loop.remove(label))}
 
     def _known(self, label: str) -> None:
-        if label not in self.loop.r.classifier:
+        if label not in self.loop.recognizer:
             raise _ApiError(HTTPStatus.NOT_FOUND, f"no class named {label!r}")
 
     def _body(self, json_body: bool = True) -> Any:
@@ -230,3 +234,25 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(value, str):
             raise _ApiError(HTTPStatus.BAD_REQUEST, f"field {name!r} must be a string")
         return value
+
+
+# path -> method -> handler; DELETE /classes/<label> is matched by prefix in _route.
+_ROUTES: dict[str, dict[str, Any]] = {
+    "/prediction": {"GET": _Handler._prediction},
+    "/stats": {"GET": _Handler._stats},
+    "/classes": {"GET": _Handler._classes},
+    "/teach": {"POST": _Handler._teach},
+    "/undo": {"POST": _Handler._undo},
+    "/save": {"POST": _Handler._save},
+    "/rename": {"POST": _Handler._rename},
+}
+
+
+def _wait(outcome: Outcome, timeout: float = COMMAND_TIMEOUT_S) -> int:
+    """The outcome's result; a teach conflict is 409 and a loop that did not get to it 504."""
+    try:
+        return outcome.wait(timeout)
+    except TeachConflict as err:
+        raise _ApiError(HTTPStatus.CONFLICT, str(err)) from None
+    except TimeoutError as err:
+        raise _ApiError(HTTPStatus.GATEWAY_TIMEOUT, str(err)) from None

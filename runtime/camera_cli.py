@@ -14,10 +14,11 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from .api import ApiServer
-from .classifier import UnknownPolicy
-from .extractor import ExtractorOptions
-from .loop import CameraLoop, Event, LoopOptions
-from .recognizer import Recognizer, RecognizerOptions
+from . import events as ev
+from .events import Event
+from .loop import CameraLoop, LoopOptions
+from .recognizer import Recognizer
+from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
 from .sources import open_source
 
 STDIN_HELP = "commands: teach LABEL [N] | add [N] | undo | rename OLD NEW | remove LABEL | list | stats | save | quit"
@@ -25,15 +26,11 @@ STDIN_HELP = "commands: teach LABEL [N] | add [N] | undo | rename OLD NEW | remo
 
 def add_camera_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("camera", help="live recognition with instant teaching (camera, video, stream or folder)")
-    p.add_argument("bundle", help="model bundle directory")
-    p.add_argument("--store", required=True, help="class store file; loaded at start, saved after every change")
+    model_args(p, store="class store file; loaded at start, saved after every change", templates=False)
     p.add_argument("--source", default="0", help="camera index, video file, rtsp/http URL, image folder or 'picamera2'")
-    p.add_argument("--format", choices=["onnx", "tflite"])
-    p.add_argument("--precision", choices=["fp32", "int8"])
-    p.add_argument("--threads", type=int)
     p.add_argument("--smoothing", type=int, default=5, help="frames voted over (default 5)")
     p.add_argument("--teach-frames", type=int, default=5, help="frames a teach command uses (default 5)")
-    p.add_argument("--min-cosine", type=float, default=0.5, help="'unknown' below this cosine (default 0.5)")
+    p.add_argument("--min-cosine", type=float, default=None, help=UNKNOWN_HELP)
     p.add_argument("--min-margin", type=float, default=None, help="'unknown' below this top-1/top-2 margin")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--api-port", type=int, default=8765, help="HTTP API port on --api-host (0: any free port; -1: no API)")
@@ -46,10 +43,7 @@ def add_camera_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_camera(args: argparse.Namespace) -> int:
-    options = RecognizerOptions(
-        format=args.format, precision=args.precision, extractor=ExtractorOptions(threads=args.threads),
-        unknown=UnknownPolicy(args.min_cosine, args.min_margin),
-    )
+    options = recognizer_options(args)
     loop_options = LoopOptions(smoothing=args.smoothing, teach_frames=args.teach_frames, max_frames=args.max_frames)
     # Checks that can be made before the camera opens: what is taught must be savable.
     folder = Path(args.store).resolve().parent
@@ -68,7 +62,7 @@ def cmd_camera(args: argparse.Namespace) -> int:
             window.loop = loop
         api = ApiServer(loop, args.api_host, args.api_port).start() if args.api_port >= 0 else None
         if api:
-            emit({"event": "api", "url": api.url})
+            emit(ev.ApiStarted(api.url))
         if not args.no_stdin and sys.stdin is not None and not sys.stdin.closed:
             threading.Thread(target=read_commands, args=(sys.stdin, loop, emit), daemon=True).start()
         try:
@@ -91,13 +85,23 @@ def _printer(out: TextIO, mode: str) -> Callable[[Event], None]:
     lock = threading.Lock()
 
     def emit(event: Event) -> None:
-        if mode == "none" or (mode == "changes" and event.get("event") == "prediction"):
+        if not _wanted(event, mode):
             return
         with lock:
-            out.write(json.dumps(event, ensure_ascii=False, default=_jsonable) + "\n")
+            out.write(json.dumps(event.to_dict(), ensure_ascii=False, default=_jsonable) + "\n")
             out.flush()
 
     return emit
+
+
+def _wanted(event: Event, mode: str) -> bool:
+    """"changes": all but the per-frame predictions (a label change is its own event); "all": every frame's
+    prediction too, without the label-change copies of them; "none": nothing."""
+    if mode == "none":
+        return False
+    if mode == "all":
+        return not isinstance(event, ev.LabelChanged)
+    return isinstance(event, ev.LabelChanged) or not isinstance(event, ev.Prediction)
 
 
 def _jsonable(x: Any) -> Any:
@@ -126,8 +130,7 @@ def read_commands(stream: TextIO, loop: CameraLoop, emit: Callable[[Event], None
             elif cmd == "remove" and len(rest) == 1:
                 loop.remove(rest[0])
             elif cmd == "list":
-                emit({"event": "classes", "classes": [{"label": lab, "shots": loop.r.classifier.count(lab)}
-                                                      for lab in loop.r.classifier.labels]})
+                emit(ev.ClassList([{"label": lab, "shots": n} for lab, n in loop.recognizer.classes()]))
             elif cmd == "stats":
                 emit(loop.stats())
             elif cmd == "save":
@@ -136,9 +139,9 @@ def read_commands(stream: TextIO, loop: CameraLoop, emit: Callable[[Event], None
                 loop.stop()
                 return
             else:
-                emit({"event": "error", "message": f"unknown command {line.strip()!r}; {STDIN_HELP}"})
+                emit(ev.Error(f"unknown command {line.strip()!r}; {STDIN_HELP}"))
         except ValueError as err:
-            emit({"event": "error", "message": str(err)})
+            emit(ev.Error(str(err)))
 
 
 class _Window:
@@ -152,17 +155,17 @@ class _Window:
         self.t_last = time.perf_counter()
         self.fps = 0.0
 
-    def draw(self, frame: np.ndarray, event: Event) -> None:
+    def draw(self, frame: np.ndarray, event: ev.Prediction) -> None:
         cv2, loop = self.cv2, self.loop
         now = time.perf_counter()
         self.fps = 0.9 * self.fps + 0.1 / max(now - self.t_last, 1e-6)
         self.t_last = now
         img = frame if loop.source.color_order == "BGR" else frame[..., ::-1]
         img = np.ascontiguousarray(img)
-        label = event.get("label") or "unknown"
-        cv2.putText(img, f"{label} {event.get('score', 0):.2f}", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 0), 2)
+        label = event.label or "unknown"
+        cv2.putText(img, f"{label} {event.score:.2f}", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 0), 2)
         cv2.putText(img, f"{self.fps:.0f} FPS", (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
-        for i, lab in enumerate(loop.r.classifier.labels[-12:]):
+        for i, lab in enumerate(loop.recognizer.labels[-12:]):
             cv2.putText(img, lab, (10, 90 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
         cv2.putText(img, "t teach  a add  u undo  s save  q quit", (10, img.shape[0] - 10),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1)
@@ -174,7 +177,7 @@ class _Window:
                              "pip install opencv-python, or run without --show") from err
         try:
             if key == ord("t"):
-                loop.teach(f"object {len(loop.r.classifier) + 1}")  # rename later over stdin or the API
+                loop.teach(f"object {len(loop.recognizer) + 1}")  # rename later over stdin or the API
             elif key == ord("a"):
                 loop.add_shots()
             elif key == ord("u"):

@@ -10,62 +10,16 @@ camera thread can classify while another thread teaches.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-
 import numpy as np
 
+from .ranking import UnknownPolicy, rank
 from .results import Classification
 from .shot_offsets import ShotOffsets
 from .store import StoreData, validate_label
-from .templates import kmeans_templates
+from .templates import class_templates
+from .unit import normalize_embeddings
 
 _EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class UnknownPolicy:
-    """When a prediction is reported as "unknown".
-
-    min_cosine: top-1 cosine below this is unknown (None: never). min_margin: a top-1 minus top-2 cosine
-    below this is unknown (None: never).
-    """
-
-    min_cosine: float | None = None
-    min_margin: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
-            raise ValueError(f"min_cosine must be in [-1, 1], got {self.min_cosine}")
-        if self.min_margin is not None and not 0.0 <= self.min_margin <= 2.0:
-            raise ValueError(f"min_margin must be in [0, 2], got {self.min_margin}")
-
-
-def normalize_embeddings(embeddings: np.ndarray, dim: int) -> np.ndarray:
-    """Validate and L2-normalize embeddings: (D,) or (n, D) of any real dtype -> float32 (n, D).
-
-    Raises ValueError for a wrong shape, NaN/inf or an all-zero embedding, so nothing bad can
-    enter a weight matrix.
-    """
-    e = np.asarray(embeddings)
-    if e.ndim == 1:
-        e = e[None, :]
-    if e.ndim != 2 or e.shape[1] != dim:
-        raise ValueError(f"expected embeddings of shape ({dim},) or (n, {dim}), got {np.shape(embeddings)}")
-    if e.shape[0] == 0:
-        raise ValueError("got no embeddings (an empty batch)")
-    if not np.issubdtype(e.dtype, np.floating):
-        raise ValueError(f"embeddings must be floating point, got dtype {e.dtype}")
-    e = e.astype(np.float32, copy=False)
-    if e.shape[0] == 1:
-        norms = np.sqrt(np.array([np.dot(e[0], e[0])], np.float32))  # 3x faster than einsum for one row
-    else:
-        norms = np.sqrt(np.einsum("ij,ij->i", e, e))
-    # A NaN or infinity anywhere makes its norm non-finite, so one check on n numbers covers n x D.
-    if not np.isfinite(norms).all():
-        raise ValueError("an embedding holds NaN or infinity (a broken extractor or input?)")
-    if (norms < 1e-6).any():
-        raise ValueError("an embedding is all zeros and has no direction; it cannot be imprinted or classified")
-    return e / norms[:, None]
 
 
 class ImprintedClassifier:
@@ -236,53 +190,41 @@ class ImprintedClassifier:
         in `labels` order."""
         e = normalize_embeddings(embeddings, self.dim)
         with self._lock:
-            cos = self._cosines(e)
-            if self.shot_offsets is not None:
-                cos += self._offsets[: len(self._labels)]
-            return cos
+            return self._scores(self._cosines(e))
 
     def classify(self, embeddings: np.ndarray, top_k: int = 5) -> list[Classification]:
-        """Top-k classes for each embedding of (D,) or (n, D); one Classification per embedding.
-
-        With shot offsets the ranked (and reported) scores are cosine + offset(shot count)."""
+        """Top-k classes for each embedding of (D,) or (n, D); one Classification per embedding."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         e = normalize_embeddings(embeddings, self.dim)
         with self._lock:
-            if not self._labels:
+            k = len(self._labels)
+            if not k:
                 raise ValueError("the classifier has no classes yet: imprint one first")
             cos = self._cosines(e)
-            if self.shot_offsets is not None:
-                cos += self._offsets[: len(self._labels)]
-            labels = tuple(self._labels)
-        return [self._result(row, labels, top_k) for row in cos]
+            scores = self._scores(cos)
+            counts = self._counts[:k]
+            return [rank(s, c, self._labels, counts, self.scale, top_k, self.unknown) for s, c in zip(scores, cos)]
 
-    def _result(self, cos: np.ndarray, labels: tuple[str, ...], top_k: int) -> Classification:
-        n = cos.shape[0]
-        m = min(max(top_k, 2), n)  # at least two, for the margin
-        top = np.argpartition(cos, n - m)[n - m :] if m < n else np.arange(n)
-        top = top[np.argsort(cos[top])[::-1]]
-        best = cos[top].tolist()
-        margin = best[0] - best[1] if n > 1 else float("inf")
-        # Softmax of scale * cos over all classes, shifted by the top logit so exp never overflows.
-        p = np.exp((cos - best[0]) * self.scale)
-        probs = (p[top[:top_k]] / p.sum()).tolist()
-        u = self.unknown
-        unknown = (u.min_cosine is not None and best[0] < u.min_cosine) or (
-            u.min_margin is not None and margin < u.min_margin
-        )
-        return Classification(
-            labels=tuple(labels[i] for i in top[:top_k].tolist()),
-            cosines=tuple(best[:top_k]),
-            probabilities=tuple(probs),
-            unknown=bool(unknown),
-        )
+    def _scores(self, cos: np.ndarray) -> np.ndarray:
+        if self.shot_offsets is None:
+            return cos
+        return cos + self._offsets[: len(self._labels)]
 
     def _cosines(self, e: np.ndarray) -> np.ndarray:
         k = len(self._labels)
         if self.templates_per_class == 1 or self._shots is None:
-            return (e @ self._sums[:k].T) * self._inv_norms[:k]
-        templates, starts = self._templates()
+            if e.shape[0] == 1:
+                # One embedding (the camera's case): a matrix-vector product, scaled in place.
+                cos = (self._sums[:k] @ e[0])[None, :]
+            else:
+                cos = e @ self._sums[:k].T
+            cos *= self._inv_norms[:k]
+            return cos
+        if self._template_cache is None:
+            self._template_cache = class_templates(self._shots, self._sums[:k], self._inv_norms[:k],
+                                                   self._counts[:k], self.templates_per_class)
+        templates, starts = self._template_cache
         return np.maximum.reduceat(e @ templates.T, starts, axis=1)
 
     # ----- state -------------------------------------------------------------------------------
@@ -388,19 +330,3 @@ class ImprintedClassifier:
         if self.shot_offsets is not None:
             self._offsets[k] = self.shot_offsets(self._counts[k : k + 1])[0]
         self._template_cache = None
-
-    def _templates(self) -> tuple[np.ndarray, np.ndarray]:
-        """Templates float32 (M, D) grouped by class, and each class's first row (K,)."""
-        if self._template_cache is None:
-            rows, starts = [], []
-            for k, shots in enumerate(self._shots):
-                starts.append(sum(len(r) for r in rows))
-                if len(shots) <= 1:
-                    rows.append(self._sums[k : k + 1] * self._inv_norms[k])
-                    continue
-                rows.append(kmeans_templates(np.asarray(shots, np.float32), self.templates_per_class))
-                if self._counts[k] > len(shots):
-                    # A base class with shots added: its trained row is not among the shots; keep it.
-                    rows.append(self._sums[k : k + 1] * self._inv_norms[k])
-            self._template_cache = (np.concatenate(rows).astype(np.float32), np.asarray(starts, np.intp))
-        return self._template_cache

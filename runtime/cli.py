@@ -11,36 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import load_bundle
-from .classifier import ImprintedClassifier, UnknownPolicy
-from .extractor import ExtractorOptions
+from .classifier import ImprintedClassifier
 from .folders import class_folders, embed_files, evaluate, image_files, plot_confusion
-from .recognizer import Recognizer, RecognizerOptions
+from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
+from .recognizer import Recognizer
 from .store import read_store, validate_label, write_store
 from .store_sync import save_merged
 
 
-def _model_args(p: argparse.ArgumentParser, store: bool = True) -> None:
-    p.add_argument("bundle", help="model bundle directory (written by `imprint export`)")
-    if store:
-        p.add_argument("--store", required=True, help="class store file (.npz); created on the first learn")
-    p.add_argument("--format", choices=["onnx", "tflite"], help="extractor file format (default: onnx if present)")
-    p.add_argument("--precision", choices=["fp32", "int8"], help="extractor precision (default: int8 if present)")
-    p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
-    p.add_argument("--templates", type=int, default=1, metavar="T",
-                   help="templates per class (k-means over shots; 1 = the paper's averaged template)")
-
-
-def _options(args: argparse.Namespace) -> RecognizerOptions:
-    unknown = UnknownPolicy(getattr(args, "min_cosine", None), getattr(args, "min_margin", None))
-    return RecognizerOptions(
-        format=args.format, precision=args.precision, extractor=ExtractorOptions(threads=args.threads),
-        templates_per_class=args.templates, unknown=unknown,
-    )
-
-
 def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("learn", help="teach classes from image files or folders (imprinting, no training)")
-    _model_args(p)
+    model_args(p)
     p.add_argument("--label", help="class name; an existing class gets the images as more shots")
     p.add_argument("--folders", metavar="DIR", help="teach one class per subfolder of DIR, named after it")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders of the class (with --label)")
@@ -48,21 +29,21 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_learn, extra_positionals="images")
 
     p = sub.add_parser("classify", help="classify image files and folders (recursively)")
-    _model_args(p)
+    model_args(p)
     p.add_argument("images", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON object per image, one per line")
     p.add_argument("--csv", action="store_true", help="CSV: image,label,cosine")
-    p.add_argument("--min-cosine", type=float, help="report 'unknown' below this top-1 cosine")
+    p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
     p.add_argument("--min-margin", type=float, help="report 'unknown' when top-1 minus top-2 cosine is below this")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("eval", help="score a labelled folder: teach N shots per subfolder, classify the rest")
-    _model_args(p, store=False)
+    model_args(p, store=None)
     p.add_argument("--folders", required=True, metavar="DIR", help="one subfolder of images per class")
     p.add_argument("--shots", type=int, default=5, help="images taught per class (default 5); the rest are tested")
     p.add_argument("--seed", type=int, default=0, help="which images are taught")
-    p.add_argument("--min-cosine", type=float, help="report 'unknown' below this top-1 cosine")
+    p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
     p.add_argument("--plot", metavar="PNG", help="also save the confusion matrix (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="the report as one JSON object")
     p.set_defaults(func=cmd_eval)
@@ -117,7 +98,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         raise ValueError("give --label NAME and image files or folders, or --folders DIR (one class per subfolder)")
     jobs = class_folders(args.folders) if args.folders else {validate_label(args.label): image_files(args.images)}
     taught = 0
-    with Recognizer.open(args.bundle, args.store, _options(args)) as r:
+    with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
         for label, files in jobs.items():
             label = validate_label(label)
             emb = embed_files(r, files)
@@ -129,13 +110,13 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 continue
             for f, why in emb.failed:
                 print(f"skipped {f}: {why}", file=sys.stderr)
-            r.classifier.learn(label, emb.embeddings)
+            shots = r.learn_embeddings(label, emb.embeddings)
             taught += 1
-            print(f"learned {label!r} from {len(emb.files)} image(s) ({r.classifier.count(label)} shots)")
+            print(f"learned {label!r} from {len(emb.files)} image(s) ({shots} shots)")
         if not taught:
             raise ValueError(f"no class under {args.folders} had a readable image; nothing was saved")
         r.save()
-        print(f"{len(r.classifier)} classes in {args.store}")
+        print(f"{len(r)} classes in {args.store}")
     return 0
 
 
@@ -143,11 +124,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     files = image_files(args.images)
-    with Recognizer.open(args.bundle, args.store, _options(args)) as r:
-        if len(r.classifier) == 0:
+    with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
+        if len(r) == 0:
             raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} --label NAME IMAGE...`")
         emb = embed_files(r, files)
-        results = r.classifier.classify(emb.embeddings, top_k=args.top_k) if emb.files else []
+        results = r.classify(emb.embeddings, top_k=args.top_k) if emb.files else []
     rows = csv.writer(sys.stdout) if args.csv else None
     if rows:
         rows.writerow(["image", "label", "cosine"])
@@ -159,7 +140,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         elif rows:
             rows.writerow([str(image), res.label or "unknown", f"{res.score:.4f}"])
         else:
-            top = ", ".join(f"{lab} {cos:.3f}" for lab, cos in zip(res.labels, res.cosines))
+            top = ", ".join(f"{c.label} {c.score:.3f}" for c in res.categories)
             print(f"{image}: {res.label if res.label is not None else 'unknown'}  ({top})")
     for f, why in emb.failed:
         print(f"skipped {f}: {why}", file=sys.stderr)
@@ -170,7 +151,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    with Recognizer.open(args.bundle, None, _options(args)) as r:
+    with Recognizer.open(args.bundle, None, recognizer_options(args)) as r:
         ev = evaluate(r, args.folders, args.shots, args.seed)
     if args.plot:
         plot_confusion(ev, args.plot)

@@ -69,7 +69,7 @@ def embed_files(r: "Recognizer", files: Sequence[Path], batch: int = 16) -> Embe
             pending = []
     if pending:
         chunks.append(r.embed(pending))
-    dim = r.bundle.manifest.embedding_dim
+    dim = r.embedding_dim
     return Embedded(np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), good, failed)
 
 
@@ -93,7 +93,7 @@ class Evaluation:
 
 
 def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: int = 0) -> Evaluation:
-    """Teach each class of `root` from `shots` random images (seeded) into r's classifier and classify the
+    """Teach each class of `root` from `shots` random images (seeded) into r and classify the
     others. Classes with fewer than shots + 1 readable images are left out (named in `failed`)."""
     if shots < 1:
         raise ValueError(f"--shots must be >= 1, got {shots}")
@@ -108,7 +108,7 @@ def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: in
             failed.append((label, f"{len(emb.files)} readable images; needs at least {shots + 1}"))
             continue
         order = rng.permutation(len(emb.files))
-        r.classifier.learn(label, emb.embeddings[order[:shots]])
+        r.learn_embeddings(label, emb.embeddings[order[:shots]])
         labels.append(label)
         tests.append((label, emb.embeddings[order[shots:]]))
     if not labels:
@@ -116,7 +116,7 @@ def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: in
     index = {lab: i for i, lab in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels) + 1), np.int64)
     for label, e in tests:
-        for res in r.classifier.classify(e, top_k=1):
+        for res in r.classify(e, top_k=1):
             col = len(labels) if res.label is None else index.get(res.label, len(labels))
             confusion[index[label], col] += 1
     return Evaluation(tuple(labels), confusion, shots, tuple(failed))

@@ -1,9 +1,9 @@
 """The camera loop: recognize every frame, teach from the next frames on command, save after each change.
 
 Commands (teach, add shots, undo, rename, remove, save, stop) may come from any thread (keys, stdin,
-the HTTP API); they are queued and carried out between frames on the loop's thread, so a frame is
-never classified against a half-changed class set. Events go to `on_event` as dicts (the CLI prints
-them as JSON lines).
+the HTTP API); they are queued as typed commands and carried out between frames on the loop's thread, so
+a frame is never classified against a half-changed class set. Events go to `on_event` as typed events
+(events.py; the CLI prints their `to_dict()` as JSON lines). All inference goes through the Recognizer.
 """
 
 from __future__ import annotations
@@ -15,18 +15,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from . import events as ev
+from .commands import Collecting, Learn, Outcome, Remove, Rename, Save, Teach, TeachConflict, TeachOutcome, Undo
+from .events import Event
 from .images import ImageInput
-from .preprocess import preprocess
 from .recognizer import Recognizer
 from .sources import FrameGrabber, Source
 from .store import validate_label
 
 log = logging.getLogger(__name__)
-Event = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -47,38 +48,6 @@ class LoopOptions:
             raise ValueError("smoothing, teach_frames and top_k must be >= 1")
         if self.stall_timeout <= 0:
             raise ValueError(f"stall_timeout must be positive, got {self.stall_timeout}")
-
-
-@dataclass
-class _Teach:
-    label: str
-    frames: int
-    embeddings: list
-    outcome: "TeachOutcome | None" = None
-
-
-class TeachConflict(ValueError):
-    """A teach was asked while another one was still collecting frames."""
-
-
-class TeachOutcome:
-    """What became of one teach request: wait() returns the class's shot count or raises the reason."""
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self._shots: int | None = None
-        self._error: Exception | None = None
-
-    def finish(self, shots: int | None = None, error: Exception | None = None) -> None:
-        self._shots, self._error = shots, error
-        self._done.set()
-
-    def wait(self, timeout: float | None = None) -> int:
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"the teach did not finish within {timeout:g} s (are frames arriving?)")
-        if self._error is not None:
-            raise self._error
-        return int(self._shots or 0)
 
 
 class Smoother:
@@ -104,17 +73,17 @@ class CameraLoop:
 
     def __init__(self, recognizer: Recognizer, source: Source, options: LoopOptions = LoopOptions(),
                  on_event: Callable[[Event], None] | None = None,
-                 on_frame: Callable[[np.ndarray, Event], None] | None = None) -> None:
-        self.r = recognizer
+                 on_frame: Callable[[np.ndarray, ev.Prediction], None] | None = None) -> None:
+        self.recognizer = recognizer
         self.on_frame = on_frame
         self.source = source
         self.options = options
         self.on_event = on_event or (lambda e: None)
         self._commands: queue.Queue = queue.Queue()
-        self._teach: _Teach | None = None
+        self._teach: Collecting | None = None
         self._history: list[tuple[str, np.ndarray]] = []
         self._smoother = Smoother(options.smoothing)
-        self._latest: Event = {"event": "prediction", "frame": -1, "label": None, "score": 0.0}
+        self._latest = ev.Prediction(frame=-1)
         self._latest_lock = threading.Lock()
         self._stats = {k: 0.0 for k in ("preprocess", "extract", "classify")}
         self.frames = 0
@@ -136,41 +105,44 @@ class CameraLoop:
         n = self.options.teach_frames if frames is None else frames
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1000:
             raise ValueError(f"frames must be an integer in [1, 1000], got {n!r}")
-        outcome = TeachOutcome()
-        self._commands.put(("teach", label, n, outcome))
-        return outcome
+        return self._queue(Teach(label, n, TeachOutcome("the teach")))
 
     def teach_image(self, label: str, image: ImageInput, color_order: str = "RGB") -> int:
         """Teach `label` from one image now (e.g. an upload); returns the class's shot count."""
         label = validate_label(label)
-        e = self.r.embed(image, color_order)
+        e = self.recognizer.embed(image, color_order)
         if not self.running:
             self._learn(label, e)
         else:
-            done = threading.Event()
-            self._commands.put(("learn", label, e, done))
-            if not done.wait(30.0):
-                raise TimeoutError("the camera loop did not take the image within 30 s")
-        return self.r.classifier.count(label) if label in self.r.classifier else 0
+            self._queue(Learn(label, e, Outcome("taking the image"))).wait(30.0)
+        return self.recognizer.shots(label) if label in self.recognizer else 0
 
     def add_shots(self, frames: int | None = None) -> None:
         """Teach the currently recognized class from the next frames."""
-        label = self.latest().get("label")
+        label = self.latest().label
         if label is None:
             raise ValueError("nothing is recognized right now: teach a label by name instead")
         self.teach(label, frames)
 
-    def undo(self) -> None:
-        self._commands.put(("undo",))
+    def undo(self) -> Outcome:
+        """Queue an undo of the latest teach; the outcome's wait() returns when it was done."""
+        return self._queue(Undo())
 
-    def rename(self, old: str, new: str) -> None:
-        self._commands.put(("rename", old, validate_label(new)))
+    def rename(self, old: str, new: str) -> Outcome:
+        return self._queue(Rename(old, validate_label(new)))
 
-    def remove(self, label: str) -> None:
-        self._commands.put(("remove", label))
+    def remove(self, label: str) -> Outcome:
+        return self._queue(Remove(label))
 
-    def save(self) -> None:
-        self._commands.put(("save",))
+    def save(self) -> Outcome:
+        return self._queue(Save())
+
+    def _queue(self, cmd: Teach | Learn | Undo | Rename | Remove | Save) -> Outcome:
+        self._commands.put(cmd)
+        if self._started and self._stop.is_set():
+            # The loop has ended (an API or stdin may outlive it): carry the command out here.
+            self._drain_commands()
+        return cmd.outcome
 
     def stop(self) -> None:
         self._stop.set()
@@ -179,40 +151,38 @@ class CameraLoop:
     def running(self) -> bool:
         return self._started > 0 and not self._stop.is_set()
 
-    def latest(self) -> Event:
+    def latest(self) -> ev.Prediction:
         with self._latest_lock:
-            return dict(self._latest)
+            return self._latest
 
-    def stats(self) -> Event:
+    def stats(self) -> ev.Stats:
         """Frames, FPS and mean milliseconds per stage (capture, preprocess, extract, classify)."""
         n = max(self.frames, 1)
         elapsed = max(time.perf_counter() - self._started, 1e-9) if self._started else 0.0
         g = self.grabber
-        out: Event = {"event": "stats", "frames": self.frames, "fps": self.frames / elapsed if elapsed else 0.0}
-        if g is not None:
-            out["capture_ms"] = 1000 * g.capture_seconds / max(g.frames_read, 1)
-            out["dropped"] = g.frames_dropped
-        out.update({f"{k}_ms": 1000 * v / n for k, v in self._stats.items()})
-        out["unsaved_changes"] = self.unsaved
-        return out
+        return ev.Stats(
+            frames=self.frames, fps=self.frames / elapsed if elapsed else 0.0,
+            **{f"{k}_ms": 1000 * v / n for k, v in self._stats.items()}, unsaved_changes=self.unsaved,
+            capture_ms=1000 * g.capture_seconds / max(g.frames_read, 1) if g is not None else None,
+            dropped=g.frames_dropped if g is not None else None,
+        )
 
     # ----- the loop ---------------------------------------------------------------------------
-    def run(self) -> Event:
+    def run(self) -> ev.Stats:
         """Process frames until the source ends, max_frames, or stop(). Returns the final stats."""
         self.grabber = FrameGrabber(self.source)
         self._started = time.perf_counter()
-        self._emit({"event": "started", "source": self.source.name, "classes": list(self.r.classifier.labels)})
+        self._emit(ev.Started(self.source.name, list(self.recognizer.labels)))
         try:
             while not self._stop.is_set():
                 self._drain_commands()
                 try:
                     frame = self.grabber.get(self.options.stall_timeout)
                 except TimeoutError as err:
-                    self._emit({"event": "stalled", "message": str(err)})
+                    self._emit(ev.Stalled(str(err)))
                     continue
                 if frame is None:
-                    reason = self.grabber.error or "end of stream"
-                    self._emit({"event": "ended", "reason": reason})
+                    self._emit(ev.Ended(self.grabber.error or "end of stream"))
                     break
                 event = self.process(frame)
                 if self.on_frame is not None:
@@ -223,47 +193,42 @@ class CameraLoop:
         finally:
             self.grabber.close()
             self._stop.set()
-        if self._teach is not None and self._teach.outcome is not None:
-            self._teach.outcome.finish(error=ValueError(
-                f"the source ended after {len(self._teach.embeddings)} of {self._teach.frames} frames for "
-                f"{self._teach.label!r}; nothing was taught"))
-            self._teach = None
+        if self._teach is not None:
+            t, self._teach = self._teach, None
+            t.outcome.finish(error=ValueError(
+                f"the source ended after {len(t.embeddings)} of {t.frames} frames for {t.label!r}; nothing was taught"))
         if self.unsaved and self.options.autosave:
             self._save()  # one last try before the process ends
         final = self.stats()
         self._emit(final)
         return final
 
-    def process(self, frame: np.ndarray) -> Event:
+    def process(self, frame: np.ndarray) -> ev.Prediction:
         """Recognize one frame (and feed a pending teach). Returns the prediction event."""
-        t0 = time.perf_counter()
-        x = preprocess(frame, self.r.bundle.manifest.preprocess, self.r.extractor.layout, self.source.color_order)
-        t1 = time.perf_counter()
-        raw = self.r.extractor.run(x)
-        t2 = time.perf_counter()
-        event: Event = {"event": "prediction", "frame": self.frames}
-        norm = float(np.linalg.norm(raw))
-        if not np.isfinite(norm) or norm < 1e-6:
-            event.update(label=None, score=0.0, error="zero or NaN embedding")
+        try:
+            answer = self.recognizer.recognize_frame(frame, self.source.color_order, self.options.top_k)
+        except ValueError as err:
+            event = ev.Prediction(self.frames, error=str(err))
         else:
-            e = raw[0] / norm
             if self._teach is not None:
-                self._feed_teach(e)
-            if len(self.r.classifier):
-                res = self.r.classifier.classify(e, self.options.top_k)[0]
+                self._feed_teach(answer.embedding)
+            res = answer.result
+            if res is not None:
                 label, score = self._smoother.update(res.label, res.score)
-                event.update(label=label, score=score, raw_label=res.label, top=list(zip(res.labels, res.cosines)))
+                event = ev.Prediction(self.frames, label, score, raw_label=res.label,
+                                      top=[c.to_dict() for c in res.categories])
             else:
-                event.update(label=None, score=0.0)
-        t3 = time.perf_counter()
-        for k, v in (("preprocess", t1 - t0), ("extract", t2 - t1), ("classify", t3 - t2)):
-            self._stats[k] += v
+                event = ev.Prediction(self.frames)
+            for k, v in (("preprocess", answer.preprocess_s), ("extract", answer.extract_s),
+                         ("classify", answer.classify_s)):
+                self._stats[k] += v
         self.frames += 1
         with self._latest_lock:
-            changed = event.get("label") != self._latest.get("label")
+            changed = event.label != self._latest.label
             self._latest = event
+        self._emit(event)
         if changed:
-            self._emit({**event, "event": "label"})
+            self._emit(ev.LabelChanged(**{f: getattr(event, f) for f in ("frame", "label", "score", "raw_label", "top", "error")}))
         return event
 
     # ----- internals ----------------------------------------------------------------------------
@@ -276,13 +241,13 @@ class CameraLoop:
         self._learn(t.label, np.stack(t.embeddings), t.outcome)
 
     def _learn(self, label: str, e: np.ndarray, outcome: TeachOutcome | None = None) -> None:
-        self.r.classifier.learn(label, e)
+        shots = self.recognizer.learn_embeddings(label, e)
         if outcome is not None:
-            outcome.finish(self.r.classifier.count(label))
+            outcome.finish(shots)
         self._history.append((label, e))
         del self._history[:-50]  # undo depth
         self._smoother.reset()
-        self._changed({"event": "taught", "label": label, "shots": self.r.classifier.count(label), "frames": len(e)})
+        self._changed(ev.Taught(label, shots, len(e), len(self.recognizer)))
 
     def _drain_commands(self) -> None:
         while True:
@@ -290,66 +255,66 @@ class CameraLoop:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
-            self._apply(cmd)
+            try:
+                self._apply(cmd)
+            except ValueError as err:
+                cmd.outcome.finish(error=err)
+                self._emit(ev.Error(str(err)))
+            else:
+                if not cmd.outcome.done and not isinstance(cmd, Teach):
+                    cmd.outcome.finish(len(self.recognizer))
 
-    def _apply(self, cmd: tuple) -> None:
-        kind = cmd[0]
-        try:
-            if kind == "teach":
+    def _apply(self, cmd: object) -> None:
+        r = self.recognizer
+        match cmd:
+            case Teach(label, frames, outcome):
+                if self._started and self._stop.is_set():
+                    raise ValueError("the camera loop has ended: there are no frames to teach from")
                 if self._teach is not None:
-                    busy = TeachConflict(f"still teaching {self._teach.label!r} ({len(self._teach.embeddings)} of "
-                                         f"{self._teach.frames} frames); try again when it is done")
-                    cmd[3].finish(error=busy)
-                    raise busy
-                self._teach = _Teach(cmd[1], cmd[2], [], cmd[3])
-                self._emit({"event": "teaching", "label": cmd[1], "frames": cmd[2]})
-            elif kind == "learn":
-                try:
-                    self._learn(cmd[1], cmd[2])
-                finally:
-                    cmd[3].set()
-            elif kind == "undo":
+                    raise TeachConflict(f"still teaching {self._teach.label!r} ({len(self._teach.embeddings)} of "
+                                        f"{self._teach.frames} frames); try again when it is done")
+                self._teach = Collecting(label, frames, [], outcome)
+                self._emit(ev.Teaching(label, frames))
+            case Learn(label, embeddings, outcome):
+                self._learn(label, embeddings, outcome)
+            case Undo():
                 if not self._history:
-                    self._emit({"event": "error", "message": "nothing to undo"})
-                    return
+                    raise ValueError("nothing to undo")
                 label, e = self._history.pop()
-                self.r.classifier.forget_shots(label, e)
+                r.forget_embeddings(label, e)
                 self._smoother.reset()
-                self._changed({"event": "undone", "label": label, "frames": len(e)})
-            elif kind == "rename":
-                self.r.classifier.rename(cmd[1], cmd[2])
-                self._history = [(cmd[2] if lab == cmd[1] else lab, e) for lab, e in self._history]
-                self._changed({"event": "renamed", "old": cmd[1], "new": cmd[2]})
-            elif kind == "remove":
-                self.r.classifier.remove(cmd[1])
-                self._history = [(lab, e) for lab, e in self._history if lab != cmd[1]]
+                self._changed(ev.Undone(label, len(e), len(r)))
+            case Rename(old, new, _):
+                r.rename(old, new)
+                self._history = [(new if lab == old else lab, e) for lab, e in self._history]
+                self._changed(ev.Renamed(old, new, len(r)))
+            case Remove(label, _):
+                r.remove(label)
+                self._history = [(lab, e) for lab, e in self._history if lab != label]
                 self._smoother.reset()
-                self._changed({"event": "removed", "label": cmd[1]})
-            elif kind == "save":
+                self._changed(ev.Removed(label, len(r)))
+            case Save():
                 self._save(force=True)
-        except ValueError as err:
-            self._emit({"event": "error", "message": str(err)})
 
     def _changed(self, event: Event) -> None:
-        event["classes"] = len(self.r.classifier)
         self._emit(event)
         if self.options.autosave:
             self._save()
 
     def _save(self, force: bool = False) -> None:
-        if self.r.store_path is None:
+        if self.recognizer.store_path is None:
             if force:
-                self._emit({"event": "error", "message": "no store file to save to (start with --store FILE)"})
+                self._emit(ev.Error("no store file to save to (start with --store FILE)"))
             return
         try:
-            path: Path = self.r.save()
+            path: Path = self.recognizer.save()
             self.unsaved = False
-            self._emit({"event": "saved", "path": str(path), "classes": len(self.r.classifier)})
+            self._emit(ev.Saved(str(path), len(self.recognizer)))
         except (OSError, ValueError) as err:
             # Keep running: the classes are still in memory and the old file is intact (atomic save).
             self.unsaved = True
-            self._emit({"event": "error", "message": f"save failed ({err}); the classes are kept in memory and the "
-                        "save is retried after the next change and at the end"})
+            self._emit(ev.Error(f"save failed ({err}); the classes are kept in memory and the save is retried "
+                                "after the next change and at the end"))
 
     def _emit(self, event: Event) -> None:
         try:

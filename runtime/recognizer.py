@@ -10,36 +10,41 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .bundle import Bundle, load_bundle
-from .classifier import ImprintedClassifier, UnknownPolicy
+from .bundle import Bundle, ExtractorEntry, Manifest, load_bundle
+from .classifier import ImprintedClassifier
+from .ranking import UnknownPolicy
 from .extractor import ExtractorOptions
 from .images import ImageInput, load_image
 from .preprocess import preprocess
 from .results import Classification
+from .unit import check_norms
 from .store import read_store, write_store
 from .store_sync import save_merged
 
 log = logging.getLogger(__name__)
+# The unknown threshold of bundles that carry none (exported before thresholds were calibrated).
+FALLBACK_MIN_COSINE = 0.4
 
 
 @dataclass(frozen=True)
 class RecognizerOptions:
     """format/precision pick the bundle's extractor file (None: int8 ONNX first); extractor says how to
     run it; templates_per_class > 1 enables several k-means templates per class; unknown sets when an
-    answer is "unknown"; batch_size bounds the images run through the extractor at once;
+    answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds the images run through the extractor at once;
     shot_calibration applies the bundle's shot offsets (if it has any) when classifying."""
 
     format: str | None = None
     precision: str | None = None
     extractor: ExtractorOptions = ExtractorOptions()
     templates_per_class: int = 1
-    unknown: UnknownPolicy = UnknownPolicy()
+    unknown: UnknownPolicy | None = None
     batch_size: int = 16
     shot_calibration: bool = True
 
@@ -50,35 +55,55 @@ class RecognizerOptions:
             raise ValueError(f"templates_per_class must be >= 1, got {self.templates_per_class}")
 
 
+@dataclass(frozen=True)
+class FrameAnswer:
+    """What one camera frame gave: its unit embedding float32 (D,), the answer (None while there are no
+    classes) and the seconds spent preprocessing, running the extractor and classifying."""
+
+    embedding: np.ndarray
+    result: Classification | None
+    preprocess_s: float
+    extract_s: float
+    classify_s: float
+
+
 class Recognizer:
-    """Extractor + imprinted classifier + (optionally) a class-store file."""
+    """The one owner of inference: image -> extractor input -> unit embedding -> scores -> answer.
+
+    Every front end (CLI, camera loop, HTTP API, demo, benchmarks) goes through these methods; the
+    extractor and the classifier behind them are private. Entry points: files, bytes or RGB arrays
+    (`embed`, `learn`, `recognize`), camera frames in their own colour order (`recognize_frame`), and
+    already-unit embeddings (`learn_embeddings`, `classify`, `scores`).
+    """
 
     def __init__(self, bundle: Bundle, store: str | os.PathLike[str] | None, options: RecognizerOptions) -> None:
-        self.bundle = bundle
+        self._bundle = bundle
         self.options = options
         self.store_path = Path(store) if store is not None else None
         m = bundle.manifest
         offsets = m.shot_offsets if options.shot_calibration else None
+        self.unknown = options.unknown if options.unknown is not None else bundle_unknown_policy(m)
         if self.store_path is not None and self.store_path.exists():
             data = read_store(self.store_path, expected_fingerprint=m.fingerprint, expected_dim=m.embedding_dim)
-            self.classifier = ImprintedClassifier.from_store_data(
-                data, templates_per_class=options.templates_per_class, unknown=options.unknown,
+            self._classifier = ImprintedClassifier.from_store_data(
+                data, templates_per_class=options.templates_per_class, unknown=self.unknown,
                 shot_offsets=offsets,
             )
-            log.info("loaded %d classes from %s", len(self.classifier), self.store_path)
+            log.info("loaded %d classes from %s", len(self._classifier), self.store_path)
         else:
-            self.classifier = ImprintedClassifier(
+            self._classifier = ImprintedClassifier(
                 m.embedding_dim, m.scale, m.fingerprint,
-                templates_per_class=options.templates_per_class, unknown=options.unknown,
+                templates_per_class=options.templates_per_class, unknown=self.unknown,
                 shot_offsets=offsets,
             )
             base = bundle.base_classes()
             if base is not None:
-                self.classifier.extend(base)
+                self._classifier.extend(base)
         # What the store held when read (or last saved): saves merge our changes since then with what other
         # writers saved meanwhile (store_sync.py).
-        self._base = self.classifier.to_store_data()
-        self.extractor = bundle.open_extractor(options.format, options.precision, options.extractor)
+        self._base = self._classifier.to_store_data()
+        self._entry = m.select(options.format, options.precision)
+        self._extractor = bundle.open_extractor(options.format, options.precision, options.extractor)
         self._closed = False
 
     @classmethod
@@ -91,46 +116,115 @@ class Recognizer:
         """Open a bundle directory and, if given, a class store (created on the first save)."""
         return cls(load_bundle(bundle), store, options)
 
+    # ----- what it runs -------------------------------------------------------------------------
+    @property
+    def manifest(self) -> Manifest:
+        """The bundle's manifest (preprocessing, scale, fingerprint, files)."""
+        return self._bundle.manifest
+
+    @property
+    def extractor_file(self) -> ExtractorEntry:
+        """The bundle file this Recognizer runs."""
+        return self._entry
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._bundle.manifest.embedding_dim
+
     # ----- embeddings -------------------------------------------------------------------------
     def embed(self, images: ImageInput | Sequence[ImageInput], color_order: str = "RGB") -> np.ndarray:
-        """Unit embeddings float32 (n, D) of images (paths, bytes or uint8 (H, W, 3) arrays)."""
+        """Unit embeddings float32 (n, D) of images (paths, bytes or uint8 (H, W, 3) arrays in color_order)."""
         self._check_open()
         items = [images] if _is_single(images) else list(images)
         if not items:
             raise ValueError("no images given")
-        spec = self.bundle.manifest.preprocess
+        spec, layout = self._bundle.manifest.preprocess, self._extractor.layout
         out = []
         bs = self.options.batch_size
         for i in range(0, len(items), bs):
             chunk = items[i : i + bs]
             if all(isinstance(x, np.ndarray) for x in chunk):
                 # Frames keep their channel order; preprocess swaps BGR for free.
-                x = preprocess(chunk, spec, self.extractor.layout, color_order)
+                x = preprocess(chunk, spec, layout, color_order)
             else:
-                x = preprocess([load_image(x, color_order) for x in chunk], spec, self.extractor.layout)
-            out.append(self.extractor.run(x))
-        raw = np.concatenate(out)
-        norms = np.linalg.norm(raw, axis=1, keepdims=True)
-        if not np.isfinite(raw).all() or (norms < 1e-6).any():
-            raise ValueError("the extractor returned a zero or NaN embedding for an image; is the model file damaged?")
-        return raw / norms
+                x = preprocess([load_image(x, color_order) for x in chunk], spec, layout)
+            out.append(self._extractor.run(x))
+        return _unit(np.concatenate(out))
 
-    # ----- teaching and recognition -------------------------------------------------------------
+    # ----- teaching -----------------------------------------------------------------------------
     def learn(self, label: str, images: ImageInput | Sequence[ImageInput], color_order: str = "RGB") -> int:
         """Imprint `label` from images, or add them as shots if it exists. Returns the class's shot count."""
-        e = self.embed(images, color_order)
-        self.classifier.learn(label, e)
-        return self.classifier.count(label.strip())
+        return self.learn_embeddings(label, self.embed(images, color_order))
 
+    def learn_embeddings(self, label: str, embeddings: np.ndarray) -> int:
+        """Imprint `label` from unit embeddings (D,) or (n, D) (or add them as shots); returns its shot count."""
+        with self._classifier.lock:
+            self._classifier.learn(label, embeddings)
+            return self._classifier.count(label.strip())
+
+    def forget_embeddings(self, label: str, embeddings: np.ndarray) -> None:
+        """Undo a learn_embeddings(label, embeddings); a class left with no shots is removed."""
+        self._classifier.forget_shots(label, embeddings)
+
+    def rename(self, old: str, new: str) -> None:
+        """Give a class a new label (which must not be taken)."""
+        self._classifier.rename(old, new)
+
+    def remove(self, label: str) -> None:
+        """Delete a class."""
+        self._classifier.remove(label)
+
+    # ----- the classes --------------------------------------------------------------------------
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class labels in row order (base classes first)."""
+        return self._classifier.labels
+
+    def shots(self, label: str) -> int:
+        """Images behind a class (ValueError if there is no such class)."""
+        return self._classifier.count(label)
+
+    def classes(self) -> list[tuple[str, int]]:
+        """(label, shots) of every class, in row order, as one consistent snapshot."""
+        with self._classifier.lock:
+            return [(lab, self._classifier.count(lab)) for lab in self._classifier.labels]
+
+    def __len__(self) -> int:
+        return len(self._classifier)
+
+    def __contains__(self, label: object) -> bool:
+        return label in self._classifier
+
+    # ----- recognition --------------------------------------------------------------------------
     def recognize(self, image: ImageInput, top_k: int = 5, color_order: str = "RGB") -> Classification:
         """Classify one image."""
-        return self.classifier.classify(self.embed(image, color_order), top_k)[0]
+        return self._classifier.classify(self.embed(image, color_order), top_k)[0]
 
     def recognize_batch(
         self, images: Sequence[ImageInput], top_k: int = 5, color_order: str = "RGB"
     ) -> list[Classification]:
         """Classify several images."""
-        return self.classifier.classify(self.embed(images, color_order), top_k)
+        return self._classifier.classify(self.embed(images, color_order), top_k)
+
+    def recognize_frame(self, frame: np.ndarray, color_order: str = "BGR", top_k: int = 3) -> FrameAnswer:
+        """One camera frame uint8 (H, W, 3) in its own colour order, timed by stage. ValueError, as in embed,
+        for a frame the extractor turns into a zero or NaN embedding."""
+        self._check_open()
+        t0 = time.perf_counter()
+        x = preprocess(frame, self._bundle.manifest.preprocess, self._extractor.layout, color_order)
+        t1 = time.perf_counter()
+        e = _unit(self._extractor.run(x))[0]
+        t2 = time.perf_counter()
+        res = self._classifier.classify(e, top_k)[0] if len(self._classifier) else None
+        return FrameAnswer(e, res, t1 - t0, t2 - t1, time.perf_counter() - t2)
+
+    def classify(self, embeddings: np.ndarray, top_k: int = 5) -> list[Classification]:
+        """Classify unit embeddings (D,) or (n, D); one Classification each."""
+        return self._classifier.classify(embeddings, top_k)
+
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """Scores float32 (n, K) of embeddings (n, D) against every class in `labels` order (for evaluations)."""
+        return self._classifier.scores(embeddings)
 
     # ----- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
@@ -142,22 +236,22 @@ class Recognizer:
         if target is None:
             raise ValueError("no store path: pass one to save() or to Recognizer.open(..., store=...)")
         if self.store_path is None or target.resolve() != self.store_path.resolve():
-            write_store(target, self.classifier.to_store_data())
+            write_store(target, self._classifier.to_store_data())
             return target
         # Hold the classifier still from snapshot to reload, so a class taught by another thread meanwhile
         # cannot fall between the two.
-        with self.classifier.lock:
-            ours = self.classifier.to_store_data()
+        with self._classifier.lock:
+            ours = self._classifier.to_store_data()
             merged = save_merged(target, self._base, ours)
             if merged is not ours:
-                self.classifier.replace_state(merged)
+                self._classifier.replace_state(merged)
             self._base = merged
         return target
 
     def close(self) -> None:
         """Release the extractor. Idempotent; unsaved changes are not written."""
         if not self._closed:
-            self.extractor.close()
+            self._extractor.close()
             self._closed = True
 
     def __enter__(self) -> "Recognizer":
@@ -169,6 +263,25 @@ class Recognizer:
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("this Recognizer is closed")
+
+
+def bundle_unknown_policy(m: Manifest) -> UnknownPolicy:
+    """The unknown policy a bundle carries: the top-1 cosine threshold chosen at export for a stated false-accept
+    rate on classes that were never taught (manifest calibration.unknown_min_cosine), or FALLBACK_MIN_COSINE for
+    bundles exported before thresholds were calibrated."""
+    t = m.calibration.get("unknown_min_cosine")
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and -1.0 <= t <= 1.0:
+        return UnknownPolicy(min_cosine=float(t))
+    log.info("bundle %s carries no unknown threshold; using %.2f", m.name, FALLBACK_MIN_COSINE)
+    return UnknownPolicy(min_cosine=FALLBACK_MIN_COSINE)
+
+
+def _unit(raw: np.ndarray) -> np.ndarray:
+    """The extractor's output (n, D) -> unit rows float32 (n, D); the only place embeddings are normalized
+    (ImprintedClassifier checks again, cheaply, whatever reaches it from outside)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", raw, raw))
+    check_norms(norms)
+    return (raw / norms[:, None]).astype(np.float32, copy=False)
 
 
 def _is_single(images: object) -> bool:

@@ -41,3 +41,24 @@ def kmeans_templates(shots: np.ndarray, k: int, iterations: int = 20) -> np.ndar
                 c = members.sum(0)
                 centres[j] = c / max(float(np.linalg.norm(c)), 1e-12)
     return centres.astype(np.float32)
+
+
+def class_templates(
+    shots: list[list[np.ndarray]], sums: np.ndarray, inv_norms: np.ndarray, counts: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every class's templates float32 (M, D), grouped by class, and each class's first row (K,).
+
+    shots: per class its kept unit shots; sums (K, D), inv_norms (K,), counts (K,) from the classifier.
+    A class with at most one shot keeps its weight row; a base class with shots added keeps its trained
+    row beside the k-means centres, because that row is not among the shots."""
+    rows, starts, m = [], [], 0
+    for c, per in enumerate(shots):
+        starts.append(m)
+        if len(per) <= 1:
+            rows.append(sums[c : c + 1] * inv_norms[c])
+        else:
+            rows.append(kmeans_templates(np.asarray(per, np.float32), k))
+            if counts[c] > len(per):
+                rows.append(sums[c : c + 1] * inv_norms[c])
+        m = sum(len(r) for r in rows)
+    return np.concatenate(rows).astype(np.float32), np.asarray(starts, np.intp)

@@ -82,8 +82,8 @@ def test_python_reads_java_edited_store(golden: Path, java_run: tuple[Path, str]
     clf = ImprintedClassifier.from_store_data(got)
     queries = np.load(golden / "queries.npy")
     for c, want in zip(clf.classify(queries, top_k=3), meta["predictions_edited"]):
-        assert list(c.labels) == want["labels"]
-        np.testing.assert_allclose(c.cosines, want["cosines"], atol=1e-6)
+        assert [x.label for x in c.categories] == want["labels"]
+        np.testing.assert_allclose([x.score for x in c.categories], want["cosines"], atol=1e-6)
 
 
 def test_python_reads_java_store_with_shots(java_run: tuple[Path, str]) -> None:

@@ -74,7 +74,7 @@ def test_recognizer_learns_and_recognizes(tiny_bundle, tmp_path):
         emb = r.embed(pattern_image(0, 9))
         np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-6)
     with Recognizer.open(tiny_bundle, store) as r:
-        assert r.classifier.labels == ("red", "green", "blue", "yellow")
+        assert r.labels == ("red", "green", "blue", "yellow")
         preds = r.recognize_batch([pattern_image(k, s) for k in range(4) for s in (5, 6, 7)], top_k=2)
         assert [p.label for p in preds] == [n for n in ("red", "green", "blue", "yellow") for _ in range(3)]
         # BGR frames from OpenCV give the same answer when the order is stated.

@@ -64,8 +64,8 @@ def test_scale_changes_probabilities_but_never_the_ranking(rng):
             clf.imprint(f"c{i}", p)
         results.append(clf.classify(queries, top_k=3))
     for r1, r16, r64 in zip(*results):
-        assert r1.labels == r16.labels == r64.labels
-        assert r64.probabilities[0] > r1.probabilities[0]
+        assert [c.label for c in r1.categories] == [c.label for c in r16.categories] == [c.label for c in r64.categories]
+        assert r64.top.probability > r1.top.probability
 
 
 def test_classify_returns_sorted_topk_with_softmax_over_all_classes(rng):
@@ -74,12 +74,14 @@ def test_classify_returns_sorted_topk_with_softmax_over_all_classes(rng):
     for i, p in enumerate(protos):
         clf.imprint(f"c{i}", p)
     (res,) = clf.classify(protos[4], top_k=3)
-    assert res.label == "c4" and res.labels[0] == "c4"
-    assert list(res.cosines) == sorted(res.cosines, reverse=True)
+    assert res.label == "c4" and res.top.label == "c4"
+    scores = [c.score for c in res.categories]
+    assert scores == sorted(scores, reverse=True) and scores == [c.cosine for c in res.categories]
+    assert [c.shots for c in res.categories] == [1, 1, 1]
     logits = 10.0 * (protos @ protos[4])
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    np.testing.assert_allclose(res.probabilities, np.sort(expected)[::-1][:3], rtol=1e-5)
-    assert len(clf.classify(protos[0], top_k=100)[0].labels) == 6
+    np.testing.assert_allclose([c.probability for c in res.categories], np.sort(expected)[::-1][:3], rtol=1e-5)
+    assert len(clf.classify(protos[0], top_k=100)[0].categories) == 6
 
 
 def test_growth_is_amortized_and_keeps_every_row(rng):
@@ -164,7 +166,7 @@ def test_unknown_policy_threshold_and_margin(rng):
     assert not clf.classify(protos[0])[0].unknown
     far = unit(rng, 1)[0]
     res = clf.classify(far)[0]
-    assert res.unknown and res.label is None and res.labels[0] in ("a", "b")
+    assert res.unknown and res.label is None and res.top.label in ("a", "b")
     # Halfway between two classes: confident cosine, no margin.
     mid = protos[0] + protos[1]
     clf.unknown = UnknownPolicy(min_margin=0.05)
@@ -212,7 +214,7 @@ def test_teaching_from_another_thread_never_tears_a_read(rng):
     while not stop.is_set():
         try:
             res = clf.classify(protos[0], top_k=1)[0]
-            assert res.labels[0] == "anchor" and abs(res.cosines[0] - 1.0) < 1e-5
+            assert res.top.label == "anchor" and abs(res.cosine - 1.0) < 1e-5
         except BaseException as err:  # noqa: BLE001 - any failure is what we look for
             errors.append(err)
             break

@@ -31,14 +31,14 @@ def test_learn_classify_rename_remove_restart(tiny_bundle, image_files, tmp_path
     queries = [image_files["red"][3], image_files["green"][3], image_files["blue"][3]]
     rows = [json.loads(line) for line in ok("classify", tiny_bundle, "--store", store, "--json", *queries).splitlines()]
     assert [r["label"] for r in rows] == ["red", "green", "blue"]
-    assert rows[0]["image"] == str(queries[0]) and len(rows[0]["labels"]) == 3
-    assert rows[0]["cosines"][0] > rows[0]["cosines"][1]
+    assert rows[0]["image"] == str(queries[0]) and len(rows[0]["categories"]) == 3
+    assert rows[0]["categories"][0]["score"] > rows[0]["categories"][1]["score"] and rows[0]["cosine"] > 0
 
     ok("classes", "rename", "--store", store, "green", "leaf")
     ok("classes", "remove", "--store", store, "red")
     # A new process (a restart) sees exactly what was saved.
     rows = [json.loads(line) for line in ok("classify", tiny_bundle, "--store", store, "--json", "--top-k", "1", *queries[1:]).splitlines()]
-    assert [r["labels"] for r in rows] == [["leaf"], ["blue"]]
+    assert [[c["label"] for c in r["categories"]] for r in rows] == [["leaf"], ["blue"]]
     text = ok("classify", tiny_bundle, "--store", store, queries[2])
     assert text.startswith(f"{queries[2]}: blue")
     assert "tiny-test" in ok("info", tiny_bundle)

@@ -43,7 +43,7 @@ def test_a_one_shot_class_beats_a_base_class_only_with_its_offset():
     top = calibrated.classify(query)[0]
     assert top.label == "new"
     cos = calibrated.cosines(query)[0]  # raw cosines stay raw
-    assert top.cosines[0] == pytest.approx(cos[1] + 0.08, abs=1e-6)
+    assert top.score == pytest.approx(cos[1] + 0.08, abs=1e-6) and top.cosine == pytest.approx(cos[1], abs=1e-6)
     # More shots shrink the offset; the state survives a store round trip and removals.
     calibrated.add_shots("new", np.repeat(shot[None], 19, axis=0))
     assert calibrated.classify(query)[0].label == "base"
@@ -51,7 +51,7 @@ def test_a_one_shot_class_beats_a_base_class_only_with_its_offset():
     restored.forget_shots("new", np.repeat(shot[None], 19, axis=0))
     assert restored.classify(query)[0].label == "new"
     restored.remove("base")
-    assert restored.classify(query)[0].cosines[0] == pytest.approx(cos[1] + 0.08, abs=1e-6)
+    assert restored.classify(query)[0].score == pytest.approx(cos[1] + 0.08, abs=1e-6)
 
 
 def test_manifest_carries_offsets_and_rejects_broken_ones(tmp_path):
@@ -81,7 +81,7 @@ def test_recognizer_takes_the_bundle_table_unless_turned_off(tmp_path):
     with Recognizer.open(d, store=tmp_path / "s.npz") as r:
         r.learn("a", frames[:1])
         got = r.recognize(frames[0])
-        assert got.label == "a" and got.cosines[0] == pytest.approx(1.05, abs=1e-4)
+        assert got.label == "a" and got.score == pytest.approx(1.05, abs=1e-4)
         r.save()
     with Recognizer.open(d, store=tmp_path / "s.npz", options=RecognizerOptions(shot_calibration=False)) as r:
-        assert r.recognize(frames[0]).cosines[0] == pytest.approx(1.0, abs=1e-4)
+        assert r.recognize(frames[0]).score == pytest.approx(1.0, abs=1e-4)

@@ -100,7 +100,7 @@ def test_a_recognizer_sees_classes_saved_by_another_after_its_own_save(tiny_bund
         a.save()
         b.learn("blue", image_files["blue"][:1])
         b.save()
-        assert set(b.classifier.labels) == {"red", "blue"}
+        assert set(b.labels) == {"red", "blue"}
         a.save()  # nothing new from a: the file keeps both
     assert set(read_store(store).labels) == {"red", "blue"}
 
@@ -122,7 +122,7 @@ def test_stores_taught_on_two_devices_merge_into_the_store_taught_with_all_shots
         np.testing.assert_allclose(merged.sums[j], one.sums[i], rtol=1e-5, atol=1e-6)
     q = _e(13, 20)
     c1, c2 = ImprintedClassifier.from_store_data(one), ImprintedClassifier.from_store_data(merged)
-    assert [r.labels[0] for r in c1.classify(q)] == [r.labels[0] for r in c2.classify(q)]
+    assert [r.top.label for r in c1.classify(q)] == [r.top.label for r in c2.classify(q)]
     kept = combine([a, b], rename_conflicts=True)
     assert sorted(kept.labels) == ["cat", "cat (2)", "dog", "mug"]
     assert subset(merged, ["mug"]).labels == ("mug",)

@@ -96,6 +96,13 @@ INVALID_SHOT_OFFSETS = [
 ]
 
 
+def _wire(c) -> dict:
+    """A Classification in the golden files' form, which the Java core and the web demo return: parallel
+    lists, with "cosines" holding the ranked scores (cosine + shot offset)."""
+    return {"labels": [x.label for x in c.categories], "cosines": [x.score for x in c.categories],
+            "probabilities": [x.probability for x in c.categories], "unknown": c.unknown, "label": c.label}
+
+
 def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) -> dict:
     """Classes of different shot counts classified with a shot_offsets table, as the Python runtime does."""
     from imprinting.runtime import ImprintedClassifier, ShotOffsets, UnknownPolicy, write_store
@@ -132,17 +139,17 @@ def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) ->
     grown = ImprintedClassifier.from_store_data(data, shot_offsets=offsets)
     grown.add_shots("red", extra)
     # The case is only worth its name if the offsets change answers.
-    assert [c.labels[0] for c in raw] != [c.labels[0] for c in calibrated], "shot offsets change no top-1"
+    assert [c.top.label for c in raw] != [c.top.label for c in calibrated], "shot offsets change no top-1"
     counts = [0, 1, 2, 3, 4, 5, 7, 10, 14, 20, 30, 1000]
     return {
         "manifest": "manifest_shot_offsets.json", "table": SHOT_OFFSETS, "invalid_tables": INVALID_SHOT_OFFSETS,
         "shot_labels": labels, "store": "store_shot_offsets.npz", "top_k": k,
         "counts": {label: n for label, _, n in plan}, "extra_label": "red",
         "offset_counts": counts, "offset_values": offsets(np.asarray(counts)).tolist(),
-        "predictions": [c.to_dict() for c in calibrated],
-        "predictions_raw": [c.to_dict() for c in raw],
-        "predictions_unknown": [c.to_dict() for c in unknown.classify(queries, top_k=k)],
-        "predictions_grown": [c.to_dict() for c in grown.classify(queries, top_k=k)],
+        "predictions": [_wire(c) for c in calibrated],
+        "predictions_raw": [_wire(c) for c in raw],
+        "predictions_unknown": [_wire(c) for c in unknown.classify(queries, top_k=k)],
+        "predictions_grown": [_wire(c) for c in grown.classify(queries, top_k=k)],
     }
 
 
@@ -219,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     edited.remove("green")
     golden.update(
         shot_labels=shot_labels, top_k=3, unknown_policy=policy,
-        predictions=[c.to_dict() for c in clf.classify(queries, top_k=3)],
-        predictions_unknown=[c.to_dict() for c in strict.classify(queries, top_k=3)],
-        predictions_edited=[c.to_dict() for c in edited.classify(queries, top_k=3)],
+        predictions=[_wire(c) for c in clf.classify(queries, top_k=3)],
+        predictions_unknown=[_wire(c) for c in strict.classify(queries, top_k=3)],
+        predictions_edited=[_wire(c) for c in edited.classify(queries, top_k=3)],
         edited_labels=list(edited.labels),
     )
     golden["shot_offsets"] = shot_offsets_case(out, m, embed, queries, policy)

@@ -1,0 +1,42 @@
+"""The command-line options shared by every command that runs a bundle, and how they become RecognizerOptions."""
+
+from __future__ import annotations
+
+import argparse
+
+from .extractor import ExtractorOptions
+from .ranking import UnknownPolicy
+from .recognizer import RecognizerOptions
+
+UNKNOWN_HELP = "report 'unknown' below this top-1 cosine (default: the bundle's threshold; -1: never)"
+
+
+def model_args(p: argparse.ArgumentParser, store: str | None = "class store file (.npz); created on the first learn",
+               templates: bool = True) -> None:
+    """The options every command that runs a bundle takes: BUNDLE, --store (with this help; None: no store),
+    --format, --precision, --threads and (optionally) --templates."""
+    p.add_argument("bundle", help="model bundle directory (written by `imprint export`)")
+    if store:
+        p.add_argument("--store", required=True, help=store)
+    p.add_argument("--format", choices=["onnx", "tflite"], help="extractor file format (default: onnx if present)")
+    p.add_argument("--precision", choices=["fp32", "int8"], help="extractor precision (default: int8 if present)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    if templates:
+        p.add_argument("--templates", type=int, default=1, metavar="T",
+                       help="templates per class (k-means over shots; 1 = the paper's averaged template)")
+
+
+def recognizer_options(args: argparse.Namespace) -> RecognizerOptions:
+    unknown = unknown_option(getattr(args, "min_cosine", None), getattr(args, "min_margin", None))
+    return RecognizerOptions(
+        format=args.format, precision=args.precision, extractor=ExtractorOptions(threads=args.threads),
+        templates_per_class=getattr(args, "templates", 1), unknown=unknown,
+    )
+
+
+def unknown_option(min_cosine: float | None, min_margin: float | None) -> UnknownPolicy | None:
+    """--min-cosine/--min-margin as an UnknownPolicy; None (neither given) means the bundle's threshold."""
+    if min_cosine is None and min_margin is None:
+        return None
+    return UnknownPolicy(min_cosine, min_margin)
+

@@ -1,0 +1,95 @@
+"""Commands to the camera loop, typed: queued by any thread (keys, stdin, the HTTP API) and matched by the
+loop's thread between frames; and the outcome a teach request waits on."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class TeachConflict(ValueError):
+    """A teach was asked while another one was still collecting frames."""
+
+
+class Outcome:
+    """What became of one command: wait() returns its result (a teach: the class's shot count) once the loop
+    carried it out, or raises the reason it failed."""
+
+    def __init__(self, what: str = "the command") -> None:
+        self._what = what
+        self._done = threading.Event()
+        self._result: int | None = None
+        self._error: Exception | None = None
+
+    def finish(self, result: int | None = None, error: Exception | None = None) -> None:
+        self._result, self._error = result, error
+        self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"{self._what} did not finish within {timeout:g} s (are frames arriving?)")
+        if self._error is not None:
+            raise self._error
+        return int(self._result or 0)
+
+
+TeachOutcome = Outcome  # the name a teach's outcome had first
+
+
+def _outcome() -> Outcome:
+    return field(default_factory=Outcome, compare=False)
+
+
+@dataclass
+class Collecting:
+    """A teach in progress: the frames' embeddings gathered so far."""
+
+    label: str
+    frames: int
+    embeddings: list
+    outcome: Outcome
+
+
+# Commands, queued by any thread and carried out by the loop's thread between frames; each one's outcome
+# tells the caller when (and whether) it was carried out.
+@dataclass(frozen=True)
+class Teach:
+    label: str
+    frames: int
+    outcome: Outcome = _outcome()
+
+
+@dataclass(frozen=True)
+class Learn:
+    label: str
+    embeddings: np.ndarray
+    outcome: Outcome = _outcome()
+
+
+@dataclass(frozen=True)
+class Undo:
+    outcome: Outcome = _outcome()
+
+
+@dataclass(frozen=True)
+class Rename:
+    old: str
+    new: str
+    outcome: Outcome = _outcome()
+
+
+@dataclass(frozen=True)
+class Remove:
+    label: str
+    outcome: Outcome = _outcome()
+
+
+@dataclass(frozen=True)
+class Save:
+    outcome: Outcome = _outcome()
