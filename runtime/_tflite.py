@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class TFLiteExtractor:
-    """A TFLite extractor; batches are run one image at a time unless the graph has a dynamic batch.
+    """A TFLite extractor; the exported graphs take one image, so a batch is run one image at a time.
 
     Safe to share between threads: a TFLite interpreter is not (its input and output tensors are shared
     state, so two threads would swap images or crash it), so run() holds a lock from set to get."""
@@ -43,9 +43,8 @@ class TFLiteExtractor:
         self._in, self._out = inp, out
         self.layout, self.input_size = layout_of(tuple(int(x) for x in inp["shape"]), path)
         self.embedding_dim = int(np.prod(out["shape"][1:]))
-        self._batch = int(inp["shape"][0])
         self._lock = threading.Lock()
-        log.debug("loaded %s (%s, %d-d, batch %d)", path, self.layout, self.embedding_dim, self._batch)
+        log.debug("loaded %s (%s, %d-d)", path, self.layout, self.embedding_dim)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, ...) in this extractor's layout -> float32 (N, D)."""

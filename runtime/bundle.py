@@ -35,7 +35,7 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _MAX_MANIFEST_BYTES = 1 << 20
 _FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
-_PRECISIONS = ("fp32", "fp16", "int8")
+_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -152,10 +152,10 @@ class Manifest:
 
     def select(self, format: str | None = None, precision: str | None = None) -> ExtractorEntry:
         """The extractor entry to run. Unless asked: the fastest file when the export timed them on a CPU with
-        this machine's int8 kernels (see host.py), else int8 before fp16 before fp32, ONNX before TFLite."""
+        this machine's int8 kernels (see host.py), else int8 before fp32, ONNX before TFLite."""
         from .host import host_info
 
-        order = {"int8": 0, "fp16": 1, "fp32": 2}
+        order = {"int8": 0, "fp32": 1}
         candidates = [
             e
             for e in self.extractors
@@ -238,7 +238,7 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
 
 def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Path:
     """Write `manifest.json` atomically (temp file, fsync, rename). Returns its path."""
-    from .store import atomic_write_bytes
+    from .atomic import atomic_write_bytes
 
     path = Path(bundle_dir) / MANIFEST
     data = json.dumps(manifest.to_dict(), indent=2, sort_keys=False).encode("utf-8") + b"\n"

@@ -15,7 +15,8 @@ import numpy as np
 from .ranking import UnknownPolicy, rank
 from .results import Classification
 from .shot_offsets import ShotOffsets
-from .store import StoreData, validate_label
+from .labels import validate_label
+from .store import StoreData
 from .templates import class_templates
 from .unit import normalize_embeddings
 
@@ -104,35 +105,55 @@ class ImprintedClassifier:
         with self._lock:
             if label in self._index:
                 raise ValueError(f"class {label!r} exists already; use add_shots to add examples to it")
-            k = len(self._labels)
-            if k == self._sums.shape[0]:
-                self._grow()
-            self._sums[k] = e.sum(0)
-            self._counts[k] = e.shape[0]
-            self._labels.append(label)
-            self._index[label] = k
-            if self._shots is not None:
-                self._shots.append(list(e))
-            self._refresh(k)
+            self._new_class(label, e)
 
     def add_shots(self, label: str, embeddings: np.ndarray) -> None:
         """Add examples to an existing class; exactly equal to having imprinted all shots at once."""
         e = normalize_embeddings(embeddings, self.dim)
         with self._lock:
-            k = self._require(label)
-            self._sums[k] += e.sum(0) if e.shape[0] > 1 else e[0]
-            self._counts[k] += e.shape[0]
-            if self._shots is not None:
-                self._shots[k].extend(e)
-            self._refresh(k)
+            self._add(self._require(label), e)
 
-    def learn(self, label: str, embeddings: np.ndarray) -> None:
-        """Imprint a new class or add shots to an existing one."""
+    def learn(self, label: str, embeddings: np.ndarray, *, unit: bool = False) -> int:
+        """Imprint a new class or add shots to an existing one; returns the class's shot count.
+
+        unit=True: the caller (the Recognizer) passes unit rows float32 (n, D) it normalized itself, so they
+        are not normalized twice."""
+        label = validate_label(label)
+        e = self._unit_rows(embeddings) if unit else normalize_embeddings(embeddings, self.dim)
         with self._lock:
-            if validate_label(label) in self._index:
-                self.add_shots(label.strip(), embeddings)
+            k = self._index.get(label)
+            if k is None:
+                self._new_class(label, e)
+                k = len(self._labels) - 1
             else:
-                self.imprint(label, embeddings)
+                self._add(k, e)
+            return int(self._counts[k])
+
+    def _new_class(self, label: str, e: np.ndarray) -> None:
+        k = len(self._labels)
+        if k == self._sums.shape[0]:
+            self._grow()
+        self._sums[k] = e.sum(0) if e.shape[0] > 1 else e[0]
+        self._counts[k] = e.shape[0]
+        self._labels.append(label)
+        self._index[label] = k
+        if self._shots is not None:
+            self._shots.append(list(e))
+        self._refresh(k)
+
+    def _add(self, k: int, e: np.ndarray) -> None:
+        self._sums[k] += e.sum(0) if e.shape[0] > 1 else e[0]
+        self._counts[k] += e.shape[0]
+        if self._shots is not None:
+            self._shots[k].extend(e)
+        self._refresh(k)
+
+    def _unit_rows(self, e: np.ndarray) -> np.ndarray:
+        if e.ndim == 1:
+            e = e[None, :]
+        if e.ndim != 2 or e.shape[1] != self.dim or e.dtype != np.float32 or not e.shape[0]:
+            raise ValueError(f"expected unit embeddings float32 (n, {self.dim}), got {e.dtype} {e.shape}")
+        return e
 
     def forget_shots(self, label: str, embeddings: np.ndarray) -> None:
         """Undo the latest add_shots/imprint of `label` with these embeddings; a class left with no
@@ -192,11 +213,12 @@ class ImprintedClassifier:
         with self._lock:
             return self._scores(self._cosines(e))
 
-    def classify(self, embeddings: np.ndarray, top_k: int = 5) -> list[Classification]:
-        """Top-k classes for each embedding of (D,) or (n, D); one Classification per embedding."""
+    def classify(self, embeddings: np.ndarray, top_k: int = 5, *, unit: bool = False) -> list[Classification]:
+        """Top-k classes for each embedding of (D,) or (n, D); one Classification per embedding.
+        unit=True: unit rows float32 the caller normalized itself (see learn)."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        e = normalize_embeddings(embeddings, self.dim)
+        e = self._unit_rows(embeddings) if unit else normalize_embeddings(embeddings, self.dim)
         with self._lock:
             k = len(self._labels)
             if not k:

@@ -15,7 +15,8 @@ from .classifier import ImprintedClassifier
 from .folders import class_folders, embed_files, evaluate, image_files, plot_confusion
 from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
 from .recognizer import Recognizer
-from .store import read_store, validate_label, write_store
+from .labels import validate_label
+from .store import read_store, write_store
 from .store_sync import save_merged
 
 
@@ -110,7 +111,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 continue
             for f, why in emb.failed:
                 print(f"skipped {f}: {why}", file=sys.stderr)
-            shots = r.learn_embeddings(label, emb.embeddings)
+            shots = r.learn_embeddings(label, emb.embeddings, unit=True)
             taught += 1
             print(f"learned {label!r} from {len(emb.files)} image(s) ({shots} shots)")
         if not taught:
@@ -128,7 +129,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if len(r) == 0:
             raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} --label NAME IMAGE...`")
         emb = embed_files(r, files)
-        results = r.classify(emb.embeddings, top_k=args.top_k) if emb.files else []
+        results = r.classify(emb.embeddings, top_k=args.top_k, unit=True) if emb.files else []
     rows = csv.writer(sys.stdout) if args.csv else None
     if rows:
         rows.writerow(["image", "label", "cosine"])

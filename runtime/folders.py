@@ -108,7 +108,7 @@ def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: in
             failed.append((label, f"{len(emb.files)} readable images; needs at least {shots + 1}"))
             continue
         order = rng.permutation(len(emb.files))
-        r.learn_embeddings(label, emb.embeddings[order[:shots]])
+        r.learn_embeddings(label, emb.embeddings[order[:shots]], unit=True)
         labels.append(label)
         tests.append((label, emb.embeddings[order[shots:]]))
     if not labels:
@@ -116,7 +116,7 @@ def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: in
     index = {lab: i for i, lab in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels) + 1), np.int64)
     for label, e in tests:
-        for res in r.classify(e, top_k=1):
+        for res in r.classify(e, top_k=1, unit=True):
             col = len(labels) if res.label is None else index.get(res.label, len(labels))
             confusion[index[label], col] += 1
     return Evaluation(tuple(labels), confusion, shots, tuple(failed))

@@ -25,7 +25,7 @@ from .events import Event
 from .images import ImageInput
 from .recognizer import Recognizer
 from .sources import FrameGrabber, Source
-from .store import validate_label
+from .labels import validate_label
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class CameraLoop:
         self._learn(t.label, np.stack(t.embeddings), t.outcome)
 
     def _learn(self, label: str, e: np.ndarray, outcome: TeachOutcome | None = None) -> None:
-        shots = self.recognizer.learn_embeddings(label, e)
+        shots = self.recognizer.learn_embeddings(label, e, unit=True)
         if outcome is not None:
             outcome.finish(shots)
         self._history.append((label, e))

@@ -105,13 +105,6 @@ def resize_for_crop(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return require_cv2().resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=flag)
 
 
-def center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """Central size x size window of an (H, W, C) array with H, W >= size."""
-    h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return image[top : top + size, left : left + size]
-
-
 def center_box(h: int, w: int, spec: PreprocessSpec) -> tuple[int, int, int, int]:
     """(top, left, height, width) of the source region that resize-then-centre-crop would keep.
 

@@ -154,13 +154,13 @@ class Recognizer:
     # ----- teaching -----------------------------------------------------------------------------
     def learn(self, label: str, images: ImageInput | Sequence[ImageInput], color_order: str = "RGB") -> int:
         """Imprint `label` from images, or add them as shots if it exists. Returns the class's shot count."""
-        return self.learn_embeddings(label, self.embed(images, color_order))
+        return self._classifier.learn(label, self.embed(images, color_order), unit=True)
 
-    def learn_embeddings(self, label: str, embeddings: np.ndarray) -> int:
-        """Imprint `label` from unit embeddings (D,) or (n, D) (or add them as shots); returns its shot count."""
-        with self._classifier.lock:
-            self._classifier.learn(label, embeddings)
-            return self._classifier.count(label.strip())
+    def learn_embeddings(self, label: str, embeddings: np.ndarray, *, unit: bool = False) -> int:
+        """Imprint `label` from embeddings (D,) or (n, D), or add them as shots; returns the class's shot count.
+        They are checked and normalized here unless unit=True says they came from this Recognizer's embed
+        (float32 unit rows), so no embedding is normalized twice."""
+        return self._classifier.learn(label, embeddings, unit=unit)
 
     def forget_embeddings(self, label: str, embeddings: np.ndarray) -> None:
         """Undo a learn_embeddings(label, embeddings); a class left with no shots is removed."""
@@ -198,13 +198,13 @@ class Recognizer:
     # ----- recognition --------------------------------------------------------------------------
     def recognize(self, image: ImageInput, top_k: int = 5, color_order: str = "RGB") -> Classification:
         """Classify one image."""
-        return self._classifier.classify(self.embed(image, color_order), top_k)[0]
+        return self._classifier.classify(self.embed(image, color_order), top_k, unit=True)[0]
 
     def recognize_batch(
         self, images: Sequence[ImageInput], top_k: int = 5, color_order: str = "RGB"
     ) -> list[Classification]:
         """Classify several images."""
-        return self._classifier.classify(self.embed(images, color_order), top_k)
+        return self._classifier.classify(self.embed(images, color_order), top_k, unit=True)
 
     def recognize_frame(self, frame: np.ndarray, color_order: str = "BGR", top_k: int = 3) -> FrameAnswer:
         """One camera frame uint8 (H, W, 3) in its own colour order, timed by stage. ValueError, as in embed,
@@ -215,12 +215,12 @@ class Recognizer:
         t1 = time.perf_counter()
         e = _unit(self._extractor.run(x))[0]
         t2 = time.perf_counter()
-        res = self._classifier.classify(e, top_k)[0] if len(self._classifier) else None
+        res = self._classifier.classify(e, top_k, unit=True)[0] if len(self._classifier) else None
         return FrameAnswer(e, res, t1 - t0, t2 - t1, time.perf_counter() - t2)
 
-    def classify(self, embeddings: np.ndarray, top_k: int = 5) -> list[Classification]:
-        """Classify unit embeddings (D,) or (n, D); one Classification each."""
-        return self._classifier.classify(embeddings, top_k)
+    def classify(self, embeddings: np.ndarray, top_k: int = 5, *, unit: bool = False) -> list[Classification]:
+        """Classify embeddings (D,) or (n, D); one Classification each (unit: as in learn_embeddings)."""
+        return self._classifier.classify(embeddings, top_k, unit=unit)
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Scores float32 (n, K) of embeddings (n, D) against every class in `labels` order (for evaluations)."""

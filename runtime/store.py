@@ -19,20 +19,18 @@ writer leaves the previous file intact.
 from __future__ import annotations
 
 import json
-import unicodedata
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write, atomic_write_bytes  # noqa: F401  (atomic_write_bytes: until export/ imports it from atomic)
+from .labels import validate_label
+
 STORE_FORMAT = "imprinting-class-store"
 STORE_FORMAT_VERSION = 1
-MAX_LABEL_LEN = 100
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
 
 
 @dataclass(frozen=True)
@@ -51,59 +49,6 @@ class StoreData:
     @property
     def embedding_dim(self) -> int:
         return int(self.sums.shape[1])
-
-
-# A save takes milliseconds; a temp file this old was left by a writer that was killed mid-save.
-_STALE_TEMP_S = 600
-
-
-def _remove_stale_temps(directory: Path, name: str) -> None:
-    """Delete temp files of earlier saves of `name` that a killed writer left (they fill an SD card)."""
-    import time
-
-    now = time.time()
-    for p in directory.glob(f".{name}.*.tmp"):
-        try:
-            if now - p.stat().st_mtime > _STALE_TEMP_S:
-                p.unlink()
-        except OSError:
-            pass  # another process removed it, or it is not ours to remove
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace `path` with `data` so that a crash at any point leaves either the old or the new file."""
-    _atomic_write(Path(path), lambda f: f.write(data))
-
-
-def _atomic_write(path: Path, write) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise ValueError(f"cannot save {path}: directory {directory} does not exist")
-    _remove_stale_temps(directory, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's).
-        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Never leave a half-written temp file behind; the target is untouched until os.replace.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # some filesystems cannot open directories; the rename is still atomic
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def write_store(path: str | os.PathLike[str], data: StoreData) -> None:
@@ -126,7 +71,7 @@ def write_store(path: str | os.PathLike[str], data: StoreData) -> None:
     if data.shots is not None:
         arrays["shots"] = np.ascontiguousarray(data.shots, dtype=np.float32)
         arrays["shot_class"] = np.ascontiguousarray(data.shot_class, dtype=np.int64)
-    _atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+    atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 
 def read_store(
@@ -230,21 +175,6 @@ def _load_members(path: Path) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError, RuntimeError) as err:
         raise ValueError(f"class store {path} is truncated or corrupt ({type(err).__name__}: {err})") from None
     return out
-
-
-def validate_label(label: object) -> str:
-    """A class label: a non-empty string of at most MAX_LABEL_LEN characters in Unicode NFC form, with no
-    control or invisible format characters (so "cat" and "cat\u200b" cannot be two classes)."""
-    if not isinstance(label, str):
-        raise ValueError(f"a label must be a string, got {type(label).__name__}")
-    label = unicodedata.normalize("NFC", label).strip()
-    if not label:
-        raise ValueError("a label must not be empty")
-    if len(label) > MAX_LABEL_LEN:
-        raise ValueError(f"a label must be at most {MAX_LABEL_LEN} characters, got {len(label)}")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in label):
-        raise ValueError(f"a label must not contain control or invisible characters: {label!r}")
-    return label
 
 
 def _validate(data: StoreData, where: str) -> None:

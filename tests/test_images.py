@@ -6,7 +6,14 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from imprinting.runtime import PreprocessSpec, load_image, preprocess  # noqa: E402
-from imprinting.runtime.preprocess import center_crop, normalize, resize_for_crop  # noqa: E402
+from imprinting.runtime.preprocess import normalize, resize_for_crop  # noqa: E402
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The textbook reference: the central size x size window of an (H, W, C) array."""
+    h, w = image.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top : top + size, left : left + size]
 
 from tiny import pattern_image  # noqa: E402
 

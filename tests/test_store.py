@@ -247,7 +247,7 @@ def test_labels_stored_as_a_string_are_refused(stored, tmp_path):
 
 
 def test_labels_are_nfc_and_refuse_invisible_characters():
-    from imprinting.runtime.store import validate_label
+    from imprinting.runtime.labels import validate_label
 
     assert validate_label("cafe\u0301") == "caf\u00e9"  # decomposed and composed spell one label
     for bad in ("cat\u200b", "a\u202eb", "x\x00", "tab\there"):

@@ -23,7 +23,7 @@ async function loadModel() {
   const manifest = await (await fetch(new URL("manifest.json", bundleUrl))).json();
   if (manifest.format !== "imprinting-bundle" || manifest.format_version !== 1) throw new Error("not a version 1 imprinting bundle");
   const shotOffsets = ShotOffsets.fromManifest(manifest); // shot-aware calibration, or null
-  const order = ["int8", "fp16", "fp32"];
+  const order = ["int8", "fp32"];
   const entry = manifest.extractors.filter((e) => e.format === "onnx").sort((a, b) => order.indexOf(a.precision) - order.indexOf(b.precision))[0];
   if (!entry) throw new Error("the bundle has no ONNX extractor; export one with `imprint export`");
   const model = new Uint8Array(await (await fetch(new URL(entry.file, bundleUrl))).arrayBuffer());

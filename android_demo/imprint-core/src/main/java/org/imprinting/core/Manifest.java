@@ -75,9 +75,9 @@ public final class Manifest {
         }
     }
 
-    /** The ONNX extractor to run: int8 before fp16 before fp32 (the Python runtime's order). */
+    /** The ONNX extractor to run: int8 before fp32 (the Python runtime's order). */
     public Extractor selectOnnx() {
-        String[] order = {"int8", "fp16", "fp32"};
+        String[] order = {"int8", "fp32"};
         for (String p : order) {
             for (Extractor e : extractors) {
                 if ("onnx".equals(e.format) && p.equals(e.precision)) {
