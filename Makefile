@@ -14,11 +14,17 @@ $(BIN)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/pip install -q -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@
 
-.PHONY: setup demo test test-all android-check lock check-aarch64
+.PHONY: setup demo test test-all android-check lock check-aarch64 show
 setup: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/imprint demo
+
+# OpenCV with windows for `imprint camera --show` and the live demo: the GUI build replaces the headless one
+# (both install the cv2 module, so the headless one goes first), at the version of the lock.
+show: $(BIN)/.installed
+	$(BIN)/pip uninstall -q -y opencv-python-headless
+	$(BIN)/pip install -q -c $(LOCK) opencv-python
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -m "not slow"

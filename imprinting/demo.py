@@ -157,8 +157,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         parser = argparse.ArgumentParser()
         add_camera_parser(parser.add_subparsers())
         store = args.store or bundle.parent / "demo_classes.npz"
-        argv = ["camera", str(bundle), "--store", str(store), "--source", source, "--show"]
-        print("live camera: press t to teach what it sees, q to quit (or type commands: teach LABEL)", file=sys.stderr)
+        from imprinting.runtime._deps import window_problem
+
+        problem = window_problem()
+        argv = ["camera", str(bundle), "--store", str(store), "--source", source, *([] if problem else ["--show"])]
+        if not source.isdigit():
+            argv.append("--realtime")  # a video plays as a camera would, so teaching sees what is on screen
+        if problem:
+            print(f"no window ({problem}); events are printed instead. Type commands: teach LABEL, list, quit",
+                  file=sys.stderr)
+        else:
+            print("live camera: press t to teach what it sees, q to quit (or type commands: teach LABEL)", file=sys.stderr)
         return cmd_camera(parser.parse_args(argv))
     unknown = None if args.min_cosine is None else UnknownPolicy(min_cosine=args.min_cosine)
     options = RecognizerOptions(extractor=ExtractorOptions(threads=args.threads), unknown=unknown)

@@ -36,3 +36,22 @@ def require_litert() -> ModuleType:
         except ImportError:
             raise _missing("ai-edge-litert", "tflite", err) from None
     return interpreter
+
+
+SHOW_HINT = ("this OpenCV build has no windows (opencv-python-headless, which every extra installs); for a window "
+             "run `make show` in the repository, or: pip uninstall -y opencv-python-headless && "
+             "pip install 'imprinting[show]'")
+
+
+def window_problem() -> str | None:
+    """Why an OpenCV window cannot be opened here (None when it can): a headless OpenCV build, or no display."""
+    import os
+    import sys
+
+    cv2 = require_cv2()
+    gui = cv2.getBuildInformation().split("GUI:", 1)[-1].split("\n", 1)[0].strip()
+    if gui.upper().startswith("NONE"):
+        return SHOW_HINT
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display to open a window on (DISPLAY is not set); run without --show, or from a desktop session"
+    return None

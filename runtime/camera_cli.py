@@ -19,7 +19,7 @@ from .events import Event
 from .loop import CameraLoop, LoopOptions
 from .recognizer import Recognizer
 from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
-from .sources import open_source
+from .sources import SourceOptions, open_source
 
 STDIN_HELP = "commands: teach LABEL [N] | add [N] | undo | rename OLD NEW | remove LABEL | list | stats | save | quit"
 
@@ -35,7 +35,12 @@ def add_camera_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--api-port", type=int, default=8765, help="HTTP API port on --api-host (0: any free port; -1: no API)")
     p.add_argument("--api-host", default="127.0.0.1")
-    p.add_argument("--show", action="store_true", help="a window with an overlay; keys: t teach, a add, u undo, s save, q quit")
+    p.add_argument("--show", action="store_true", help="a window with an overlay; keys: t teach, a add, u undo, s save, "
+                   "q quit (needs OpenCV with windows: `make show`)")
+    p.add_argument("--realtime", action="store_true", help="play a video file or folder at its frame rate, as a camera "
+                   "would (default: as fast as it is recognized)")
+    p.add_argument("--fps", type=float, help="the frame rate for --realtime (default: the video's own; 30 for a folder)")
+    p.add_argument("--loop", action="store_true", help="start a video file or folder over at its end")
     p.add_argument("--events", choices=["changes", "all", "none"], default="changes",
                    help="JSON lines on stdout: label changes and teaching (default), every frame, or none")
     p.add_argument("--no-stdin", action="store_true", help="do not read commands from stdin")
@@ -53,7 +58,13 @@ def cmd_camera(args: argparse.Namespace) -> int:
         raise ValueError(f"--store {args.store}: folder {folder} is not writable")
     if not -1 <= args.api_port <= 65535:
         raise ValueError(f"--api-port must be in 0-65535 (or -1 for no API), got {args.api_port}")
-    source = open_source(args.source)
+    if args.show:
+        from ._deps import window_problem
+
+        problem = window_problem()
+        if problem:
+            raise ValueError(f"--show: {problem}")
+    source = open_source(args.source, SourceOptions(realtime=args.realtime, loop=args.loop, fps=args.fps))
     with Recognizer.open(args.bundle, args.store, options) as r:
         emit = _printer(sys.stdout, args.events)
         window = _Window() if args.show else None
@@ -173,8 +184,9 @@ class _Window:
             cv2.imshow("imprint", img)
             key = cv2.waitKey(1) & 0xFF
         except cv2.error as err:
-            raise ValueError("this OpenCV build cannot open windows (opencv-python-headless); "
-                             "pip install opencv-python, or run without --show") from err
+            from ._deps import SHOW_HINT
+
+            raise ValueError(SHOW_HINT) from err
         try:
             if key == ord("t"):
                 loop.teach(f"object {len(loop.recognizer) + 1}")  # rename later over stdin or the API

@@ -4,6 +4,7 @@ loop's thread between frames; and the outcome a teach request waits on."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,7 @@ class Collecting:
     frames: int
     embeddings: list
     outcome: Outcome
+    after: float = 0.0  # only frames captured after this monotonic time show what the teach was asked for
 
 
 # Commands, queued by any thread and carried out by the loop's thread between frames; each one's outcome
@@ -63,6 +65,7 @@ class Teach:
     label: str
     frames: int
     outcome: Outcome = _outcome()
+    asked_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .images import load_image
-from .sources import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, load_image
 
 if TYPE_CHECKING:
     from .recognizer import Recognizer

@@ -210,7 +210,7 @@ class CameraLoop:
         except ValueError as err:
             event = ev.Prediction(self.frames, error=str(err))
         else:
-            if self._teach is not None:
+            if self._teach is not None and (self.grabber is None or self.grabber.captured_at >= self._teach.after):
                 self._feed_teach(answer.embedding)
             res = answer.result
             if res is not None:
@@ -267,13 +267,13 @@ class CameraLoop:
     def _apply(self, cmd: object) -> None:
         r = self.recognizer
         match cmd:
-            case Teach(label, frames, outcome):
+            case Teach(label, frames, outcome, asked_at):
                 if self._started and self._stop.is_set():
                     raise ValueError("the camera loop has ended: there are no frames to teach from")
                 if self._teach is not None:
                     raise TeachConflict(f"still teaching {self._teach.label!r} ({len(self._teach.embeddings)} of "
                                         f"{self._teach.frames} frames); try again when it is done")
-                self._teach = Collecting(label, frames, [], outcome)
+                self._teach = Collecting(label, frames, [], outcome, asked_at)
                 self._emit(ev.Teaching(label, frames))
             case Learn(label, embeddings, outcome):
                 self._learn(label, embeddings, outcome)

@@ -1,9 +1,12 @@
 """Frame sources for the camera loop, and a capture thread that keeps only what inference needs.
 
-`open_source(spec)` accepts a device index ("0"), a video file, an RTSP/HTTP URL, a folder of images,
-"picamera2", or any Python iterable of uint8 (H, W, 3) frames. `FrameGrabber` reads a source on its own
-thread: for live sources it keeps only the newest frame (stale frames are dropped), for files, folders
-and iterators it hands over every frame through a small bounded queue.
+`open_source(spec, options)` accepts a device index ("0"), a video file, an RTSP/HTTP URL, a folder of
+images, "picamera2", or any Python iterable of uint8 (H, W, 3) frames. `FrameGrabber` reads a source on its
+own thread: for live sources it keeps only the newest frame (stale frames are dropped), for files, folders
+and iterators it hands over every frame through a small bounded queue. `SourceOptions(realtime=True)` plays a
+video file or folder at its frame rate as a camera would deliver it (so it becomes live), `loop=True` starts
+it over at the end. Every frame carries the monotonic time it was captured (`FrameGrabber.captured_at`), so
+a teach can take only frames captured after it was asked.
 """
 
 from __future__ import annotations
@@ -20,10 +23,23 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ._deps import require_cv2
-from .images import load_image
+from .images import IMAGE_SUFFIXES, load_image
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """For video files and folders: realtime plays them at `fps` (None: the file's own rate, 30 for a folder)
+    dropping frames inference cannot keep up with, as a camera would; loop starts over at the end."""
+
+    realtime: bool = False
+    loop: bool = False
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not 0 < self.fps <= 1000:
+            raise ValueError(f"fps must be in (0, 1000], got {self.fps}")
 
 
 @dataclass
@@ -36,9 +52,10 @@ class Source:
     color_order: str
     live: bool
     close: Callable[[], None] = lambda: None
+    fps: float | None = None
 
 
-def open_source(spec: Any) -> Source:
+def open_source(spec: Any, options: SourceOptions = SourceOptions()) -> Source:
     """Open a frame source; ValueError with the reason when it cannot be opened."""
     if not isinstance(spec, (str, int, os.PathLike)):
         if isinstance(spec, Iterable):
@@ -53,13 +70,14 @@ def open_source(spec: Any) -> Source:
         return _capture(text, text, live=True)
     path = Path(text)
     if path.is_dir():
-        return _folder(path)
+        return _played(_folder(path, options.loop), options, 30.0)
     if path.is_file():
-        return _capture(str(path), text, live=False)
+        src = _capture(str(path), text, live=False, loop=options.loop)
+        return _played(src, options, src.fps)
     raise ValueError(f"frame source {text} does not exist (give a device index, a video file, a URL or a folder)")
 
 
-def _capture(arg: int | str, name: str, live: bool) -> Source:
+def _capture(arg: int | str, name: str, live: bool, loop: bool = False) -> Source:
     cv2 = require_cv2()
     cap = cv2.VideoCapture(arg)
     if not cap.isOpened():
@@ -67,30 +85,56 @@ def _capture(arg: int | str, name: str, live: bool) -> Source:
         raise ValueError(f"cannot open video source {name}: no such camera, an unreadable file or an unreachable stream")
     if live:
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # ask the driver not to queue stale frames
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def frames() -> Iterator[np.ndarray]:
         while True:
             ok, frame = cap.read()
+            if (not ok or frame is None) and loop and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                ok, frame = cap.read()
             if not ok or frame is None:
                 return
             yield frame
 
-    return Source(name, frames(), "BGR", live, cap.release)
+    return Source(name, frames(), "BGR", live, cap.release, fps=fps if 0 < fps <= 1000 else None)
 
 
-def _folder(path: Path) -> Source:
+def _folder(path: Path, loop: bool = False) -> Source:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
     def frames() -> Iterator[np.ndarray]:
-        for f in files:
-            try:
-                yield load_image(f)
-            except ValueError as err:
-                log.warning("skipping %s", err)
+        while True:
+            good = 0
+            for f in files:
+                try:
+                    yield load_image(f)
+                    good += 1
+                except ValueError as err:
+                    log.warning("skipping %s", err)
+            if not loop or not good:
+                return
 
     return Source(str(path), frames(), "RGB", live=False)
+
+
+def _played(src: Source, options: SourceOptions, default_fps: float | None) -> Source:
+    """A file source paced to a frame rate (and then live: the newest frame wins), when asked."""
+    if not options.realtime:
+        return src
+    fps = options.fps or default_fps or 30.0
+    inner = src.frames
+
+    def paced() -> Iterator[np.ndarray]:
+        start = time.monotonic()
+        for i, frame in enumerate(inner):
+            wait = start + i / fps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            yield frame
+
+    return Source(src.name, paced(), src.color_order, True, src.close, fps=fps)
 
 
 def _picamera2() -> Source:
@@ -127,6 +171,7 @@ class FrameGrabber:
         self.frames_read = 0
         self.frames_dropped = 0
         self.capture_seconds = 0.0
+        self.captured_at = 0.0  # monotonic capture time of the frame get() returned last
         self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
         self._thread.start()
 
@@ -147,7 +192,7 @@ class FrameGrabber:
                     else:
                         while len(self._buf) == self._buf.maxlen and not self._stop:
                             self._cond.wait(0.1)
-                    self._buf.append(frame)
+                    self._buf.append((time.monotonic(), frame))
                     self._cond.notify_all()
         except Exception as err:  # a camera driver may raise anything; report it, do not kill the loop
             self.error = f"{type(err).__name__}: {err}"
@@ -168,7 +213,7 @@ class FrameGrabber:
                 if left <= 0:
                     raise TimeoutError(f"no frame from {self.source.name} for {timeout:.1f} s")
                 self._cond.wait(left)
-            frame = self._buf.popleft()
+            self.captured_at, frame = self._buf.popleft()
             self._cond.notify_all()
             return frame
 

@@ -325,3 +325,76 @@ def test_concurrent_image_teaches_while_the_loop_runs_all_land(backend_bundle, t
             loop.stop()
             api.close()
             thread.join(10)
+
+
+def test_file_sources_play_in_real_time_and_loop(tmp_path):
+    from imprinting.runtime.sources import FrameGrabber, SourceOptions
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), frame(i, i))
+    looped = open_source(folder, SourceOptions(loop=True))
+    assert not looped.live and len([f for _, f in zip(range(7), looped.frames)]) == 7  # 3 images, started over
+    paced = open_source(folder, SourceOptions(realtime=True, fps=20))
+    assert paced.live  # a camera-like source: the newest frame wins
+    t0 = time.monotonic()
+    assert len(list(paced.frames)) == 3
+    assert time.monotonic() - t0 >= 2 / 20 - 0.01  # three frames at 20 FPS span at least two intervals
+    g = FrameGrabber(open_source(folder, SourceOptions(realtime=True, fps=50)))
+    stamps = []
+    while (f := g.get(5.0)) is not None:
+        stamps.append(g.captured_at)
+    g.close()
+    assert stamps == sorted(stamps) and len(stamps) >= 1
+    with pytest.raises(ValueError, match="fps"):
+        SourceOptions(fps=0)
+
+
+def test_a_teach_takes_only_frames_captured_after_it_was_asked(tiny_bundle, tmp_path):
+    class Clock:  # stands in for the grabber: the capture time of the frame being processed
+        captured_at = 0.0
+
+    with recognizer(tiny_bundle, tmp_path / "s.npz") as r:
+        loop = CameraLoop(r, open_source(iter([])), LoopOptions(teach_frames=2, autosave=False))
+        loop.grabber = Clock()
+        Clock.captured_at = time.monotonic() - 1.0  # frames already in the queue when the teach comes
+        outcome = loop.teach("blue")
+        loop._drain_commands()
+        for i in range(3):
+            loop.process(frame(0, i))  # red frames from before the command: not taught
+        assert not outcome.done and "blue" not in r
+        Clock.captured_at = time.monotonic() + 1.0
+        for i in range(2):
+            loop.process(frame(2, i))
+        assert outcome.wait(1) == 2
+        assert r.recognize(frame(2, 5)).top.label == "blue"
+
+
+def test_events_all_prints_every_frame_and_changes_only_label_changes():
+    from imprinting.runtime import events as ev
+    from imprinting.runtime.camera_cli import _printer
+
+    stream = [ev.Prediction(0, "a", 0.9), ev.LabelChanged(0, "a", 0.9), ev.Prediction(1, "a", 0.9),
+              ev.Taught("a", 2, 2, 1)]
+    printed = {}
+    for mode in ("all", "changes", "none"):
+        out = io.StringIO()
+        emit = _printer(out, mode)
+        for e in stream:
+            emit(e)
+        printed[mode] = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert printed == {"all": ["prediction", "prediction", "taught"], "changes": ["label", "taught"], "none": []}
+
+
+def test_show_explains_how_to_get_a_window(monkeypatch):
+    import imprinting.runtime._deps as deps
+
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")
+    assert deps.window_problem() == deps.SHOW_HINT and "make show" in deps.SHOW_HINT
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  GUI:                           GTK3\n")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert "DISPLAY" in deps.window_problem()
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert deps.window_problem() is None
