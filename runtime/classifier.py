@@ -10,6 +10,7 @@ camera thread can classify while another thread teaches.
 from __future__ import annotations
 
 import threading
+from typing import Sequence
 import numpy as np
 
 from .ranking import UnknownPolicy, rank
@@ -67,6 +68,7 @@ class ImprintedClassifier:
         # Shots are kept only when several templates are wanted (k-means needs them).
         self._shots: list[list[np.ndarray]] | None = [] if templates_per_class > 1 else None
         self._template_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._digests: dict[str, set[str]] = {}  # label -> content digests of the photos taught
 
     @property
     def lock(self) -> threading.RLock:
@@ -113,14 +115,30 @@ class ImprintedClassifier:
         with self._lock:
             self._add(self._require(label), e)
 
-    def learn(self, label: str, embeddings: np.ndarray, *, unit: bool = False) -> int:
+    def learn(self, label: str, embeddings: np.ndarray, *, unit: bool = False,
+              digests: Sequence[str] = ()) -> int:
         """Imprint a new class or add shots to an existing one; returns the class's shot count.
 
         unit=True: the caller (the Recognizer) passes unit rows float32 (n, D) it normalized itself, so they
-        are not normalized twice."""
+        are not normalized twice. digests: one content digest per row (the photo behind it); a row whose
+        photo the class holds already, or that repeats one in this call, is skipped, in the same atomic step
+        as the learn, so concurrent teaches of one photo add it once."""
         label = validate_label(label)
         e = self._unit_rows(embeddings) if unit else normalize_embeddings(embeddings, self.dim)
+        if digests and len(digests) != e.shape[0]:
+            raise ValueError(f"got {len(digests)} digests for {e.shape[0]} embeddings")
         with self._lock:
+            if digests:
+                known = self._digests.setdefault(label, set())
+                keep = []
+                for i, d in enumerate(digests):
+                    if d not in known:
+                        known.add(d)
+                        keep.append(i)
+                if not keep:
+                    return int(self._counts[self._index[label]]) if label in self._index else 0
+                if len(keep) < e.shape[0]:
+                    e = e[keep]
             k = self._index.get(label)
             if k is None:
                 self._new_class(label, e)
@@ -155,12 +173,18 @@ class ImprintedClassifier:
             raise ValueError(f"expected unit embeddings float32 (n, {self.dim}), got {e.dtype} {e.shape}")
         return e
 
-    def forget_shots(self, label: str, embeddings: np.ndarray) -> None:
-        """Undo the latest add_shots/imprint of `label` with these embeddings; a class left with no
-        shots is removed."""
+    def known_digests(self, label: str) -> frozenset[str]:
+        """Content digests of the photos taught into `label` (empty for an unknown label)."""
+        with self._lock:
+            return frozenset(self._digests.get(label, ()))
+
+    def forget_shots(self, label: str, embeddings: np.ndarray, digests: Sequence[str] = ()) -> None:
+        """Undo the latest add_shots/imprint of `label` with these embeddings (and photo digests); a class
+        left with no shots is removed."""
         e = normalize_embeddings(embeddings, self.dim)
         with self._lock:
             k = self._require(label)
+            self._digests.get(label, set()).difference_update(digests)
             if e.shape[0] >= self._counts[k]:
                 self.remove(label)
                 return
@@ -179,6 +203,7 @@ class ImprintedClassifier:
                 a[k : n - 1] = a[k + 1 : n]
                 a[n - 1] = 0
             del self._labels[k]
+            self._digests.pop(label, None)
             if self._shots is not None:
                 del self._shots[k]
             self._index = {lab: i for i, lab in enumerate(self._labels)}
@@ -196,6 +221,8 @@ class ImprintedClassifier:
             self._labels[k] = new
             del self._index[old]
             self._index[new] = k
+            if old in self._digests:
+                self._digests[new] = self._digests.pop(old)
 
     # ----- prediction --------------------------------------------------------------------------
     def cosines(self, embeddings: np.ndarray) -> np.ndarray:
@@ -268,6 +295,7 @@ class ImprintedClassifier:
                 templates_per_class=self.templates_per_class,
                 shots=shots,
                 shot_class=shot_class,
+                digests={lab: tuple(sorted(d)) for lab, d in self._digests.items() if d},
             )
 
     @classmethod
@@ -288,6 +316,7 @@ class ImprintedClassifier:
         clf._counts[:k] = data.counts
         clf._labels = list(data.labels)
         clf._index = {lab: i for i, lab in enumerate(data.labels)}
+        clf._digests = {lab: set(d) for lab, d in data.digests.items()}
         if clf._shots is not None:
             clf._shots = [[] for _ in range(k)]
             if data.shots is not None:
@@ -306,7 +335,7 @@ class ImprintedClassifier:
         fresh = ImprintedClassifier.from_store_data(data, templates_per_class=self.templates_per_class,
                                                     unknown=self.unknown, shot_offsets=self.shot_offsets)
         with self._lock:
-            for name in ("_sums", "_inv_norms", "_counts", "_offsets", "_labels", "_index", "_shots"):
+            for name in ("_sums", "_inv_norms", "_counts", "_offsets", "_labels", "_index", "_shots", "_digests"):
                 setattr(self, name, getattr(fresh, name))
             self._template_cache = None
 

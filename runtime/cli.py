@@ -98,11 +98,17 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if not args.folders and (args.label is None or not args.images):
         raise ValueError("give --label NAME and image files or folders, or --folders DIR (one class per subfolder)")
     jobs = class_folders(args.folders) if args.folders else {validate_label(args.label): image_files(args.images)}
-    taught = 0
+    taught, any_repeats = 0, False
     with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
         for label, files in jobs.items():
             label = validate_label(label)
-            emb = embed_files(r, files)
+            emb = embed_files(r, files, skip_digests=r.known_digests(label))
+            any_repeats |= bool(emb.repeats)
+            for f in emb.repeats:
+                print(f"skipped {f}: this photo is taught to {label!r} already", file=sys.stderr)
+            if not emb.files and emb.repeats and not emb.failed:
+                print(f"nothing new for {label!r}: every photo was taught already ({r.shots(label)} shots)")
+                continue
             if not emb.files:
                 reason = emb.failed[0][1] if emb.failed else "no image files"
                 if not args.folders:
@@ -111,10 +117,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 continue
             for f, why in emb.failed:
                 print(f"skipped {f}: {why}", file=sys.stderr)
-            shots = r.learn_embeddings(label, emb.embeddings, unit=True)
+            shots = r.learn_embeddings(label, emb.embeddings, unit=True, digests=emb.digests)
             taught += 1
             print(f"learned {label!r} from {len(emb.files)} image(s) ({shots} shots)")
-        if not taught:
+        if not taught and not any_repeats:
             raise ValueError(f"no class under {args.folders} had a readable image; nothing was saved")
         r.save()
         print(f"{len(r)} classes in {args.store}")

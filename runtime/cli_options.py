@@ -22,15 +22,16 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
     p.add_argument("--precision", choices=["fp32", "int8"], help="extractor precision (default: int8 if present)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
     if templates:
-        p.add_argument("--templates", type=int, default=1, metavar="T",
-                       help="templates per class (k-means over shots; 1 = the paper's averaged template)")
+        p.add_argument("--templates", type=int, default=None, metavar="T",
+                       help="templates per class (k-means over shots; 1 = the paper's averaged template); saved in "
+                       "the store, so later commands need not repeat it (default: the store's, 1 for a new store)")
 
 
 def recognizer_options(args: argparse.Namespace) -> RecognizerOptions:
     unknown = unknown_option(getattr(args, "min_cosine", None), getattr(args, "min_margin", None))
     return RecognizerOptions(
         format=args.format, precision=args.precision, extractor=ExtractorOptions(threads=args.threads),
-        templates_per_class=getattr(args, "templates", 1), unknown=unknown,
+        templates_per_class=getattr(args, "templates", None), unknown=unknown,
     )
 
 

@@ -73,6 +73,7 @@ class Learn:
     label: str
     embeddings: np.ndarray
     outcome: Outcome = _outcome()
+    digests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

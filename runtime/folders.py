@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .images import IMAGE_SUFFIXES, load_image
+from .images import IMAGE_SUFFIXES, load_image_digest
 
 if TYPE_CHECKING:
     from .recognizer import Recognizer
@@ -44,32 +44,49 @@ def class_folders(root: str | os.PathLike[str]) -> dict[str, list[Path]]:
 
 @dataclass
 class Embedded:
-    """Embeddings float32 (n, D) of the files that could be read, those files, and the others with why."""
+    """Embeddings float32 (n, D) of the files that could be read, those files and their content digests, the
+    others with why, and the files skipped as repeats of a photo already taught (or given twice)."""
 
     embeddings: np.ndarray
     files: list[Path]
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+    repeats: list[Path] = field(default_factory=list)
 
 
-def embed_files(r: "Recognizer", files: Sequence[Path], batch: int = 16) -> Embedded:
-    """Embed `files`, skipping each one that cannot be decoded (reported in `failed`, never raised)."""
+def embed_files(r: "Recognizer", files: Sequence[Path], batch: int = 16,
+                skip_digests: frozenset[str] | None = None) -> Embedded:
+    """Embed `files`, skipping each one that cannot be decoded (reported in `failed`, never raised). With
+    skip_digests (the class's known_digests), photos already taught, or given twice, are skipped too."""
     good: list[Path] = []
     failed: list[tuple[Path, str]] = []
+    digests: list[str] = []
+    repeats: list[Path] = []
+    seen = set(skip_digests) if skip_digests is not None else None
     chunks: list[np.ndarray] = []
     pending: list[np.ndarray] = []
     for f in files:
         try:
-            pending.append(load_image(f))
-            good.append(f)
+            image, digest = load_image_digest(f)
         except ValueError as err:
             failed.append((f, str(err)))
+            continue
+        if seen is not None:
+            if digest in seen:
+                repeats.append(f)
+                continue
+            seen.add(digest)
+        pending.append(image)
+        good.append(f)
+        digests.append(digest)
         if len(pending) == batch:
             chunks.append(r.embed(pending))
             pending = []
     if pending:
         chunks.append(r.embed(pending))
     dim = r.embedding_dim
-    return Embedded(np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), good, failed)
+    return Embedded(np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), good, failed, digests,
+                    repeats)
 
 
 @dataclass(frozen=True)

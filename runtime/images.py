@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Union
@@ -87,13 +88,28 @@ def load_image(image: ImageInput, color_order: str = "RGB") -> np.ndarray:
     image: a file path, encoded bytes, or a uint8 array (H, W, 3) whose channel order is `color_order`
     ("RGB", or "BGR" for frames straight from OpenCV). color_order applies to arrays only.
     """
+    return load_image_digest(image, color_order)[0]
+
+
+def load_image_digest(image: ImageInput, color_order: str = "RGB") -> tuple[np.ndarray, str]:
+    """load_image, plus a content digest (32 hex digits of SHA-256 over the file's bytes, or over an array's
+    shape and pixels) that tells the same photo taught twice."""
     if isinstance(image, np.ndarray):
         if color_order not in _ORDERS:
             raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
         check_rgb(image)
-        return image[..., ::-1] if color_order == "BGR" else image
+        rgb = image[..., ::-1] if color_order == "BGR" else image
+        h = hashlib.sha256(repr(rgb.shape).encode())
+        h.update(np.ascontiguousarray(rgb).data)
+        return rgb, h.hexdigest()[:32]
+    data, name = _image_bytes(image)
+    return decode_image(data, name), hashlib.sha256(data).hexdigest()[:32]
+
+
+def _image_bytes(image: ImageInput) -> tuple[bytes, str]:
+    """The encoded bytes of a path or bytes input, and a name for messages."""
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(image))
+        return bytes(image), "image"
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.exists():
@@ -109,5 +125,5 @@ def load_image(image: ImageInput, color_order: str = "RGB") -> np.ndarray:
             data = path.read_bytes()
         except OSError as err:
             raise ValueError(f"cannot read image file {path}: {err.strerror}") from None
-        return decode_image(data, f"image file {path}")
+        return data, f"image file {path}"
     raise ValueError(f"expected a file path, encoded bytes or a uint8 array, got {type(image).__name__}")

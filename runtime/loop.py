@@ -22,7 +22,7 @@ import numpy as np
 from . import events as ev
 from .commands import Collecting, Learn, Outcome, Remove, Rename, Save, Teach, TeachConflict, TeachOutcome, Undo
 from .events import Event
-from .images import ImageInput
+from .images import ImageInput, load_image_digest
 from .recognizer import Recognizer
 from .sources import FrameGrabber, Source
 from .labels import validate_label
@@ -81,7 +81,7 @@ class CameraLoop:
         self.on_event = on_event or (lambda e: None)
         self._commands: queue.Queue = queue.Queue()
         self._teach: Collecting | None = None
-        self._history: list[tuple[str, np.ndarray]] = []
+        self._history: list[tuple[str, np.ndarray, tuple[str, ...]]] = []  # (label, embeddings, digests)
         self._smoother = Smoother(options.smoothing)
         self._latest = ev.Prediction(frame=-1)
         self._latest_lock = threading.Lock()
@@ -108,13 +108,17 @@ class CameraLoop:
         return self._queue(Teach(label, n, TeachOutcome("the teach")))
 
     def teach_image(self, label: str, image: ImageInput, color_order: str = "RGB") -> int:
-        """Teach `label` from one image now (e.g. an upload); returns the class's shot count."""
+        """Teach `label` from one image now (e.g. an upload); returns the class's shot count. The same photo
+        taught to `label` again is not added twice."""
         label = validate_label(label)
-        e = self.recognizer.embed(image, color_order)
+        rgb, digest = load_image_digest(image, color_order)
+        if digest in self.recognizer.known_digests(label):
+            return self.recognizer.shots(label)
+        cmd = Learn(label, self.recognizer.embed(rgb), Outcome("taking the image"), (digest,))
         if not self.running:
-            self._learn(label, e)
+            self._learn(cmd.label, cmd.embeddings, digests=cmd.digests)
         else:
-            self._queue(Learn(label, e, Outcome("taking the image"))).wait(30.0)
+            self._queue(cmd).wait(30.0)
         return self.recognizer.shots(label) if label in self.recognizer else 0
 
     def add_shots(self, frames: int | None = None) -> None:
@@ -240,11 +244,12 @@ class CameraLoop:
         self._teach = None
         self._learn(t.label, np.stack(t.embeddings), t.outcome)
 
-    def _learn(self, label: str, e: np.ndarray, outcome: TeachOutcome | None = None) -> None:
-        shots = self.recognizer.learn_embeddings(label, e, unit=True)
+    def _learn(self, label: str, e: np.ndarray, outcome: TeachOutcome | None = None,
+               digests: tuple[str, ...] = ()) -> None:
+        shots = self.recognizer.learn_embeddings(label, e, unit=True, digests=digests)
         if outcome is not None:
             outcome.finish(shots)
-        self._history.append((label, e))
+        self._history.append((label, e, digests))
         del self._history[:-50]  # undo depth
         self._smoother.reset()
         self._changed(ev.Taught(label, shots, len(e), len(self.recognizer)))
@@ -275,22 +280,22 @@ class CameraLoop:
                                         f"{self._teach.frames} frames); try again when it is done")
                 self._teach = Collecting(label, frames, [], outcome, asked_at)
                 self._emit(ev.Teaching(label, frames))
-            case Learn(label, embeddings, outcome):
-                self._learn(label, embeddings, outcome)
+            case Learn(label, embeddings, outcome, digests):
+                self._learn(label, embeddings, outcome, digests)
             case Undo():
                 if not self._history:
                     raise ValueError("nothing to undo")
-                label, e = self._history.pop()
-                r.forget_embeddings(label, e)
+                label, e, digests = self._history.pop()
+                r.forget_embeddings(label, e, digests)
                 self._smoother.reset()
                 self._changed(ev.Undone(label, len(e), len(r)))
             case Rename(old, new, _):
                 r.rename(old, new)
-                self._history = [(new if lab == old else lab, e) for lab, e in self._history]
+                self._history = [(new if lab == old else lab, e, d) for lab, e, d in self._history]
                 self._changed(ev.Renamed(old, new, len(r)))
             case Remove(label, _):
                 r.remove(label)
-                self._history = [(lab, e) for lab, e in self._history if lab != label]
+                self._history = [h for h in self._history if h[0] != label]
                 self._smoother.reset()
                 self._changed(ev.Removed(label, len(r)))
             case Save():

@@ -21,7 +21,8 @@ from .bundle import Bundle, ExtractorEntry, Manifest, load_bundle
 from .classifier import ImprintedClassifier
 from .ranking import UnknownPolicy
 from .extractor import ExtractorOptions
-from .images import ImageInput, load_image
+from .images import ImageInput, load_image, load_image_digest
+from .labels import validate_label
 from .preprocess import preprocess
 from .results import Classification
 from .unit import check_norms
@@ -36,14 +37,15 @@ FALLBACK_MIN_COSINE = 0.4
 @dataclass(frozen=True)
 class RecognizerOptions:
     """format/precision pick the bundle's extractor file (None: int8 ONNX first); extractor says how to
-    run it; templates_per_class > 1 enables several k-means templates per class; unknown sets when an
+    run it; templates_per_class > 1 enables several k-means templates per class (None: what the class store
+    was saved with, 1 for a new store; the setting is saved in the store); unknown sets when an
     answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds the images run through the extractor at once;
     shot_calibration applies the bundle's shot offsets (if it has any) when classifying."""
 
     format: str | None = None
     precision: str | None = None
     extractor: ExtractorOptions = ExtractorOptions()
-    templates_per_class: int = 1
+    templates_per_class: int | None = None
     unknown: UnknownPolicy | None = None
     batch_size: int = 16
     shot_calibration: bool = True
@@ -51,7 +53,7 @@ class RecognizerOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.templates_per_class < 1:
+        if self.templates_per_class is not None and self.templates_per_class < 1:
             raise ValueError(f"templates_per_class must be >= 1, got {self.templates_per_class}")
 
 
@@ -90,10 +92,14 @@ class Recognizer:
                 shot_offsets=offsets,
             )
             log.info("loaded %d classes from %s", len(self._classifier), self.store_path)
+            t = self._classifier.templates_per_class
+            if t > 1 and data.shots is None and len(data.labels):
+                log.warning("%s was saved without its shots (templates 1): its %d classes keep one template each "
+                            "until they are taught again; new classes get up to %d", self.store_path, len(data.labels), t)
         else:
             self._classifier = ImprintedClassifier(
                 m.embedding_dim, m.scale, m.fingerprint,
-                templates_per_class=options.templates_per_class, unknown=self.unknown,
+                templates_per_class=options.templates_per_class or 1, unknown=self.unknown,
                 shot_offsets=offsets,
             )
             base = bundle.base_classes()
@@ -131,6 +137,11 @@ class Recognizer:
     def embedding_dim(self) -> int:
         return self._bundle.manifest.embedding_dim
 
+    @property
+    def templates_per_class(self) -> int:
+        """Templates per class in effect (saved with the store)."""
+        return self._classifier.templates_per_class
+
     # ----- embeddings -------------------------------------------------------------------------
     def embed(self, images: ImageInput | Sequence[ImageInput], color_order: str = "RGB") -> np.ndarray:
         """Unit embeddings float32 (n, D) of images (paths, bytes or uint8 (H, W, 3) arrays in color_order)."""
@@ -153,18 +164,39 @@ class Recognizer:
 
     # ----- teaching -----------------------------------------------------------------------------
     def learn(self, label: str, images: ImageInput | Sequence[ImageInput], color_order: str = "RGB") -> int:
-        """Imprint `label` from images, or add them as shots if it exists. Returns the class's shot count."""
-        return self._classifier.learn(label, self.embed(images, color_order), unit=True)
+        """Imprint `label` from images, or add them as shots if it exists. Returns the class's shot count.
+        A photo already taught to `label` (the same file bytes or pixels) is skipped, not counted twice."""
+        label = validate_label(label)
+        items = [images] if _is_single(images) else list(images)
+        known = set(self.known_digests(label))
+        fresh, digests = [], []
+        for x in items:
+            image, digest = load_image_digest(x, color_order)
+            if digest in known:
+                log.info("skipped a photo taught to %r already", label)
+                continue
+            known.add(digest)
+            fresh.append(image)
+            digests.append(digest)
+        if not fresh:
+            return self.shots(label)
+        return self._classifier.learn(label, self.embed(fresh), unit=True, digests=digests)
 
-    def learn_embeddings(self, label: str, embeddings: np.ndarray, *, unit: bool = False) -> int:
+    def learn_embeddings(self, label: str, embeddings: np.ndarray, *, unit: bool = False,
+                         digests: Sequence[str] = ()) -> int:
         """Imprint `label` from embeddings (D,) or (n, D), or add them as shots; returns the class's shot count.
         They are checked and normalized here unless unit=True says they came from this Recognizer's embed
-        (float32 unit rows), so no embedding is normalized twice."""
-        return self._classifier.learn(label, embeddings, unit=unit)
+        (float32 unit rows), so no embedding is normalized twice. digests: the photos' content digests
+        (images.load_image_digest), kept so that they are not taught twice."""
+        return self._classifier.learn(label, embeddings, unit=unit, digests=digests)
 
-    def forget_embeddings(self, label: str, embeddings: np.ndarray) -> None:
-        """Undo a learn_embeddings(label, embeddings); a class left with no shots is removed."""
-        self._classifier.forget_shots(label, embeddings)
+    def known_digests(self, label: str) -> frozenset[str]:
+        """Content digests of the photos taught to `label` (empty for a new label)."""
+        return self._classifier.known_digests(label)
+
+    def forget_embeddings(self, label: str, embeddings: np.ndarray, digests: Sequence[str] = ()) -> None:
+        """Undo a learn_embeddings(label, embeddings, digests); a class left with no shots is removed."""
+        self._classifier.forget_shots(label, embeddings, digests)
 
     def rename(self, old: str, new: str) -> None:
         """Give a class a new label (which must not be taken)."""

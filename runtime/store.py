@@ -5,7 +5,9 @@ Format version 1, an uncompressed zip of `.npy` arrays (written by `np.savez`, r
 
     meta.npy    uint8 (B,)   UTF-8 JSON: {"format": "imprinting-class-store", "format_version": 1,
                              "labels": [...K strings], "scale": s, "embedding_dim": D,
-                             "extractor_fingerprint": "...", "templates_per_class": T}
+                             "extractor_fingerprint": "...", "templates_per_class": T,
+                             "shot_digests": {label: [32-hex content digests of the photos taught]}}
+                             (shot_digests optional: readers that do not know it ignore it)
     sums.npy    float32 (K, D)  per-class sum of unit embeddings
     counts.npy  int64 (K,)      shots per class (>= 1)
     shots.npy   float32 (N, D)  optional: every stored shot (kept for several templates per class)
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,8 @@ class StoreData:
     templates_per_class: int = 1
     shots: np.ndarray | None = None
     shot_class: np.ndarray | None = None
+    # label -> content digests of the photos taught into it (images.load_image_digest), to skip repeats
+    digests: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def embedding_dim(self) -> int:
@@ -63,6 +67,8 @@ def write_store(path: str | os.PathLike[str], data: StoreData) -> None:
         "extractor_fingerprint": data.extractor_fingerprint,
         "templates_per_class": int(data.templates_per_class),
     }
+    if data.digests:
+        meta["shot_digests"] = {lab: list(d) for lab, d in data.digests.items() if d}
     arrays = {
         "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8),
         "sums": np.ascontiguousarray(data.sums, dtype=np.float32),
@@ -110,6 +116,7 @@ def read_store(
             templates_per_class=int(meta.get("templates_per_class", 1)),
             shots=arrays.get("shots"),
             shot_class=arrays.get("shot_class"),
+            digests=_digests(meta.get("shot_digests", {}), path),
         )
         declared_dim = int(meta["embedding_dim"])
     except (KeyError, TypeError, ValueError) as err:
@@ -177,6 +184,15 @@ def _load_members(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _digests(value: object, path: Path) -> dict[str, tuple[str, ...]]:
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) and 0 < len(x) <= 64 for x in v)
+        for k, v in value.items())
+    if not ok:
+        raise ValueError(f"class store {path} is corrupt: shot_digests must map labels to lists of digests")
+    return {k: tuple(v) for k, v in value.items()}
+
+
 def _validate(data: StoreData, where: str) -> None:
     k = len(data.labels)
     if data.sums.ndim != 2 or data.sums.shape[0] != k:
@@ -207,3 +223,6 @@ def _validate(data: StoreData, where: str) -> None:
             raise ValueError(f"class store {where} is corrupt: a shot names a class that does not exist")
         if not np.isfinite(data.shots).all():
             raise ValueError(f"class store {where} is corrupt: shots hold NaN or infinity")
+    stray = set(data.digests) - set(data.labels)
+    if stray:
+        raise ValueError(f"class store {where} is corrupt: shot digests for classes it does not hold: {sorted(stray)[:3]}")

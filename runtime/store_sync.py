@@ -66,6 +66,7 @@ def merge_stores(base: StoreData | None, ours: StoreData, theirs: StoreData | No
             f"{theirs.embedding_dim}-d); not merging into it: save to another file"
         )
     b, o, t = _by_label(base), _by_label(ours), _by_label(theirs)
+    digests = {}
     zero = (np.zeros(ours.embedding_dim), 0, [])
     labels = list(theirs.labels) + [lab for lab in ours.labels if lab not in t]
     out_labels, sums, counts, shots, shot_class = [], [], [], [], []
@@ -78,6 +79,9 @@ def merge_stores(base: StoreData | None, ours: StoreData, theirs: StoreData | No
             continue
         merged_shots = [s for s in tsh if s not in bsh or s in osh] + [s for s in osh if s not in bsh and s not in tsh]
         out_labels.append(lab)
+        bd, od, td = (set(d.digests.get(lab, ())) if d is not None else set() for d in (base, ours, theirs))
+        if bd or od or td:
+            digests[lab] = tuple(sorted((td | od) - (bd - od)))  # what ours dropped since base (an undo) goes
         sums.append(ts + os_ - bs)
         counts.append(count)
         shots += merged_shots
@@ -93,6 +97,7 @@ def merge_stores(base: StoreData | None, ours: StoreData, theirs: StoreData | No
         templates_per_class=ours.templates_per_class,
         shots=np.frombuffer(b"".join(shots), np.float32).reshape(-1, dim).copy() if keep_shots else None,
         shot_class=np.asarray(shot_class, np.int64) if keep_shots else None,
+        digests=digests,
     )
 
 
@@ -143,8 +148,9 @@ def _renamed(s: StoreData, taken: set[str]) -> StoreData:
         while new in taken or new in labels:
             new, k = f"{lab} ({k})", k + 1
         labels.append(new)
+    renamed = dict(zip(s.labels, labels))
     return StoreData(tuple(labels), s.sums, s.counts, s.scale, s.extractor_fingerprint, s.templates_per_class,
-                     s.shots, s.shot_class)
+                     s.shots, s.shot_class, {renamed[k]: v for k, v in s.digests.items()})
 
 
 def subset(data: StoreData, labels: list[str]) -> StoreData:
@@ -160,4 +166,5 @@ def subset(data: StoreData, labels: list[str]) -> StoreData:
         shots = data.shots[keep]
         shot_class = np.asarray([remap[int(c)] for c in data.shot_class[keep]], np.int64)
     return StoreData(tuple(labels), data.sums[idx], data.counts[idx], data.scale, data.extractor_fingerprint,
-                     data.templates_per_class, shots, shot_class)
+                     data.templates_per_class, shots, shot_class,
+                     {k: v for k, v in data.digests.items() if k in labels})

@@ -87,3 +87,36 @@ def test_verbose_anywhere_and_a_closed_pipe_ends_quietly(tiny_bundle, image_file
     assert "Traceback" not in err and "Broken pipe" not in err, err
     res = imprint("info", tiny_bundle, "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["manifest"]["name"] == "tiny-test"
+
+
+def test_templates_setting_is_kept_in_the_store(tiny_bundle, image_files, tmp_path):
+    from imprinting.runtime import Recognizer
+
+    store = tmp_path / "t.npz"
+    ok("learn", tiny_bundle, "--store", store, "--templates", "2", "--label", "red", *image_files["red"][:3])
+    ok("learn", tiny_bundle, "--store", store, "--label", "green", *image_files["green"][:3])  # no --templates again
+    with Recognizer.open(tiny_bundle, store) as r:
+        assert r.templates_per_class == 2
+    from imprinting.runtime import read_store
+
+    data = read_store(store)
+    assert data.templates_per_class == 2 and data.shots is not None and len(data.shots) == 6
+
+
+def test_the_same_photo_taught_twice_is_one_shot(tiny_bundle, image_files, tmp_path):
+    from imprinting.runtime import Recognizer, read_store
+
+    store = tmp_path / "d.npz"
+    red = image_files["red"]
+    ok("learn", tiny_bundle, "--store", store, "--label", "red", red[0], red[1], red[0])  # given twice in one go
+    res = imprint("learn", tiny_bundle, "--store", store, "--label", "red", red[1], red[2])  # one repeat, one new
+    assert res.returncode == 0 and "taught to 'red' already" in res.stderr and "(3 shots)" in res.stdout
+    res = imprint("learn", tiny_bundle, "--store", store, "--label", "red", red[2])
+    assert res.returncode == 0 and "nothing new for 'red'" in res.stdout
+    assert read_store(store).counts.tolist() == [3] and len(read_store(store).digests["red"]) == 3
+    with Recognizer.open(tiny_bundle, store) as r:
+        assert r.learn("red", [red[0], red[3]]) == 4  # the Python API skips repeats too
+        assert r.learn("blue", red[0]) == 1  # the same photo may teach another class
+        r.save()
+    again = read_store(store)
+    assert dict(zip(again.labels, again.counts.tolist())) == {"red": 4, "blue": 1}
