@@ -9,11 +9,11 @@ choice for fine-tuning on a few thousand images.
 
 The paper's optimizer (RMSProp, momentum 0.9, x0.94 every 4 epochs) with its learning-rate split: pretrained
 layers at `lr`, new layers (embedding, classifier) at 10x. Epochs are chosen by the same pseudo-novel
-check as the fast path (`train.choose_epochs`): the number of epochs that serves held-out base classes
+check as the fast path (`optim.search_epochs`): the number of epochs that serves held-out base classes
 imprinted from 1 and 5 shots best, not the one with the best base accuracy.
 
 With trainable_blocks >= 16 the whole network trains (the paper's recipe): the "activations" are the
-images themselves, decoded with a fresh random crop and flip at every access (`image_views.ImageViews`),
+images themselves, decoded with a fresh random crop and flip at every access (`views.ImageViews`),
 which is what a GPU is for; on a 2-core CPU an epoch over CUB's base images takes minutes, not seconds.
 
 Under `torchrun` (several processes, `WORLD_SIZE` > 1) training is data-parallel with
@@ -35,36 +35,34 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .model import CosineClassifier, ImprintExtractor, imprint_weights
+from .distributed import local_device, rank_and_world
+from .finetune import FinetuneOptions, train_balanced
+from .model import CosineClassifier, ExtractorConfig, ImprintExtractor, imprint_weights
+from .optim import (OnEpoch, Progress, TrainOptions, classifier_report, paper_optimizer, rounded_history,
+                    search_epochs, train_step)
+from .views import Views, as_views
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class BlockOptions:
-    """trainable_blocks: how many of the backbone's last MBConv blocks are fine-tuned (with the head conv).
-    dim: embedding size (0: the pooled features). lr: pretrained layers; new layers (embedding, classifier)
-    get new_lr_factor x lr (the paper: 10). imprint_init starts the classifier from imprinted rows."""
+class BlockOptions(TrainOptions):
+    """The middle path's options (see TrainOptions). trainable_blocks: how many of the backbone's last MBConv
+    blocks are fine-tuned (with the head conv). lr: pretrained layers; new layers (embedding, classifier) get
+    new_lr_factor x lr (the paper: 10). imprint_init starts the classifier from imprinted rows."""
 
-    trainable_blocks: int = 2
     dim: int = 0
     lr: float = 1e-5
     batch: int = 64
     max_epochs: int = 6
-    epochs: int | None = None
-    weight_decay: float = 1e-4
-    scale_init: float = 10.0
+    trainable_blocks: int = 2
     imprint_init: bool = True
     new_lr_factor: float = 10.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.trainable_blocks < 1:
             raise ValueError(f"trainable_blocks must be >= 1 (0 is the frozen-backbone path), got {self.trainable_blocks}")
-        if self.dim < 0 or self.batch < 1 or not self.lr > 0:
-            raise ValueError("dim must be >= 0, batch >= 1 and lr positive")
-        if self.max_epochs < 1 or (self.epochs is not None and self.epochs < 0):
-            raise ValueError("max_epochs must be >= 1 and epochs >= 0")
+        super().__post_init__()
 
 
 def frozen_prefix(model: ImprintExtractor, trainable_blocks: int):
@@ -129,69 +127,45 @@ class Tail(nn.Module):
         return self
 
 
-def _device() -> torch.device:
-    """This process's device: its GPU under torchrun (LOCAL_RANK) when there are GPUs, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def _world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockOptions, epochs: int,
-             on_epoch=None, state_path: Path | None = None) -> Tail:
-    """Train a fresh pretrained model's tail on cached activations float16 (N, V, C, h, w) for `epochs`;
-    on_epoch(epoch, tail) after each. Returns the tail (its .model is the trained extractor).
+def fit_tail(acts: np.ndarray | Views, labels: np.ndarray, num_classes: int, opt: BlockOptions, epochs: int,
+             on_epoch: OnEpoch | None = None, state_path: Path | None = None) -> Tail:
+    """Train a fresh pretrained model's tail on cached activations float16 (N, V, C, h, w) (or any Views)
+    for `epochs`; on_epoch(epoch, tail) after each. Returns the tail (its .model is the trained extractor).
 
     state_path: after every epoch rank 0 writes the training state there (weights, optimizer, schedule,
     data-order generator; loads with weights_only=True); if the file exists at the start, training resumes
     after its last finished epoch, drawing the same batches an uninterrupted run would have."""
-    from .model import ExtractorConfig
-
+    views = as_views(acts)
     torch.manual_seed(opt.seed)
     rng = np.random.default_rng(opt.seed)  # the same stream on every rank: same order, same views
-    model = ImprintExtractor(ExtractorConfig(embedding_dim=opt.dim))
-    tail = Tail(model, opt.trainable_blocks, num_classes, opt.scale_init)
+    tail = Tail(ImprintExtractor(ExtractorConfig(embedding_dim=opt.dim)), opt.trainable_blocks, num_classes,
+                opt.scale_init)
     if opt.imprint_init:
         # Start the classifier from imprinted rows (the paper's own idea): random rows send large gradients
         # into the pretrained blocks and wreck them for the first epochs (measured: the pseudo-novel score
         # fell from 45.7% to 26.7% after one epoch with random rows on CUB).
-        emb = embed_activations(tail.eval(), acts[:, 0])
+        emb = embed_views(tail.eval(), views)
         with torch.no_grad():
             tail.classifier.weight.copy_(imprint_weights(torch.from_numpy(emb), torch.from_numpy(labels), num_classes))
-    rank, world = _world()
-    device = _device()
+    rank, world = rank_and_world()
+    device = local_device()
     tail.to(device)
     net: nn.Module = tail
     if world > 1:
         net = nn.parallel.DistributedDataParallel(tail, device_ids=[device.index] if device.type == "cuda" else None)
-    optim = torch.optim.RMSprop(
-        [{"params": tail.pretrained_parameters(), "lr": opt.lr}, {"params": tail.new_parameters(), "lr": opt.new_lr_factor * opt.lr}],
-        lr=opt.lr, momentum=0.9, weight_decay=opt.weight_decay,
-    )
-    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=4, gamma=0.94)
+    optim, sched = paper_optimizer(tail.pretrained_parameters(), opt.lr, opt.weight_decay,
+                                   new_params=tail.new_parameters(), new_lr_factor=opt.new_lr_factor)
     y_all = torch.from_numpy(labels.astype(np.int64))
-    step = opt.batch * world
     start = 0
     if state_path is not None and Path(state_path).is_file():
         start = _load_state(Path(state_path), tail, optim, sched, rng, opt, epochs)
     for epoch in range(start, epochs):
         tail.train()
-        order = rng.permutation(len(labels))
-        view = rng.integers(0, acts.shape[1], len(labels))
-        # Whole global batches only, so every rank runs the same number of steps.
-        starts = range(0, len(order) - step + 1 if len(order) >= step else 1, step)
-        for i in tqdm(starts, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=rank != 0):
-            idx = order[i : i + step][rank::world]
-            x = torch.from_numpy(acts[idx, view[idx]].astype(np.float32)).to(device)
-            loss = F.cross_entropy(net(x), y_all[idx].to(device))
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
+        batches = _epoch_batches(rng, len(views), views.num_views, opt.batch, rank, world)
+        loader = tqdm(views.loader(batches), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+                      disable=rank != 0)
+        for keys, x in zip(batches, loader):
+            train_step(net, optim, x.to(device), y_all[[row for row, _ in keys]].to(device))
         sched.step()
         if state_path is not None and rank == 0:
             _save_state(Path(state_path), tail, optim, sched, rng, opt, epoch + 1)
@@ -199,6 +173,20 @@ def fit_tail(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockO
             on_epoch(epoch + 1, tail.eval())
         log.info("epoch %d of %d done", epoch + 1, epochs)
     return tail.eval().cpu()
+
+
+def _epoch_batches(rng: np.random.Generator, n: int, num_views: int, batch: int, rank: int,
+                   world: int) -> list[list[tuple[int, int]]]:
+    """This rank's share of one epoch's batches, as (row, view) keys: a random order and a random view per
+    image, global batches of batch x world images of which each rank takes every world-th."""
+    # Not a DistributedSampler: the order and views come from the run's seeded numpy stream, which a resumed
+    # run restores and every rank draws alike; a torch sampler would train other batches than earlier runs.
+    order = rng.permutation(n)
+    view = rng.integers(0, num_views, n)
+    step = batch * world
+    # Whole global batches only, so every rank runs the same number of steps.
+    starts = range(0, n - step + 1 if n >= step else 1, step)
+    return [[(int(r), int(view[r])) for r in order[i : i + step][rank::world]] for i in starts]
 
 
 def _save_state(path: Path, tail: Tail, optim, sched, rng: np.random.Generator, opt: BlockOptions, epoch: int) -> None:
@@ -225,71 +213,49 @@ def _load_state(path: Path, tail: Tail, optim, sched, rng: np.random.Generator, 
     return min(int(state["epoch"]), epochs)
 
 
-def embed_activations(tail: Tail, acts: np.ndarray, chunk: int = 128) -> np.ndarray:
-    """Unit embeddings float32 (N, D) of activations (N, C, h, w), in chunks to bound memory."""
+def embed_views(tail: Tail, views: Views, chunk: int = 128) -> np.ndarray:
+    """Unit embeddings float32 (N, D) of every row's centre view, in chunks to bound memory."""
     out = []
     device = next(tail.parameters()).device
+    batches = views.centre_batches(chunk)
     with torch.inference_mode():
-        for i in range(0, len(acts), chunk):
-            x = torch.from_numpy(acts[i : i + chunk].astype(np.float32)).to(device)
-            out.append(tail.embedding(x).cpu().numpy())
+        for x in views.loader(batches):
+            out.append(tail.embedding(x.to(device)).cpu().numpy())
     return np.concatenate(out)
 
 
-def train_blocks(acts: np.ndarray, labels: np.ndarray, num_classes: int, opt: BlockOptions,
-                 progress=None, state_path: Path | None = None) -> tuple[Tail, dict]:
-    """The middle path: (the trained tail, a report). acts float16 (N, V, C, h, w), view 0 the centre
-    crop; labels int (N,). Epochs are chosen by the pseudo-novel check unless opt.epochs is set.
-    state_path makes the final training resumable (see fit_tail); the epoch search is not."""
-    from .train import pseudo_novel_split, pseudo_novel_score
+def embed_activations(tail: Tail, acts: np.ndarray, chunk: int = 128) -> np.ndarray:
+    """Unit embeddings float32 (N, D) of activations (N, C, h, w), in chunks to bound memory."""
+    return embed_views(tail, as_views(acts[:, None]), chunk)
 
+
+def train_blocks(acts: np.ndarray | Views, labels: np.ndarray, num_classes: int, opt: BlockOptions,
+                 progress: Progress | None = None, state_path: Path | None = None) -> tuple[Tail, dict]:
+    """The middle path: (the trained tail, a report). acts float16 (N, V, C, h, w) (or any Views), view 0
+    the centre crop; labels int (N,). Epochs are chosen by the pseudo-novel check unless opt.epochs is set.
+    state_path makes the final training resumable (see fit_tail); the epoch search is not."""
+    views = as_views(acts)
     report: dict = {}
     epochs = opt.epochs
     if epochs is None:
-        seen, held, train = pseudo_novel_split(labels, opt.seed)
-        remap = {c: k for k, c in enumerate(seen)}
-        y = np.array([remap[c] for c in labels[train]])
-        history = {0: pseudo_novel_score(None, _pooled_of(acts, opt), labels, seen, held)}
-
-        def on_epoch(epoch: int, tail: Tail) -> None:
-            history[epoch] = pseudo_novel_score(tail, acts, labels, seen, held, embed=embed_activations)
-            log.info("epoch %d: pseudo-novel %.4f", epoch, history[epoch])
-            if progress:
-                progress(epoch, history[epoch])
-
-        fit_tail(acts[train], y, len(seen), opt, opt.max_epochs, on_epoch)
-        # 0 epochs (the pretrained features with imprinted rows) is an option only without an embedding
-        # layer, which would otherwise stay random.
-        epochs = max((e for e in history if e > 0 or opt.dim == 0), key=lambda e: (round(history[e], 4), -e))
-        report["pseudo_novel_history"] = {int(k): round(v, 4) for k, v in history.items()}
+        epochs, history = search_epochs(
+            labels, opt.max_epochs,
+            fit=lambda rows, y, k, n, on_epoch: fit_tail(views.subset(rows), y, k, opt, n, on_epoch),
+            embed=lambda tail: embed_views(tail, views) if tail is not None else _pooled_of(views, opt),
+            # 0 epochs (the pretrained features with imprinted rows) is an option only without an embedding
+            # layer, which would otherwise stay random.
+            seed=opt.seed, allow_zero=opt.dim == 0, progress=progress)
+        report["pseudo_novel_history"] = rounded_history(history)
     report["epochs"] = int(epochs)
-    tail = fit_tail(acts, labels, num_classes, opt, epochs if opt.dim == 0 else max(1, epochs), state_path=state_path)
-    emb = embed_activations(tail, acts[:, 0])
-    with torch.no_grad():
-        pred = tail.classifier(torch.from_numpy(emb)).argmax(1).numpy()
-    report["train_top1"] = float((pred == labels).mean())
-    report["scale"] = float(tail.classifier.scale.detach())
+    tail = fit_tail(views, labels, num_classes, opt, epochs if opt.dim == 0 else max(1, epochs), state_path=state_path)
+    report.update(classifier_report(tail.classifier, embed_views(tail, views), labels))
     return tail, report
 
 
-def _pooled_of(acts: np.ndarray, opt: BlockOptions) -> np.ndarray:
-    """Pooled pretrained features (N, 1, F) of the centre views: the 'no training' reference score."""
-    from .model import ExtractorConfig
-
+def _pooled_of(views: Views, opt: BlockOptions) -> np.ndarray:
+    """Unit pooled pretrained features float32 (N, F) of the centre views: the 'no training' reference."""
     model = ImprintExtractor(ExtractorConfig(embedding_dim=0)).eval()
-    tail = Tail(model, opt.trainable_blocks, 1, opt.scale_init).eval()
-    return embed_activations(tail, acts[:, 0])[:, None]
-
-
-def init_distributed() -> bool:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); True if distributed."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    torch.distributed.init_process_group(backend)
-    log.info("distributed training: rank %d of %d (%s)", torch.distributed.get_rank(),
-             torch.distributed.get_world_size(), backend)
-    return True
+    return embed_views(Tail(model, opt.trainable_blocks, 1, opt.scale_init).eval(), views)
 
 
 def finetune_tail(tail: Tail, acts: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int, lr: float,
@@ -297,8 +263,6 @@ def finetune_tail(tail: Tail, acts: np.ndarray, labels: np.ndarray, num_classes:
     """Imprinting+FT on the middle path: fine-tune a tail (its classifier already holds base and imprinted
     novel rows) on base + novel activations (N, V, C, h, w), every class sampled uniformly (the paper's
     oversampling of novel classes, Sec. 6.2). lr for the blocks, 10x for the new layers."""
-    from .finetune import FinetuneOptions, _train
-
-    groups = [{"params": tail.pretrained_parameters(), "lr": lr}, {"params": tail.new_parameters(), "lr": 10 * lr}]
-    return _train(tail, acts, labels, num_classes, FinetuneOptions(epochs=epochs, lr=lr, batch=batch, seed=seed),
-                  samples_per_epoch, groups)
+    opt = FinetuneOptions(epochs=epochs, lr=lr, batch=batch, seed=seed)
+    return train_balanced(tail, acts, labels, num_classes, opt, samples_per_epoch, tail.pretrained_parameters(),
+                          tail.new_parameters())

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .export_options import ExportResult
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def run_export(args: argparse.Namespace) -> int:
     from imprinting.runtime.shot_offsets import ShotOffsets
 
     from .checkpoint import build_from_checkpoint, load_checkpoint
-    from .exporters import BaseClasses, ExportOptions, export_bundle
+    from .exporters import BaseClasses, ExportOptions, export_bundle, export_steps
     from .model import ExtractorConfig, ImprintExtractor
 
     if args.calib_dir is not None and not Path(args.calib_dir).is_dir():
@@ -97,12 +101,8 @@ def run_export(args: argparse.Namespace) -> int:
         quantize_embedding=not args.float_embedding,
         **({"name": args.name} if args.name else {}),
     )
-    # One step per progress() call in export_bundle: images, then per format a conversion, per precision a
-    # parity check (plus quantization for int8, timing unless --no-latency), and the manifest.
-    n_int8 = sum(p == "int8" for p in options.precisions)
-    per_format = 1 + len(options.precisions) * (2 if args.latency else 1) + n_int8
-    steps = 2 + len(options.formats) * per_format
-    with tqdm(total=steps, desc="export", unit="step") as bar:
+    # export_bundle reports each step of this list once as it starts it (a rejected file skips its timing).
+    with tqdm(total=len(export_steps(options)), desc="export", unit="step") as bar:
         def progress(msg: str) -> None:
             bar.set_description(msg)
             bar.update(1)
@@ -110,8 +110,14 @@ def run_export(args: argparse.Namespace) -> int:
         result = export_bundle(model, args.out, options, base=base, source=source, progress=progress)
         bar.n = bar.total
         bar.refresh()
+    _print_result(result, len(base.labels) if base else 0)
+    return 0
+
+
+def _print_result(result: "ExportResult", base_classes: int) -> None:
+    """The bundle's files as a table: size, parity and latency, then the rejected ones and the next step."""
     print(f"\nbundle {result.bundle_dir} ({result.manifest.embedding_dim}-d, "
-          f"{len(base.labels) if base else 0} base classes, fingerprint {result.manifest.fingerprint[:12]})")
+          f"{base_classes} base classes, fingerprint {result.manifest.fingerprint[:12]})")
     print(f"{'file':24s} {'size MB':>8s} {'cosine':>8s} {'min cos':>8s} {'top-1':>6s} {'ms/img':>7s}")
     for f in result.files:
         top1 = f"{f.parity.top1_agreement:.3f}" if f.parity.top1_agreement is not None else "-"
@@ -121,4 +127,3 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"{f.file:24s} {f.size_bytes / 1e6:8.2f} {f.parity.mean_cosine:8.5f} {f.parity.min_cosine:8.5f}  "
               f"REJECTED ({f.parity.message}); left out of the bundle")
     print(f"\nnext: imprint learn {result.bundle_dir} --store classes.npz --label NAME IMAGE...")
-    return 0

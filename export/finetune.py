@@ -7,12 +7,14 @@ Novel classes are oversampled so that every class is sampled uniformly in each m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .model import imprint_weights
+from .optim import paper_optimizer, train_step
 from .train import Head
 
 
@@ -27,31 +29,30 @@ class FinetuneOptions:
 
 
 def _balanced_batches(labels: np.ndarray, num_classes: int, steps: int, batch: int, rng: np.random.Generator):
+    # A WeightedRandomSampler (weights 1 / class size) samples alike but from torch's generator: other
+    # batches, so other results for the same seed than the published ones; this keeps the numpy stream.
     by_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
     for _ in range(steps):
         cls = rng.integers(0, num_classes, batch)
         yield np.array([by_class[c][rng.integers(len(by_class[c]))] for c in cls])
 
 
-def _train(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_classes: int, opt: FinetuneOptions,
-           samples_per_epoch: int, param_groups: list[dict] | None = None) -> nn.Module:
-    """Class-balanced training of `model` on feats (N, V, ...) (a random view per sample); param_groups
-    (optimizer groups with their own lr) default to all parameters at opt.lr."""
+def train_balanced(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_classes: int, opt: FinetuneOptions,
+                   samples_per_epoch: int, params: Iterable[nn.Parameter] | None = None,
+                   new_params: Iterable[nn.Parameter] | None = None) -> nn.Module:
+    """Class-balanced training of `model` on feats (N, V, ...) (a random view per sample), labels int (N,):
+    every batch draws its classes uniformly, then an image of each (the paper's oversampling of novel
+    classes). params (default: all of the model's) move at opt.lr, new_params (if given) at 10x."""
     torch.manual_seed(opt.seed)
     rng = np.random.default_rng(opt.seed)
-    optim = torch.optim.RMSprop(param_groups or model.parameters(), lr=opt.lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=4, gamma=0.94)
+    optim, sched = paper_optimizer(model.parameters() if params is None else params, opt.lr, new_params=new_params)
     y = torch.from_numpy(labels.astype(np.int64))
     steps = max(1, samples_per_epoch // opt.batch)
     for _ in range(opt.epochs):
         model.train()
         for idx in _balanced_batches(labels, num_classes, steps, opt.batch, rng):
             view = rng.integers(0, feats.shape[1], len(idx))
-            x = torch.from_numpy(feats[idx, view].astype(np.float32))
-            loss = nn.functional.cross_entropy(model(x), y[idx])
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
+            train_step(model, optim, torch.from_numpy(feats[idx, view].astype(np.float32)), y[idx])
         sched.step()
     return model.eval()
 
@@ -82,7 +83,7 @@ def extend_head(head: Head, novel_feats: np.ndarray, novel_labels: np.ndarray, n
 def finetune(head: Head, feats: np.ndarray, labels: np.ndarray, num_classes: int, opt: FinetuneOptions,
              samples_per_epoch: int) -> Head:
     """Fine-tune every part of the head on base + novel features with class-balanced sampling."""
-    return _train(head, feats, labels, num_classes, opt, samples_per_epoch)
+    return train_balanced(head, feats, labels, num_classes, opt, samples_per_epoch)
 
 
 class JointClassifier(nn.Module):
@@ -101,4 +102,4 @@ def all_class_joint(feats: np.ndarray, labels: np.ndarray, num_classes: int, dim
     """Train all classes jointly from scratch (no separate low-shot phase)."""
     torch.manual_seed(opt.seed)
     model = JointClassifier(feats.shape[2], dim, num_classes)
-    return _train(model, feats, labels, num_classes, opt, samples_per_epoch)
+    return train_balanced(model, feats, labels, num_classes, opt, samples_per_epoch)

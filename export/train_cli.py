@@ -11,6 +11,12 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .train import TrainedBase
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .checkpoint import Checkpoint, save_checkpoint
     from .datasets import cub_base, image_folder
+    from .distributed import close_distributed, rank_and_world
     from .lowshot import shot_offsets
     from .model import ExtractorConfig, imprint_weights
 
@@ -60,38 +67,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot write {out}: directory {out.parent} does not exist")
     data = cub_base(args.cub) if args.cub else image_folder(args.folder)
     spec = PreprocessSpec()
-    train = _train_blocks if args.blocks else _train_head
-    rank, t0 = 0, time.perf_counter()
-    model, rows, scale, emb, labels, report, t_feat = train(args, data, spec)
-    if args.blocks:
-        from .blocks import _world
-
-        rank = _world()[0]
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    t_train = time.perf_counter() - t0 - t_feat
+    t0 = time.perf_counter()
+    base = (_train_blocks if args.blocks else _train_head)(args, data, spec)
+    rank = rank_and_world()[0]
+    close_distributed()
+    t_train = time.perf_counter() - t0 - base.feature_seconds
     if rank != 0:
         return 0
-    dim = model.config.embedding_dim
+    rows, labels = base.rows, base.labels
     if rows is None or args.base_rows == "imprinted":
-        rows = imprint_weights(torch.from_numpy(emb), torch.from_numpy(labels), len(data.class_names))
-    offsets = {} if args.no_shot_offsets else shot_offsets(emb, labels)
+        rows = imprint_weights(torch.from_numpy(base.embeddings), torch.from_numpy(labels), len(data.class_names))
+    offsets = {} if args.no_shot_offsets else shot_offsets(base.embeddings, labels)
     if offsets:
         print("shot offsets (pseudo-novel split of the base classes): "
               + ", ".join(f"{n} shots {o:+.2f}" for n, o in offsets.items()))
     counts = np.bincount(labels, minlength=len(data.class_names))
+    dim = base.model.config.embedding_dim
     path = (f"last {args.blocks} blocks fine-tuned on cached activations" if args.blocks
             else "frozen backbone, cached pooled features, trained head")
-    training = {"path": path, "epochs": report["epochs"], "dim": dim, "blocks": args.blocks, "views": args.views,
-                "lr": report.pop("lr"), "seed": args.seed,
-                "feature_seconds": round(t_feat, 1), "train_seconds": round(t_train, 1),
+    training = {"path": path, "epochs": base.epochs, "dim": dim, "blocks": args.blocks, "views": args.views,
+                "lr": base.lr, "seed": args.seed,
+                "feature_seconds": round(base.feature_seconds, 1), "train_seconds": round(t_train, 1),
                 "dataset": str(args.cub or args.folder), "images": int(len(labels)),
-                "base_rows": args.base_rows if report.get("trained_rows", True) else "imprinted",
-                "shot_offsets": offsets, **{k: v for k, v in report.items() if k not in ("epochs", "trained_rows")}}
-    save_checkpoint(out, Checkpoint(ExtractorConfig(embedding_dim=dim), model.state_dict(), rows, scale,
+                "base_rows": args.base_rows if base.rows is not None else "imprinted",
+                "shot_offsets": offsets, **base.report}
+    save_checkpoint(out, Checkpoint(ExtractorConfig(embedding_dim=dim), base.model.state_dict(), rows, base.scale,
                                     data.class_names, tuple(int(c) for c in counts), spec, training))
     Path(str(out) + ".state").unlink(missing_ok=True)  # the run is complete; nothing left to resume
-    print(f"trained {report['epochs']} epochs in {t_train:.0f} s (features {t_feat:.0f} s); "
+    print(f"trained {base.epochs} epochs in {t_train:.0f} s (features {base.feature_seconds:.0f} s); "
           f"wrote {out}. Next: imprint export --checkpoint {out} --out bundles/{out.stem}")
     return 0
 
@@ -107,11 +110,11 @@ def _progress(epoch: int, score: float) -> None:
     print(f"  epoch {epoch}: pseudo-novel all-class top-1 {score:.1%}")
 
 
-def _train_head(args, data, spec):
-    """The fast path: (model, trained rows or None, scale, unit embeddings (N, D), labels, report, seconds)."""
+def _train_head(args: argparse.Namespace, data, spec) -> "TrainedBase":
+    """The fast path: a frozen backbone's pooled features, a trained head."""
     from .features import pooled_features
     from .model import ExtractorConfig, ImprintExtractor
-    from .train import HeadOptions, embed_features, train_head
+    from .train import HeadOptions, TrainedBase, embed_features, train_head
 
     opt = HeadOptions(dim=args.dim, lr=args.lr or 1e-3, max_epochs=args.max_epochs or 30, epochs=args.epochs,
                       seed=args.seed)
@@ -123,15 +126,13 @@ def _train_head(args, data, spec):
     _check_features(ok, data.labels, data.class_names, "features", t_feat, args.views)
     feats, labels = feats[ok], data.labels[ok]
     head, report = train_head(feats, labels, len(data.class_names), opt, _progress)
-    dim = args.dim if head is not None else 0
-    model = ImprintExtractor(ExtractorConfig(embedding_dim=dim))
+    model = ImprintExtractor(ExtractorConfig(embedding_dim=args.dim if head is not None else 0))
     if head is not None and head.embed is not None:
         model.embed.load_state_dict(head.embed.state_dict())
-    emb = embed_features(head, feats[:, 0])
-    rows = head.classifier.weight.detach().clone() if head is not None else None
-    scale = float(head.classifier.scale.detach()) if head is not None else opt.scale_init
-    report["lr"], report["trained_rows"] = opt.lr, head is not None
-    return model, rows, scale, emb, labels, report, t_feat
+    return TrainedBase(
+        model, head.classifier.weight.detach().clone() if head is not None else None,
+        float(head.classifier.scale.detach()) if head is not None else opt.scale_init,
+        embed_features(head, feats[:, 0]), labels, report.pop("epochs"), opt.lr, t_feat, report)
 
 
 def _readable(paths) -> "np.ndarray":
@@ -150,13 +151,16 @@ def _readable(paths) -> "np.ndarray":
     return ok
 
 
-def _train_blocks(args, data, spec):
-    """The middle path, same return as _train_head."""
+def _train_blocks(args: argparse.Namespace, data, spec) -> "TrainedBase":
+    """The middle path: the last backbone blocks fine-tuned on cached activations (all blocks: on images)."""
     import torch
 
-    from .blocks import BlockOptions, embed_activations, frozen_prefix, init_distributed, train_blocks
+    from .blocks import BlockOptions, embed_views, frozen_prefix, train_blocks
+    from .distributed import init_distributed
     from .features import backbone_outputs
     from .model import ExtractorConfig, ImprintExtractor
+    from .train import TrainedBase
+    from .views import ImageViews, as_views
 
     opt = BlockOptions(trainable_blocks=args.blocks, dim=args.dim, lr=args.lr or 1e-5,
                        max_epochs=args.max_epochs or 6, epochs=args.epochs, seed=args.seed)
@@ -169,8 +173,6 @@ def _train_blocks(args, data, spec):
 
     def activations():
         if cut <= 0:  # the full network: images decoded and augmented afresh on every access
-            from .image_views import ImageViews
-
             return ImageViews(data.paths, spec, args.views, args.seed), _readable(data.paths)
         return backbone_outputs(frozen, prefix, f"blocks{cut}", data.paths, spec, views=args.views, seed=args.seed,
                                 cache_dir=args.cache or None, progress=rank == 0)
@@ -185,12 +187,11 @@ def _train_blocks(args, data, spec):
     else:
         acts, ok = activations()
     t_feat = time.perf_counter() - t0
+    views = as_views(acts)
     if rank == 0:
-        _check_features(ok, data.labels, data.class_names, f"activations {acts.shape[2:]}", t_feat, args.views)
-    acts, labels = acts[ok], data.labels[ok]
+        _check_features(ok, data.labels, data.class_names, f"activations {views.item_shape}", t_feat, args.views)
+    views, labels = views.subset(ok), data.labels[ok]
     state = Path(args.out).with_name(Path(args.out).name + ".state")
-    tail, report = train_blocks(acts, labels, len(data.class_names), opt, _progress if rank == 0 else None, state)
-    emb = embed_activations(tail, acts[:, 0])
-    report["lr"], report["trained_rows"] = opt.lr, True
-    return (tail.model, tail.classifier.weight.detach().clone(), float(tail.classifier.scale.detach()), emb, labels,
-            report, t_feat)
+    tail, report = train_blocks(views, labels, len(data.class_names), opt, _progress if rank == 0 else None, state)
+    return TrainedBase(tail.model, tail.classifier.weight.detach().clone(), float(tail.classifier.scale.detach()),
+                       embed_views(tail, views), labels, report.pop("epochs"), opt.lr, t_feat, report)

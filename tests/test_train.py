@@ -165,16 +165,18 @@ def test_full_network_path_trains_every_layer_on_fresh_views(tmp_path):
 
 
 def test_image_views_draw_fresh_crops_and_a_fixed_centre(tmp_path):
-    from imprinting.export.image_views import ImageViews
+    from imprinting.export.views import ImageViews
     from imprinting.runtime.preprocess import PreprocessSpec
 
     root = _folder(tmp_path / "data", classes=("a",), per_class=2)
-    views = ImageViews(sorted((root / "a").iterdir()), PreprocessSpec(), views=2)
-    assert views.shape == (2, 3, 3, 224, 224) and len(views[np.array([True, False])]) == 1
-    centre = views[:, 0]
-    np.testing.assert_array_equal(centre[0:2], views[np.array([0, 1]), np.array([0, 0])])
-    a, b = views[np.array([0]), np.array([1])], views[np.array([0]), np.array([1])]
-    assert a.shape == (1, 3, 224, 224) and not np.array_equal(a, b)
+    views = ImageViews(sorted((root / "a").iterdir()), PreprocessSpec(), views=2, workers=2)
+    assert views.num_views == 3 and views.item_shape == (3, 224, 224)
+    assert len(views.subset(np.array([True, False]))) == 1
+    centre = [x for x in views.loader(views.centre_batches(2))][0]
+    np.testing.assert_array_equal(centre[1], views.subset(np.array([1]))[(0, 0)])
+    # A random view is a new crop at every access: within a batch and from pass to pass.
+    a, b = (next(iter(views.loader([[(0, 1), (0, 1)]]))) for _ in range(2))
+    assert a.shape == (2, 3, 224, 224) and not np.array_equal(a[0], b[0]) and not np.array_equal(a[0], a[1])
 
 
 def test_block_fine_tuning_moves_the_blocks_and_fits_its_classes():
