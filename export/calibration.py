@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imprinting.runtime.images import load_image
+from imprinting.runtime.images import IMAGE_SUFFIXES, load_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # scikit-image ships these inside its wheel (no download); grayscale ones are expanded to RGB.
 SAMPLE_PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
@@ -57,7 +56,7 @@ def load_image_dir(path: str | os.PathLike[str], limit: int | None = None, seed:
         raise ValueError(f"calibration directory {root} does not exist or is not a directory")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+        raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
     if limit is not None and len(files) > limit:
         pick = np.random.default_rng(seed).choice(len(files), limit, replace=False)
         files = [files[i] for i in sorted(pick)]

@@ -52,6 +52,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                    "(default: leave that file out, record it in the manifest, exit 0 if another file passed)")
     p.add_argument("--float-embedding", action="store_true",
                    help="keep the embedding layer fp32 in int8 files (default: int8 like the backbone)")
+    p.add_argument("--unknown-false-accept", type=float, default=0.05, metavar="RATE",
+                   help="the bundle's 'unknown' threshold lets this share of photos of never-taught classes through "
+                   "(default 0.05; chosen on --calib-dir or the sample photos)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_export)
     return p
@@ -98,7 +101,7 @@ def run_export(args: argparse.Namespace) -> int:
     options = ExportOptions(
         formats=args.formats, precisions=args.precisions, calib_count=args.calib_count, calib_dir=args.calib_dir,
         preprocess=spec, seed=args.seed, latency_runs=30 if args.latency else 0, strict=args.strict,
-        quantize_embedding=not args.float_embedding,
+        quantize_embedding=not args.float_embedding, unknown_false_accept=args.unknown_false_accept,
         **({"name": args.name} if args.name else {}),
     )
     # export_bundle reports each step of this list once as it starts it (a rejected file skips its timing).
@@ -118,6 +121,11 @@ def _print_result(result: "ExportResult", base_classes: int) -> None:
     """The bundle's files as a table: size, parity and latency, then the rejected ones and the next step."""
     print(f"\nbundle {result.bundle_dir} ({result.manifest.embedding_dim}-d, "
           f"{base_classes} base classes, fingerprint {result.manifest.fingerprint[:12]})")
+    cal = result.manifest.calibration
+    if "unknown_min_cosine" in cal:
+        print(f"unknown below cosine {cal['unknown_min_cosine']:.3f}: lets {100 * cal['unknown_false_accept']:.0f}% of "
+              f"photos of never-taught classes through, keeps {100 * cal['unknown_accept']:.0f}% of taught ones "
+              f"(views of the calibration photos)")
     print(f"{'file':24s} {'size MB':>8s} {'cosine':>8s} {'min cos':>8s} {'top-1':>6s} {'ms/img':>7s}")
     for f in result.files:
         top1 = f"{f.parity.top1_agreement:.3f}" if f.parity.top1_agreement is not None else "-"

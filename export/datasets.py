@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cub import load_cub
+from imprinting.runtime.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+from .cub import load_cub
 
 
 @dataclass(frozen=True)

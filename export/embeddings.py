@@ -20,7 +20,7 @@ from imprinting.runtime.bundle import file_sha256
 from imprinting.runtime.extractor import Extractor
 from imprinting.runtime.images import load_image
 from imprinting.runtime.preprocess import PreprocessSpec, normalize, preprocess, resize_for_crop
-from imprinting.runtime.store import atomic_write_bytes
+from imprinting.runtime.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,8 @@ class ExportOptions:
     strict: any file that fails its parity check fails the export (default: it is left out and recorded).
     quantize_embedding: int8 files quantize the embedding layer too (else it stays fp32: D x 1280 x 4 bytes).
     latency_runs: if > 0, time each file single-threaded at batch 1 (median of this many runs).
+    unknown_false_accept: the share of photos of never-taught classes that the bundle's "unknown" threshold
+    may let through (see unknown_threshold.py).
     """
 
     formats: tuple[str, ...] = FORMAT_NAMES
@@ -55,6 +57,7 @@ class ExportOptions:
     name: str = "imprinting-efficientnet_lite0"
     seed: int = 0
     latency_runs: int = 0
+    unknown_false_accept: float = 0.05
 
     def __post_init__(self) -> None:
         for value, known, what in ((self.formats, FORMAT_NAMES, "format"), (self.precisions, PRECISIONS, "precision")):
@@ -71,6 +74,8 @@ class ExportOptions:
             raise ValueError(f"calib_count must be in [1, 10000] (100-300 recommended), got {self.calib_count}")
         if self.parity_count < 1:
             raise ValueError(f"parity_count must be >= 1, got {self.parity_count}")
+        if not 0 < self.unknown_false_accept < 0.5:
+            raise ValueError(f"unknown_false_accept must be in (0, 0.5), got {self.unknown_false_accept}")
         if self.float_prefix_convs < 0:
             raise ValueError(f"float_prefix_convs must be >= 0, got {self.float_prefix_convs}")
 

@@ -29,6 +29,7 @@ from .calibration import default_image_sets
 from .export_options import DEFAULT_SCALE, FORMATS, BaseClasses, ExportOptions, ExportResult, FileReport, ParityError
 from .model import ImprintExtractor, state_fingerprint
 from .parity import ParityReport, check_parity, measure_latency
+from .unknown_threshold import threshold_for
 
 # The options and results live in export_options; callers take them from here with export_bundle.
 __all__ = ["BaseClasses", "ExportOptions", "ExportResult", "ExportStep", "FileReport", "ParityError", "export_bundle",
@@ -72,7 +73,7 @@ _FILE_STEPS: dict[str, tuple[str, ...]] = {"fp32": ("check", "time"), "int8": ("
 
 @dataclass(frozen=True)
 class ExportStep:
-    """One step of an export: `action` ("images", "convert", "quantize", "check", "time", "manifest") on the
+    """One step of an export: `action` ("images", "unknown", "convert", "quantize", "check", "time", "manifest") on the
     file of (format, precision); export_bundle reports each through progress() as it starts it."""
 
     action: str
@@ -82,7 +83,7 @@ class ExportStep:
 
 def export_steps(options: ExportOptions) -> tuple[ExportStep, ...]:
     """Every step export_bundle runs for `options`, in order (the CLI's progress bar counts them)."""
-    steps = [ExportStep("images")]
+    steps = [ExportStep("images"), ExportStep("unknown")]
     for fmt in options.formats:
         steps.append(ExportStep("convert", fmt, "fp32"))
         for precision in options.precisions:
@@ -157,6 +158,15 @@ class _Export:
             self.reference = torch.cat([self.model(torch.from_numpy(b)) for b in chunks]).numpy()
         self.calib_nchw = preprocess(self.calib_images, opt.preprocess, "NCHW") if int8 else None
         self.base_w = self.base.classifier.unit_weight().detach().numpy() if self.base is not None else None
+
+    def unknown(self, _: ExportStep) -> None:
+        self.say("choosing the unknown threshold")
+        opt = self.options
+        try:
+            self.threshold = threshold_for(self.model, opt.preprocess, opt.calib_dir, opt.unknown_false_accept, opt.seed)
+        except ValueError as err:  # too few photos in --calib-dir: the runtime's fallback threshold applies
+            log.warning("no unknown threshold for this bundle (%s); the runtime's default applies", err)
+            self.threshold = None
 
     def convert(self, step: ExportStep) -> None:
         self.say(f"{step.format} fp32: converting")
@@ -252,6 +262,7 @@ def _manifest(run: _Export, files: tuple[FileReport, ...]) -> Manifest:
             "float_prefix_convs": options.float_prefix_convs,
             "quantize_embedding": options.quantize_embedding,
             "seed": options.seed,
+            **(run.threshold.to_manifest() if run.threshold is not None else {}),
         },
         source={"backbone": model.config.backbone, "embedding_dim": model.config.embedding_dim, **(run.source or {})},
         versions=library_versions(),

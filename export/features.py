@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from imprinting.runtime.images import load_image
 from imprinting.runtime.preprocess import PreprocessSpec, centre_crop_resized, normalize
-from imprinting.runtime.store import atomic_write_bytes
+from imprinting.runtime.atomic import atomic_write_bytes
 
 from .embeddings import augmented_crops
 from .model import ImprintExtractor

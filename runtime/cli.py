@@ -14,7 +14,7 @@ from .bundle import load_bundle
 from .classifier import ImprintedClassifier
 from .folders import class_folders, embed_files, evaluate, image_files, plot_confusion
 from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
-from .recognizer import Recognizer
+from .recognizer import Recognizer, bundle_unknown_policy
 from .labels import validate_label
 from .store import read_store, write_store
 from .store_sync import save_merged
@@ -269,6 +269,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     for r in m.rejected:
         print(f"  rejected at export: {r.get('file')} ({r.get('reason')})")
     print(f"base classes: {len(base.labels) if base else 0}")
+    u = bundle_unknown_policy(m)
+    far = m.calibration.get("unknown_false_accept")
+    print(f"unknown below cosine {u.min_cosine:.3f}" + (f" (chosen at export for a {100 * far:.0f}% false-accept rate)"
+                                                        if far is not None else " (the runtime's default: this bundle carries none)"))
     if m.host:
         print(f"checked on: {m.host.get('cpu')} ({m.host.get('arch')}; {', '.join(m.host.get('features', []))}; "
               f"int8 kernels {m.host.get('int8_kernels')})")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write, atomic_write_bytes  # noqa: F401  (atomic_write_bytes: until export/ imports it from atomic)
+from .atomic import atomic_write
 from .labels import validate_label
 
 STORE_FORMAT = "imprinting-class-store"

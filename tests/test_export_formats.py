@@ -57,6 +57,17 @@ def test_every_format_and_precision_is_in_the_manifest_with_its_parity(exported)
     assert all(f.parity.top1_agreement is not None for f in result.files)
 
 
+def test_the_bundle_carries_an_unknown_threshold_that_the_runtime_applies(exported):
+    from imprinting.runtime import Recognizer
+
+    _, _, result = exported
+    cal = load_bundle(result.bundle_dir).manifest.calibration
+    assert -1.0 < cal["unknown_min_cosine"] < 1.0 and cal["unknown_false_accept"] == 0.05
+    assert cal["unknown_trials"]["negatives"] > 100 and 0.0 <= cal["unknown_accept"] <= 1.0
+    with Recognizer.open(result.bundle_dir) as r:
+        assert r.unknown.min_cosine == cal["unknown_min_cosine"]
+
+
 def test_runtime_reproduces_pytorch_embeddings_from_every_file(exported):
     model, _, result = exported
     bundle = load_bundle(result.bundle_dir)
