@@ -98,7 +98,7 @@ def choose_threshold(embeddings: np.ndarray, groups: np.ndarray, options: Thresh
         for s in untaught:
             negatives.extend((e[members[s]] @ w.T).max(1).tolist())
     neg = np.asarray(negatives)
-    t = float(np.quantile(neg, 1.0 - options.false_accept))
+    t = min(max(float(np.quantile(neg, 1.0 - options.false_accept)), -1.0), 1.0)  # float rounding can pass 1
     pos = np.asarray(positives)
     accept = float((pos >= t).mean()) if pos.size else 0.0
     return Threshold(t, options.false_accept, accept, int(neg.size), int(pos.size), len(ids), options.shots)
@@ -132,6 +132,9 @@ def threshold_for(model: "torch.nn.Module", spec: "PreprocessSpec", calib_dir: s
         e = torch.cat([model(torch.from_numpy(b)) for b in np.array_split(x, max(1, len(x) // 16))]).numpy()
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
     t = choose_threshold(e, groups, ThresholdOptions(false_accept=false_accept, seed=seed))
+    if t.accept < 0.5:
+        log.warning("the unknown threshold %.3f keeps only %.0f%% of views of taught photos: this extractor barely "
+                    "tells the calibration photos apart (an untrained model?)", t.min_cosine, 100 * t.accept)
     log.info("unknown threshold %.3f (false accept %.0f%% on %d never-taught images; %.0f%% of taught ones kept)",
              t.min_cosine, 100 * false_accept, t.negatives, 100 * t.accept)
     return t
