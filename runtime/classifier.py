@@ -9,6 +9,7 @@ camera thread can classify while another thread teaches.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Sequence
 import numpy as np
@@ -251,8 +252,10 @@ class ImprintedClassifier:
             if not k:
                 raise ValueError("the classifier has no classes yet: imprint one first")
             cos = self._cosines(e)
-            scores = self._scores(cos)
             counts = self._counts[:k]
+            if self.shot_offsets is None:
+                return [rank(c, c, self._labels, counts, self.scale, top_k, self.unknown) for c in cos]
+            scores = self._scores(cos)
             return [rank(s, c, self._labels, counts, self.scale, top_k, self.unknown) for s, c in zip(scores, cos)]
 
     def _scores(self, cos: np.ndarray) -> np.ndarray:
@@ -371,13 +374,17 @@ class ImprintedClassifier:
         cap = self._sums.shape[0] * 2
         for name in ("_sums", "_inv_norms", "_counts", "_offsets"):
             old = getattr(self, name)
-            new = np.zeros((cap, *old.shape[1:]), old.dtype)
+            # Rows past the class count are never read, so the new matrix need not be zeroed first (that would
+            # touch every page of it once more).
+            new = np.empty((cap, *old.shape[1:]), old.dtype)
             new[: old.shape[0]] = old
+            if old.ndim == 1:
+                new[old.shape[0]:] = 0  # the small per-class arrays stay zeroed; it costs nothing
             setattr(self, name, new)
 
     def _refresh(self, k: int) -> None:
         s = self._sums[k]
-        self._inv_norms[k] = 1.0 / max(float(np.sqrt(s @ s)), _EPS)
+        self._inv_norms[k] = 1.0 / max(math.sqrt(float(s @ s)), _EPS)
         if self.shot_offsets is not None:
             self._offsets[k] = self.shot_offsets(self._counts[k : k + 1])[0]
         self._template_cache = None

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import math
-
 import numpy as np
 
-from .results import Category, Classification
+from .results import Classification
 
 
 @dataclass(frozen=True)
@@ -49,20 +47,16 @@ def rank(
     m = min(max(top_k, 2), n)  # at least two, for the margin
     if m < n:
         # argpartition pays off only when the top is much smaller than the row.
-        top = np.argpartition(scores, n - m)[n - m:]
-        top = top[np.argsort(scores[top])[::-1]]
+        top = scores.argpartition(n - m)[n - m:]
+        top = top[scores[top].argsort()[::-1]]
     else:
-        top = np.argsort(scores)[::-1]
-    best = scores[top]
-    b0 = float(best[0])
-    margin = b0 - float(best[1]) if n > 1 else float("inf")
-    # Softmax of scale * score over all classes, shifted by the top logit so exp never overflows.
-    total = float(np.exp((scores - b0) * scale).sum())
+        top = scores.argsort()[::-1]
+    best = scores[top].tolist()
+    b0 = best[0]
+    margin = b0 - best[1] if n > 1 else float("inf")
     idx = top[:top_k].tolist()
-    cos = cosines[idx].tolist() if cosines is not scores else best[:top_k].tolist()
-    sc = best[:top_k].tolist()
-    cats = tuple(
-        Category(labels[i], s, c, math.exp((s - b0) * scale) / total, int(counts[i]))
-        for i, s, c in zip(idx, sc, cos)
-    )
-    return Classification(cats, policy.is_unknown(b0, margin))
+    cos = best[:top_k] if cosines is scores else cosines[idx].tolist()
+    # The softmax denominator is computed when probabilities are first asked for (results.py); `scores` is
+    # this call's own array, so keeping it is safe.
+    raw = ([labels[i] for i in idx], best[:top_k], cos, counts[idx].tolist(), b0, scale, scores)
+    return Classification(raw=raw, unknown=policy.is_unknown(b0, margin))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -27,17 +30,37 @@ class Category:
                 "shots": self.shots}
 
 
-@dataclass(frozen=True)
 class Classification:
-    """The top-k answer for one embedding, best first; unknown is the UnknownPolicy's verdict on the top one."""
+    """The top-k answer for one embedding, best first; unknown is the UnknownPolicy's verdict on the top one.
 
-    categories: tuple[Category, ...]
-    unknown: bool = False
+    `categories` are built on first access: a camera that reads only `label` and `score` every frame does not
+    pay for k result objects."""
+
+    __slots__ = ("_categories", "_raw", "unknown")
+
+    def __init__(self, categories: tuple[Category, ...] = (), unknown: bool = False, *,
+                 raw: tuple | None = None) -> None:
+        # raw: (labels, scores, cosines, shots, top score, scale, every class's score (K,)), from ranking.rank
+        self._categories = tuple(categories) if raw is None else None
+        self._raw = raw
+        self.unknown = bool(unknown)
+
+    @property
+    def categories(self) -> tuple[Category, ...]:
+        if self._categories is None:
+            labels, scores, cosines, shots, b0, scale, row = self._raw
+            # Softmax of scale * score over all classes, shifted by the top logit so exp never overflows.
+            total = float(np.exp((row - b0) * scale).sum())
+            self._categories = tuple(Category(lab, s, c, math.exp((s - b0) * scale) / total, n)
+                                     for lab, s, c, n in zip(labels, scores, cosines, shots))
+        return self._categories
 
     @property
     def label(self) -> str | None:
         """The top-1 label, or None when the answer is unknown."""
-        return None if self.unknown else self.categories[0].label
+        if self.unknown:
+            return None
+        return self._raw[0][0] if self._categories is None else self._categories[0].label
 
     @property
     def top(self) -> Category:
@@ -47,12 +70,20 @@ class Classification:
     @property
     def score(self) -> float:
         """The top-1 score (cosine plus shot offset)."""
-        return self.categories[0].score
+        return self._raw[1][0] if self._categories is None else self._categories[0].score
 
     @property
     def cosine(self) -> float:
         """The top-1 cosine."""
-        return self.categories[0].cosine
+        return self._raw[2][0] if self._categories is None else self._categories[0].cosine
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Classification):
+            return NotImplemented
+        return self.unknown == other.unknown and self.categories == other.categories
+
+    def __repr__(self) -> str:
+        return f"Classification(categories={self.categories!r}, unknown={self.unknown})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "unknown": self.unknown, "score": self.score, "cosine": self.cosine,

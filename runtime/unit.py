@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -12,6 +14,12 @@ def normalize_embeddings(embeddings: np.ndarray, dim: int) -> np.ndarray:
     enter a weight matrix.
     """
     e = np.asarray(embeddings)
+    if e.ndim == 1 and e.dtype == np.float32 and e.shape[0] == dim:
+        # One float32 embedding (a camera frame's): the common case, without the general path's overhead.
+        norm = math.sqrt(float(e @ e))
+        if not math.isfinite(norm) or norm < 1e-6:
+            check_norms(np.array([norm]))
+        return (e / norm)[None, :]
     if e.ndim == 1:
         e = e[None, :]
     if e.ndim != 2 or e.shape[1] != dim:
