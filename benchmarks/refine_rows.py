@@ -1,4 +1,7 @@
-"""Refinement on the device: the paper's fine-tuning after imprinting, for the classifier rows only, in NumPy.
+"""An experiment: the paper's fine-tuning after imprinting, for the classifier rows only, in NumPy (issue 15).
+
+Not part of the runtime: on CUB it did not beat imprinting (benchmarks/results/refine_trials.md, made by
+`python benchmarks/refine_trials.py`), so no device runs it.
 
 The extractor stays frozen, so fine-tuning the rows is a small problem over stored shot embeddings: softmax
 cross-entropy on the cosine logits scale * cos(x, w_k), rows initialized from the imprinted ones and pulled
@@ -56,7 +59,6 @@ def refine_rows(
     """Fine-tune the trainable rows of unit rows float32 (K, D) on unit embeddings x (N, D) with class indices
     y (N,) into rows (K,); returns new unit rows float32 (K, D) (untrainable rows unchanged)."""
     w0 = np.asarray(rows, np.float32)
-    k = w0.shape[0]
     train = np.flatnonzero(trainable)
     if not train.size or not x.shape[0]:
         return w0.copy()
@@ -83,7 +85,6 @@ def refine_rows(
         v[train] -= options.lr * (m / (1 - b1**t)) / (np.sqrt(s2 / (1 - b2**t)) + eps)
     out = w0.copy()
     out[train] = v[train] / np.linalg.norm(v[train], axis=1, keepdims=True)
-    del k
     return out
 
 
@@ -123,7 +124,7 @@ def plan_refinement(
         hold = np.zeros(len(shot_class), bool)
         for c in np.flatnonzero(trainable):
             hold[rng.choice(np.flatnonzero(shot_class == c))] = True
-        part = sums - np.add.at(np.zeros_like(sums), shot_class[hold], shots[hold]) if False else _minus(sums, shots[hold], shot_class[hold])
+        part = _minus(sums, shots[hold], shot_class[hold])
         r0 = (part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         x = np.concatenate([shots[~hold], ex])
         y = np.concatenate([shot_class[~hold], ex_c])
