@@ -8,6 +8,8 @@ Bound to 127.0.0.1 by default. JSON in, JSON out; errors are 4xx with {"error": 
     POST   /teach   {"label": L, "frames": N}           teach L from the next N frames; answers when they
                                                         were taken (200, shots), 409 while another teach runs
     POST   /teach?label=L  (body: an encoded image)     teach L from the uploaded image (200)
+    GET    /store                                       the class store file (.npz), to merge on another device
+    POST   /store/merge[?rename_conflicts=1]  (body: a class store file)   add its classes (200 when done)
     POST   /undo, /save                                 (200 when done)
     POST   /rename  {"old": A, "new": B}                (200 when done; 409 if B exists)
     DELETE /classes/<label>                             (200 when done)
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,9 +33,17 @@ from .commands import Outcome, TeachConflict
 from .loop import CameraLoop
 
 log = logging.getLogger(__name__)
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = 64 * 1024 * 1024  # an image upload or a class store with its shots
 TEACH_TIMEOUT_S = 60.0  # a frames teach answers when its frames were taken
 COMMAND_TIMEOUT_S = 15.0  # other changes wait at most a stall (5 s) for the loop to take them
+
+
+@dataclass(frozen=True)
+class _Binary:
+    """A response body that is not JSON."""
+
+    data: bytes
+    content_type: str
 
 
 class _ApiError(Exception):
@@ -145,9 +156,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body)
 
     def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if isinstance(body, _Binary):
+            data, kind = body.data, body.content_type
+        else:
+            data, kind = json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8"
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -185,6 +199,17 @@ class _Handler(BaseHTTPRequestHandler):
         req = self._body()
         shots = _wait(self.loop.teach(self._field(req, "label"), req.get("frames")), TEACH_TIMEOUT_S)
         return {"label": req["label"].strip(), "shots": shots}
+
+    def _store(self, url: Any, path: str) -> Any:
+        return _Binary(self.loop.recognizer.store_bytes(), "application/octet-stream")
+
+    def _merge(self, url: Any, path: str) -> Any:
+        data = self._body(json_body=False)
+        if not data:
+            raise _ApiError(HTTPStatus.BAD_REQUEST, "send a class store file (.npz) as the request body")
+        flag = parse_qs(url.query).get("rename_conflicts", ["0"])[0].lower() in ("1", "true", "yes")
+        classes = _wait(self.loop.merge(data, flag))
+        return {"status": "done", "classes": classes}
 
     def _undo(self, url: Any, path: str) -> Any:
         return {"status": "done", "classes": _wait(self.loop.undo())}
@@ -245,6 +270,8 @@ _ROUTES: dict[str, dict[str, Any]] = {
     "/undo": {"POST": _Handler._undo},
     "/save": {"POST": _Handler._save},
     "/rename": {"POST": _Handler._rename},
+    "/store": {"GET": _Handler._store},
+    "/store/merge": {"POST": _Handler._merge},
 }
 
 

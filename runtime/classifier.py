@@ -9,7 +9,6 @@ camera thread can classify while another thread teaches.
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Sequence
 import numpy as np
@@ -384,7 +383,7 @@ class ImprintedClassifier:
 
     def _refresh(self, k: int) -> None:
         s = self._sums[k]
-        self._inv_norms[k] = 1.0 / max(math.sqrt(float(s @ s)), _EPS)
+        self._inv_norms[k] = 1.0 / max(float(np.sqrt(s @ s)), _EPS)  # as from_store_data: a reload is exact
         if self.shot_offsets is not None:
             self._offsets[k] = self.shot_offsets(self._counts[k : k + 1])[0]
         self._template_cache = None

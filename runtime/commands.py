@@ -77,6 +77,15 @@ class Learn:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """Add the classes of a class-store file (its bytes) taught on another device."""
+
+    data: bytes
+    rename_conflicts: bool = False
+    outcome: Outcome = _outcome()
+
+
+@dataclass(frozen=True)
 class Undo:
     outcome: Outcome = _outcome()
 

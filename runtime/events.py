@@ -94,6 +94,13 @@ class Removed(Event):
 
 
 @dataclass(frozen=True)
+class Merged(Event):
+    kind: ClassVar[str] = "merged"
+    labels: list[str]
+    classes: int
+
+
+@dataclass(frozen=True)
 class Saved(Event):
     kind: ClassVar[str] = "saved"
     path: str

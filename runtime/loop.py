@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from . import events as ev
-from .commands import Collecting, Learn, Outcome, Remove, Rename, Save, Teach, TeachConflict, TeachOutcome, Undo
+from .commands import (Collecting, Learn, Merge, Outcome, Remove, Rename, Save, Teach, TeachConflict, TeachOutcome,
+                       Undo)
 from .events import Event
 from .images import ImageInput, load_image_digest
 from .recognizer import Recognizer
@@ -141,7 +142,11 @@ class CameraLoop:
     def save(self) -> Outcome:
         return self._queue(Save())
 
-    def _queue(self, cmd: Teach | Learn | Undo | Rename | Remove | Save) -> Outcome:
+    def merge(self, data: bytes, rename_conflicts: bool = False) -> Outcome:
+        """Queue adding the classes of a class-store file's bytes (from another device); see Recognizer.merge."""
+        return self._queue(Merge(bytes(data), rename_conflicts))
+
+    def _queue(self, cmd: Teach | Learn | Merge | Undo | Rename | Remove | Save) -> Outcome:
         self._commands.put(cmd)
         if self._started and self._stop.is_set():
             # The loop has ended (an API or stdin may outlive it): carry the command out here.
@@ -298,6 +303,10 @@ class CameraLoop:
                 self._history = [h for h in self._history if h[0] != label]
                 self._smoother.reset()
                 self._changed(ev.Removed(label, len(r)))
+            case Merge(data, rename_conflicts, _):
+                labels = r.merge(data, rename_conflicts)
+                self._smoother.reset()
+                self._changed(ev.Merged(list(labels), len(r)))
             case Save():
                 self._save(force=True)
 

@@ -19,15 +19,15 @@ import numpy as np
 
 from .bundle import Bundle, ExtractorEntry, Manifest, load_bundle
 from .classifier import ImprintedClassifier
-from .ranking import UnknownPolicy
 from .extractor import ExtractorOptions
 from .images import ImageInput, load_image, load_image_digest
 from .labels import validate_label
 from .preprocess import preprocess
+from .ranking import UnknownPolicy
 from .results import Classification
+from .store import StoreData, read_store, store_bytes, write_store
+from .store_sync import combine, save_merged
 from .unit import check_norms
-from .store import read_store, write_store
-from .store_sync import save_merged
 
 log = logging.getLogger(__name__)
 # The unknown threshold of bundles that carry none (exported before thresholds were calibrated).
@@ -205,6 +205,23 @@ class Recognizer:
     def remove(self, label: str) -> None:
         """Delete a class."""
         self._classifier.remove(label)
+
+    def merge(self, incoming: StoreData | str | os.PathLike[str] | bytes, rename_conflicts: bool = False) -> tuple[str, ...]:
+        """Add the classes of another class store (a StoreData, a file or its bytes) taught with this model on
+        another device: the same label becomes one class with all the shots (exact: sums and counts add), or
+        stays apart as "label (2)" with rename_conflicts. Returns the incoming classes' labels here."""
+        m = self._bundle.manifest
+        data = incoming if isinstance(incoming, StoreData) else read_store(
+            incoming, expected_fingerprint=m.fingerprint, expected_dim=m.embedding_dim)
+        with self._classifier.lock:
+            ours = self._classifier.to_store_data()
+            merged = combine([ours, data], rename_conflicts)
+            self._classifier.replace_state(merged)
+        return tuple(merged.labels[len(ours.labels):]) if rename_conflicts else tuple(data.labels)
+
+    def store_bytes(self) -> bytes:
+        """The current classes as a class-store file's bytes (to send to another device)."""
+        return store_bytes(self._classifier.to_store_data())
 
     # ----- the classes --------------------------------------------------------------------------
     @property

@@ -20,6 +20,7 @@ writer leaves the previous file intact.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zipfile
@@ -33,6 +34,7 @@ from .labels import validate_label
 
 STORE_FORMAT = "imprinting-class-store"
 STORE_FORMAT_VERSION = 1
+MAX_STORE_BYTES = 256 * 2**20  # an upload larger than this is refused before it is parsed
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class StoreData:
 def write_store(path: str | os.PathLike[str], data: StoreData) -> None:
     """Validate `data` and save it atomically to `path` (an `.npz`)."""
     _validate(data, str(path))
+    arrays = _arrays(data)
+    atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def _arrays(data: StoreData) -> dict[str, np.ndarray]:
     meta = {
         "format": STORE_FORMAT,
         "format_version": STORE_FORMAT_VERSION,
@@ -77,20 +84,34 @@ def write_store(path: str | os.PathLike[str], data: StoreData) -> None:
     if data.shots is not None:
         arrays["shots"] = np.ascontiguousarray(data.shots, dtype=np.float32)
         arrays["shot_class"] = np.ascontiguousarray(data.shot_class, dtype=np.int64)
-    atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+    return arrays
+
+
+def store_bytes(data: StoreData) -> bytes:
+    """The class-store file of `data` as bytes (to send it somewhere), validated as write_store does."""
+    buf = io.BytesIO()
+    _validate(data, "to send")
+    np.savez(buf, **_arrays(data))
+    return buf.getvalue()
 
 
 def read_store(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | bytes,
     *,
     expected_fingerprint: str | None = None,
     expected_dim: int | None = None,
 ) -> StoreData:
-    """Load and validate a class store. Any problem raises ValueError with a one-line reason."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"class store {path} does not exist or is not a regular file")
-    arrays = _load_members(path)
+    """Load and validate a class store: a file, or its bytes (e.g. an upload). Any problem raises ValueError
+    with a one-line reason."""
+    if isinstance(path, (bytes, bytearray)):
+        if len(path) > MAX_STORE_BYTES:
+            raise ValueError(f"a class store of {len(path) >> 20} MB is refused (at most {MAX_STORE_BYTES >> 20} MB)")
+        src, path = io.BytesIO(path), "(uploaded)"
+    else:
+        path = src = Path(path)
+        if not path.is_file():
+            raise ValueError(f"class store {path} does not exist or is not a regular file")
+    arrays = _load_members(src, str(path))
     try:
         meta = json.loads(arrays["meta"].astype(np.uint8).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -142,12 +163,12 @@ _MEMBERS = ("meta", "sums", "counts", "shots", "shot_class")
 _MAX_INFLATION = 64
 
 
-def _load_members(path: Path) -> dict[str, np.ndarray]:
+def _load_members(src: Path | io.BytesIO, path: str) -> dict[str, np.ndarray]:
     """The allow-listed arrays of a store zip, each checked before it is read: its header's dtype and
     shape must fit the member's real size, so a forged header or a zip bomb cannot make us allocate."""
     out: dict[str, np.ndarray] = {}
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(src) as z:
             infos = {i.filename[:-4]: i for i in z.infolist() if i.filename.endswith(".npy")}
             missing = {"meta", "sums", "counts"} - set(infos)
             if missing:

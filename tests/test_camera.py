@@ -351,7 +351,7 @@ def test_file_sources_play_in_real_time_and_loop(tmp_path):
     assert time.monotonic() - t0 >= 2 / 20 - 0.01  # three frames at 20 FPS span at least two intervals
     g = FrameGrabber(open_source(folder, SourceOptions(realtime=True, fps=50)))
     stamps = []
-    while (f := g.get(5.0)) is not None:
+    while g.get(5.0) is not None:
         stamps.append(g.captured_at)
     g.close()
     assert stamps == sorted(stamps) and len(stamps) >= 1
@@ -406,3 +406,53 @@ def test_show_explains_how_to_get_a_window(monkeypatch):
     assert "DISPLAY" in deps.window_problem()
     monkeypatch.setenv("DISPLAY", ":0")
     assert deps.window_problem() is None
+
+
+def test_a_running_loop_sends_its_store_and_merges_another_devices_without_losing_anything(tiny_bundle, tmp_path):
+    from imprinting.runtime import ImprintedClassifier
+    from imprinting.runtime.store import store_bytes
+
+    stop = threading.Event()
+
+    def frames():
+        i = 0
+        while not stop.is_set() and i < 20000:
+            i += 1
+            yield frame(0, i % 50)
+
+    # Another device taught "green" (3 shots) and "red" (2 shots) with the same model.
+    other = tmp_path / "other.npz"
+    with recognizer(tiny_bundle, other) as o:
+        o.learn("green", [frame(1, i) for i in range(3)])
+        o.learn("red", [frame(0, 100 + i) for i in range(2)])
+        o.save()
+    with recognizer(tiny_bundle, tmp_path / "robot.npz") as r:
+        loop = CameraLoop(r, open_source(frames()), LoopOptions(smoothing=1, teach_frames=2))
+        api = ApiServer(loop, port=0).start()
+        thread = threading.Thread(target=loop.run)
+        thread.start()
+        try:
+            assert _call(f"{api.url}/teach", "POST", json.dumps({"label": "red", "frames": 2}).encode())[0] == 200
+            status, body = _call(f"{api.url}/store/merge", "POST", other.read_bytes(), "application/octet-stream")
+            assert status == 200 and body["classes"] == 2
+            # Taught here while the merge ran: kept. Same label: one class with both devices' shots.
+            assert dict(r.classes()) == {"red": 4, "green": 3}
+            with urllib.request.urlopen(f"{api.url}/store", timeout=10) as resp:
+                sent = read_store(resp.read())
+            assert dict(zip(sent.labels, sent.counts.tolist())) == {"red": 4, "green": 3}
+            assert read_store(tmp_path / "robot.npz").labels == sent.labels  # saved after the merge
+            foreign = ImprintedClassifier(r.embedding_dim, 10.0, "another-model")
+            foreign.imprint("x", np.ones(r.embedding_dim, np.float32))
+            status, body = _call(f"{api.url}/store/merge", "POST", store_bytes(foreign.to_store_data()),
+                                 "application/octet-stream")
+            assert status == 400 and "made with extractor another-model" in body["error"]
+            status, body = _call(f"{api.url}/store/merge", "POST", b"not a store", "application/octet-stream")
+            assert status == 400 and "truncated or corrupt" in body["error"]
+            status, body = _call(f"{api.url}/store/merge?rename_conflicts=1", "POST", other.read_bytes(),
+                                 "application/octet-stream")
+            assert status == 200 and set(dict(r.classes())) == {"red", "green", "green (2)", "red (2)"}
+        finally:
+            stop.set()
+            loop.stop()
+            api.close()
+            thread.join(10)
