@@ -22,6 +22,7 @@ import numpy as np
 
 from imprinting import simcam
 from imprinting.runtime import Recognizer, RecognizerOptions, UnknownPolicy
+from imprinting.runtime import events as ev
 from imprinting.runtime.extractor import ExtractorOptions
 from imprinting.runtime.host import describe
 from imprinting.runtime.loop import CameraLoop, LoopOptions
@@ -68,10 +69,18 @@ def looped(path: Path, total: int) -> Source:
     return Source(f"{path} (looped)", frames(), "BGR", live=False)
 
 
-def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread: bool) -> dict:
+def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread: bool, desc: str) -> dict:
+    from tqdm import tqdm
+
     opts = RecognizerOptions(extractor=ExtractorOptions(threads=threads), unknown=UnknownPolicy(0.4))
+    bar = tqdm(total=frames, desc=desc, unit="frame", mininterval=1.0)
+
+    def count(event: ev.Event) -> None:
+        if type(event) is ev.Prediction:
+            bar.update(1)
+
     with Recognizer.open(bundle, None, opts) as r:
-        loop = CameraLoop(r, looped(video, frames), LoopOptions(max_frames=frames))
+        loop = CameraLoop(r, looped(video, frames), LoopOptions(max_frames=frames), on_event=count)
         loop.teach("first", 3)
         samples: list[tuple[int, float]] = []
         stop = threading.Event()
@@ -99,6 +108,7 @@ def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread
         wall = time.perf_counter() - t0
         stop.set()
         stats = {**stats.to_dict(), "wall_s": wall, "classes": len(r), "extractor": r.extractor_file.file}
+    bar.close()
     stats["rss_samples"] = samples
     return stats
 
@@ -113,7 +123,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "video.avi")
-        s = run(args.bundle, video, args.frames, args.threads, teach_thread=False)
+        s = run(args.bundle, video, args.frames, args.threads, teach_thread=False, desc="speed")
         frame_ms = sum(s[k] for k in ("preprocess_ms", "extract_ms", "classify_ms"))
         lines = [
             f"Camera loop, `python benchmarks/camera_loop.py {args.bundle} --frames {args.frames}"
@@ -127,7 +137,7 @@ def main() -> None:
             f"{s['classify_ms']:.3f} | {s['preprocess_ms'] / frame_ms:.0%} |",
         ]
         if args.soak:
-            k = run(args.bundle, video, args.soak, args.threads, teach_thread=True)
+            k = run(args.bundle, video, args.soak, args.threads, teach_thread=True, desc="soak")
             rss = k["rss_samples"]
             warm = [m for f, m in rss if f >= min(1000, args.soak // 10)]
             growth = (warm[-1] - warm[0]) if len(warm) > 1 else float("nan")
@@ -138,6 +148,7 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

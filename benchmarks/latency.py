@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         print()
         print(compare(results, args.compare))
+    print(f"wrote {out / f'latency-{args.name}.md'}, .json and .png", file=sys.stderr)
     return 0
 
 
