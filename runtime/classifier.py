@@ -29,6 +29,7 @@ class ImprintedClassifier:
 
     templates_per_class > 1 keeps every shot and imprints up to that many k-means centres per class
     (prediction takes the max over a class's templates); 1 is the paper's single averaged template.
+    keep_shots keeps every shot with one template too (for nearest_shots, which explains an answer).
     shot_offsets (from a bundle trained with base classes) adds a per-class offset by shot count to the
     cosines that classify ranks, so 1-shot classes can compete with base classes averaged over many images.
     """
@@ -43,6 +44,7 @@ class ImprintedClassifier:
         unknown: UnknownPolicy = UnknownPolicy(),
         shot_offsets: ShotOffsets | None = None,
         capacity: int = 64,
+        keep_shots: bool = False,
     ) -> None:
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
@@ -66,7 +68,7 @@ class ImprintedClassifier:
         self._labels: list[str] = []
         self._index: dict[str, int] = {}
         # Shots are kept only when several templates are wanted (k-means needs them).
-        self._shots: list[list[np.ndarray]] | None = [] if templates_per_class > 1 else None
+        self._shots: list[list[np.ndarray]] | None = [] if templates_per_class > 1 or keep_shots else None
         self._template_cache: tuple[np.ndarray, np.ndarray] | None = None
         self._digests: dict[str, set[str]] = {}  # label -> content digests of the photos taught
 
@@ -232,6 +234,18 @@ class ImprintedClassifier:
         with self._lock:
             return self._cosines(e)
 
+    def nearest_shots(self, embedding: np.ndarray, label: str, k: int = 3) -> list[tuple[int, float]]:
+        """The k stored shots of `label` nearest to one embedding (D,): (shot number from 1, cosine), nearest
+        first; empty when the class keeps no shots (a base class, or a store saved without them)."""
+        e = normalize_embeddings(embedding, self.dim)[0]
+        with self._lock:
+            c = self._require(label)
+            if self._shots is None or not self._shots[c]:
+                return []
+            cos = np.asarray(self._shots[c]) @ e
+        order = np.argsort(cos)[::-1][:k]
+        return [(int(i) + 1, float(cos[i])) for i in order]
+
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """The scores that classify ranks, float32 (n, K): cosines plus the shot offsets when the
         classifier has them. The batch entry point for evaluations: argmax(axis=1) is the top-1 class index
@@ -308,12 +322,13 @@ class ImprintedClassifier:
         templates_per_class: int | None = None,
         unknown: UnknownPolicy = UnknownPolicy(),
         shot_offsets: ShotOffsets | None = None,
+        keep_shots: bool = False,
     ) -> "ImprintedClassifier":
         """Rebuild a classifier from a store; templates_per_class defaults to the store's."""
         t = data.templates_per_class if templates_per_class is None else templates_per_class
         k = len(data.labels)
         clf = cls(data.embedding_dim, data.scale, data.extractor_fingerprint, templates_per_class=t,
-                  unknown=unknown, shot_offsets=shot_offsets, capacity=max(64, 2 * k))
+                  unknown=unknown, shot_offsets=shot_offsets, capacity=max(64, 2 * k), keep_shots=keep_shots)
         clf._sums[:k] = data.sums
         clf._counts[:k] = data.counts
         clf._labels = list(data.labels)
@@ -335,7 +350,8 @@ class ImprintedClassifier:
         if data.embedding_dim != self.dim:
             raise ValueError(f"cannot load {data.embedding_dim}-d classes into a {self.dim}-d classifier")
         fresh = ImprintedClassifier.from_store_data(data, templates_per_class=self.templates_per_class,
-                                                    unknown=self.unknown, shot_offsets=self.shot_offsets)
+                                                    unknown=self.unknown, shot_offsets=self.shot_offsets,
+                                                    keep_shots=self._shots is not None)
         with self._lock:
             for name in ("_sums", "_inv_norms", "_counts", "_offsets", "_labels", "_index", "_shots", "_digests"):
                 setattr(self, name, getattr(fresh, name))

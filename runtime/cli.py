@@ -35,6 +35,8 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON object per image, one per line")
     p.add_argument("--csv", action="store_true", help="CSV: image,label,cosine")
+    p.add_argument("--explain", action="store_true",
+                   help="also show, for each top class, the nearest taught shots and their cosines")
     p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
     p.add_argument("--min-margin", type=float, help="report 'unknown' when top-1 minus top-2 cosine is below this")
     p.set_defaults(func=cmd_classify)
@@ -136,19 +138,25 @@ def cmd_classify(args: argparse.Namespace) -> int:
             raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} --label NAME IMAGE...`")
         emb = embed_files(r, files)
         results = r.classify(emb.embeddings, top_k=args.top_k, unit=True) if emb.files else []
+        why = [{c.label: r.nearest_shots(e, c.label) for c in res.categories} if args.explain else {}
+               for e, res in zip(emb.embeddings, results)]
     rows = csv.writer(sys.stdout) if args.csv else None
     if rows:
         rows.writerow(["image", "label", "cosine"])
     counts: dict[str, int] = {}
-    for image, res in zip(emb.files, results):
+    for image, res, near in zip(emb.files, results, why):
         counts[res.label or "unknown"] = counts.get(res.label or "unknown", 0) + 1
         if args.json:
-            print(json.dumps({"image": str(image), **res.to_dict()}, ensure_ascii=False))
+            extra = {"nearest_shots": {lab: [{"shot": i, "cosine": c} for i, c in v] for lab, v in near.items()}} if near else {}
+            print(json.dumps({"image": str(image), **res.to_dict(), **extra}, ensure_ascii=False))
         elif rows:
             rows.writerow([str(image), res.label or "unknown", f"{res.score:.4f}"])
         else:
             top = ", ".join(f"{c.label} {c.score:.3f}" for c in res.categories)
             print(f"{image}: {res.label if res.label is not None else 'unknown'}  ({top})")
+            for c in res.categories if near else ():
+                shots = ", ".join(f"shot {i} {cos:.3f}" for i, cos in near[c.label]) or "no stored shots"
+                print(f"    {c.label}: {c.shots} shots; nearest {shots}")
     for f, why in emb.failed:
         print(f"skipped {f}: {why}", file=sys.stderr)
     if len(files) > 1:

@@ -40,7 +40,9 @@ class RecognizerOptions:
     run it; templates_per_class > 1 enables several k-means templates per class (None: what the class store
     was saved with, 1 for a new store; the setting is saved in the store); unknown sets when an
     answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds the images run through the extractor at once;
-    shot_calibration applies the bundle's shot offsets (if it has any) when classifying."""
+    shot_calibration applies the bundle's shot offsets (if it has any) when classifying; keep_shots stores
+    every taught shot's embedding with its class (D x 4 bytes each), so answers can be explained
+    (Recognizer.explain) and classes refined or re-templated later."""
 
     format: str | None = None
     precision: str | None = None
@@ -49,6 +51,7 @@ class RecognizerOptions:
     unknown: UnknownPolicy | None = None
     batch_size: int = 16
     shot_calibration: bool = True
+    keep_shots: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -89,7 +92,7 @@ class Recognizer:
             data = read_store(self.store_path, expected_fingerprint=m.fingerprint, expected_dim=m.embedding_dim)
             self._classifier = ImprintedClassifier.from_store_data(
                 data, templates_per_class=options.templates_per_class, unknown=self.unknown,
-                shot_offsets=offsets,
+                shot_offsets=offsets, keep_shots=options.keep_shots,
             )
             log.info("loaded %d classes from %s", len(self._classifier), self.store_path)
             t = self._classifier.templates_per_class
@@ -100,7 +103,7 @@ class Recognizer:
             self._classifier = ImprintedClassifier(
                 m.embedding_dim, m.scale, m.fingerprint,
                 templates_per_class=options.templates_per_class or 1, unknown=self.unknown,
-                shot_offsets=offsets,
+                shot_offsets=offsets, keep_shots=options.keep_shots,
             )
             base = bundle.base_classes()
             if base is not None:
@@ -266,6 +269,18 @@ class Recognizer:
         t2 = time.perf_counter()
         res = self._classifier.classify(e, top_k, unit=True)[0] if len(self._classifier) else None
         return FrameAnswer(e, res, t1 - t0, t2 - t1, time.perf_counter() - t2)
+
+    def explain(self, image: ImageInput, top_k: int = 3, shots: int = 3,
+                color_order: str = "RGB") -> tuple[Classification, dict[str, list[tuple[int, float]]]]:
+        """Why an image got its answer: the Classification, and for each of its top classes the nearest taught
+        shots as (shot number, cosine), nearest first (none for classes that keep no shots)."""
+        e = self.embed(image, color_order)
+        res = self._classifier.classify(e, top_k, unit=True)[0]
+        return res, {c.label: self.nearest_shots(e[0], c.label, shots) for c in res.categories}
+
+    def nearest_shots(self, embedding: np.ndarray, label: str, k: int = 3) -> list[tuple[int, float]]:
+        """The k taught shots of `label` nearest to an embedding (D,): (shot number from 1, cosine)."""
+        return self._classifier.nearest_shots(embedding, label, k)
 
     def classify(self, embeddings: np.ndarray, top_k: int = 5, *, unit: bool = False) -> list[Classification]:
         """Classify embeddings (D,) or (n, D); one Classification each (unit: as in learn_embeddings)."""

@@ -120,3 +120,17 @@ def test_the_same_photo_taught_twice_is_one_shot(tiny_bundle, image_files, tmp_p
         r.save()
     again = read_store(store)
     assert dict(zip(again.labels, again.counts.tolist())) == {"red": 4, "blue": 1}
+
+
+def test_classify_explain_shows_the_nearest_taught_shots(tiny_bundle, image_files, tmp_path):
+    store = tmp_path / "e.npz"
+    ok("learn", tiny_bundle, "--store", store, "--label", "red", *image_files["red"][:3])
+    ok("learn", tiny_bundle, "--store", store, "--label", "blue", *image_files["blue"][:2])
+    query = image_files["red"][1]  # a taught photo: its own shot is nearest, at cosine 1
+    row = json.loads(ok("classify", tiny_bundle, "--store", store, "--json", "--explain", "--min-cosine", "-1", query))
+    near = row["nearest_shots"]
+    assert set(near) == {"red", "blue"} and len(near["red"]) == 3 and len(near["blue"]) == 2
+    assert near["red"][0] == {"shot": 2, "cosine": pytest.approx(1.0, abs=1e-4)}
+    assert near["red"][0]["cosine"] >= near["red"][1]["cosine"] >= near["red"][2]["cosine"]
+    text = ok("classify", tiny_bundle, "--store", store, "--explain", query)
+    assert "red: 3 shots; nearest shot 2 1.000" in text
