@@ -14,7 +14,8 @@ from .unit import normalize_embeddings
 from .extractor import Extractor, ExtractorOptions, load_extractor
 from .images import decode_image, load_image
 from .preprocess import PreprocessSpec, preprocess
-from .recognizer import Recognizer, RecognizerOptions
+from .recognizer import Recognizer
+from .recognizer_options import RecognizerOptions
 from .results import Category, Classification
 from .shot_offsets import ShotOffsets
 from .store import StoreData, read_store, write_store

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .preprocess import PreprocessSpec
+from .manifest_fields import field_of as _field
+from .manifest_fields import shot_offsets_of as _shot_offsets
 from .shot_offsets import ShotOffsets
 
 if TYPE_CHECKING:
@@ -170,22 +172,6 @@ class Manifest:
         return min(candidates, key=lambda e: (order[e.precision], e.format != "onnx"))
 
 
-_MISSING = object()
-
-
-def _field(d: dict[str, Any], key: str, types: type | tuple[type, ...], default: Any = _MISSING) -> Any:
-    """d[key] if it has one of `types` (bool is not a number here); the default when absent or null."""
-    value = d.get(key)
-    if value is None:
-        if default is _MISSING:
-            raise ValueError(f"bundle manifest is missing the field {key!r}")
-        return default
-    if isinstance(value, bool) or not isinstance(value, types):
-        names = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
-        raise ValueError(f"bundle manifest field {key!r} must be {names}, got {type(value).__name__}")
-    return value
-
-
 def _entry(e: Any) -> "ExtractorEntry":
     if not isinstance(e, dict):
         raise ValueError(f"bundle manifest: each extractor must be an object, got {type(e).__name__}")
@@ -196,14 +182,6 @@ def _entry(e: Any) -> "ExtractorEntry":
         if e.get(key) is not None and (isinstance(e[key], bool) or not isinstance(e[key], (int, float))):
             raise ValueError(f"bundle manifest: extractor field {key!r} must be a number")
     return ExtractorEntry(**e)
-
-
-def _shot_offsets(value: Any) -> ShotOffsets | None:
-    if not value:
-        return None
-    if not isinstance(value, dict):
-        raise ValueError(f"bundle manifest: shot_offsets must map shot counts to offsets, got {type(value).__name__}")
-    return ShotOffsets.from_mapping(value)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

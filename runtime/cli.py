@@ -14,7 +14,8 @@ from .bundle import load_bundle
 from .classifier import ImprintedClassifier
 from .folders import class_folders, embed_files, evaluate, image_files, plot_confusion
 from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
-from .recognizer import Recognizer, bundle_unknown_policy
+from .recognizer import Recognizer
+from .recognizer_options import bundle_unknown_policy
 from .labels import validate_label
 from .store import read_store, write_store
 from .store_sync import save_merged

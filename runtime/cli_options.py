@@ -6,7 +6,7 @@ import argparse
 
 from .extractor import ExtractorOptions
 from .ranking import UnknownPolicy
-from .recognizer import RecognizerOptions
+from .recognizer_options import RecognizerOptions
 
 UNKNOWN_HELP = "report 'unknown' below this top-1 cosine (default: the bundle's threshold; -1: never)"
 

@@ -11,67 +11,23 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .bundle import Bundle, ExtractorEntry, Manifest, load_bundle
+from .recognizer_options import FrameAnswer, RecognizerOptions, bundle_unknown_policy
 from .classifier import ImprintedClassifier
-from .extractor import ExtractorOptions
 from .images import ImageInput, load_image, load_image_digest
 from .labels import validate_label
 from .preprocess import preprocess
-from .ranking import UnknownPolicy
 from .results import Classification
 from .store import StoreData, read_store, store_bytes, write_store
 from .store_sync import combine, save_merged
-from .unit import check_norms
+from .unit import extractor_units
 
 log = logging.getLogger(__name__)
-# The unknown threshold of bundles that carry none (exported before thresholds were calibrated).
-FALLBACK_MIN_COSINE = 0.4
-
-
-@dataclass(frozen=True)
-class RecognizerOptions:
-    """format/precision pick the bundle's extractor file (None: int8 ONNX first); extractor says how to
-    run it; templates_per_class > 1 enables several k-means templates per class (None: what the class store
-    was saved with, 1 for a new store; the setting is saved in the store); unknown sets when an
-    answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds the images run through the extractor at once;
-    shot_calibration applies the bundle's shot offsets (if it has any) when classifying; keep_shots stores
-    every taught shot's embedding with its class (D x 4 bytes each), so answers can be explained
-    (Recognizer.explain) and classes refined or re-templated later."""
-
-    format: str | None = None
-    precision: str | None = None
-    extractor: ExtractorOptions = ExtractorOptions()
-    templates_per_class: int | None = None
-    unknown: UnknownPolicy | None = None
-    batch_size: int = 16
-    shot_calibration: bool = True
-    keep_shots: bool = True
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.templates_per_class is not None and self.templates_per_class < 1:
-            raise ValueError(f"templates_per_class must be >= 1, got {self.templates_per_class}")
-
-
-@dataclass(frozen=True)
-class FrameAnswer:
-    """What one camera frame gave: its unit embedding float32 (D,), the answer (None while there are no
-    classes) and the seconds spent preprocessing, running the extractor and classifying."""
-
-    embedding: np.ndarray
-    result: Classification | None
-    preprocess_s: float
-    extract_s: float
-    classify_s: float
-
-
 class Recognizer:
     """The one owner of inference: image -> extractor input -> unit embedding -> scores -> answer.
 
@@ -163,7 +119,7 @@ class Recognizer:
             else:
                 x = preprocess([load_image(x, color_order) for x in chunk], spec, layout)
             out.append(self._extractor.run(x))
-        return _unit(np.concatenate(out))
+        return extractor_units(np.concatenate(out))
 
     # ----- teaching -----------------------------------------------------------------------------
     def learn(self, label: str, images: ImageInput | Sequence[ImageInput], color_order: str = "RGB") -> int:
@@ -265,7 +221,7 @@ class Recognizer:
         t0 = time.perf_counter()
         x = preprocess(frame, self._bundle.manifest.preprocess, self._extractor.layout, color_order)
         t1 = time.perf_counter()
-        e = _unit(self._extractor.run(x))[0]
+        e = extractor_units(self._extractor.run(x))[0]
         t2 = time.perf_counter()
         res = self._classifier.classify(e, top_k, unit=True)[0] if len(self._classifier) else None
         return FrameAnswer(e, res, t1 - t0, t2 - t1, time.perf_counter() - t2)
@@ -327,25 +283,6 @@ class Recognizer:
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("this Recognizer is closed")
-
-
-def bundle_unknown_policy(m: Manifest) -> UnknownPolicy:
-    """The unknown policy a bundle carries: the top-1 cosine threshold chosen at export for a stated false-accept
-    rate on classes that were never taught (manifest calibration.unknown_min_cosine), or FALLBACK_MIN_COSINE for
-    bundles exported before thresholds were calibrated."""
-    t = m.calibration.get("unknown_min_cosine")
-    if isinstance(t, (int, float)) and not isinstance(t, bool) and -1.0 <= t <= 1.0:
-        return UnknownPolicy(min_cosine=float(t))
-    log.info("bundle %s carries no unknown threshold; using %.2f", m.name, FALLBACK_MIN_COSINE)
-    return UnknownPolicy(min_cosine=FALLBACK_MIN_COSINE)
-
-
-def _unit(raw: np.ndarray) -> np.ndarray:
-    """The extractor's output (n, D) -> unit rows float32 (n, D); the only place embeddings are normalized
-    (ImprintedClassifier checks again, cheaply, whatever reaches it from outside)."""
-    norms = np.sqrt(np.einsum("ij,ij->i", raw, raw))
-    check_norms(norms)
-    return (raw / norms[:, None]).astype(np.float32, copy=False)
 
 
 def _is_single(images: object) -> bool:

@@ -44,3 +44,11 @@ def check_norms(norms: np.ndarray) -> None:
         raise ValueError("an embedding holds NaN or infinity (a broken extractor or input, or a damaged model file?)")
     if (norms < 1e-6).any():
         raise ValueError("an embedding is all zeros and has no direction (is the model file damaged?)")
+
+
+def extractor_units(raw: np.ndarray) -> np.ndarray:
+    """The extractor's output (n, D) -> unit rows float32 (n, D): the Recognizer's one normalization of an
+    embedding (the classifier checks, cheaply, only what reaches it from outside)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", raw, raw))
+    check_norms(norms)
+    return (raw / norms[:, None]).astype(np.float32, copy=False)

@@ -1,0 +1,68 @@
+"""What a Recognizer is opened with (RecognizerOptions), what a frame gives (FrameAnswer), and the unknown
+policy a bundle carries."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bundle import Manifest
+from .extractor import ExtractorOptions
+from .ranking import UnknownPolicy
+from .results import Classification
+
+log = logging.getLogger(__name__)
+
+# The unknown threshold of bundles that carry none (exported before thresholds were calibrated).
+FALLBACK_MIN_COSINE = 0.4
+
+
+@dataclass(frozen=True)
+class RecognizerOptions:
+    """format/precision pick the bundle's extractor file (None: int8 ONNX first); extractor says how to
+    run it; templates_per_class > 1 enables several k-means templates per class (None: what the class store
+    was saved with, 1 for a new store; the setting is saved in the store); unknown sets when an
+    answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds the images run through the extractor at once;
+    shot_calibration applies the bundle's shot offsets (if it has any) when classifying; keep_shots stores
+    every taught shot's embedding with its class (D x 4 bytes each), so answers can be explained
+    (Recognizer.explain) and classes refined or re-templated later."""
+
+    format: str | None = None
+    precision: str | None = None
+    extractor: ExtractorOptions = ExtractorOptions()
+    templates_per_class: int | None = None
+    unknown: UnknownPolicy | None = None
+    batch_size: int = 16
+    shot_calibration: bool = True
+    keep_shots: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.templates_per_class is not None and self.templates_per_class < 1:
+            raise ValueError(f"templates_per_class must be >= 1, got {self.templates_per_class}")
+
+
+@dataclass(frozen=True)
+class FrameAnswer:
+    """What one camera frame gave: its unit embedding float32 (D,), the answer (None while there are no
+    classes) and the seconds spent preprocessing, running the extractor and classifying."""
+
+    embedding: np.ndarray
+    result: Classification | None
+    preprocess_s: float
+    extract_s: float
+    classify_s: float
+
+
+def bundle_unknown_policy(m: Manifest) -> UnknownPolicy:
+    """The unknown policy a bundle carries: the top-1 cosine threshold chosen at export for a stated false-accept
+    rate on classes that were never taught (manifest calibration.unknown_min_cosine), or FALLBACK_MIN_COSINE for
+    bundles exported before thresholds were calibrated."""
+    t = m.calibration.get("unknown_min_cosine")
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and -1.0 <= t <= 1.0:
+        return UnknownPolicy(min_cosine=float(t))
+    log.info("bundle %s carries no unknown threshold; using %.2f", m.name, FALLBACK_MIN_COSINE)
+    return UnknownPolicy(min_cosine=FALLBACK_MIN_COSINE)
