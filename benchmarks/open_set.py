@@ -32,7 +32,7 @@ def trial(emb: np.ndarray, cub, n: int, seed: int, policy, scale: float) -> tupl
     """(never-taught called unknown, taught right, taught wrong, taught unknown) as fractions."""
     rng = np.random.default_rng(seed)
     novel = rng.permutation(np.arange(NUM_BASE, len(cub.class_names)))
-    taught, untaught = novel[:50], novel[50:]
+    taught = novel[:50]  # the other 50 are never taught
     train, test = cub.indices(train=True, base=False), cub.indices(train=False, base=False)
     clf = ImprintedClassifier(emb.shape[1], scale, "open-set", unknown=policy)
     for c in taught:
