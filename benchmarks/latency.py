@@ -124,6 +124,37 @@ def worker(cfg: dict) -> dict:
             "peak_rss_mb": peak_kb / 1024, "embeddings": np.stack(emb).tolist()}
 
 
+# ----- what users run: the peak memory of the real commands --------------------------------------------
+_PEAK_OF = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
+            "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def command_memory(bundle: Path, frames: list[np.ndarray], tmp: Path) -> list[dict]:
+    """Peak resident memory (MB) of `imprint learn`, `imprint classify` and `imprint camera` on this bundle's
+    default file, each measured in a fresh process (what a user's process holds, not a benchmark's)."""
+    import cv2
+
+    photos = tmp / "photos"
+    photos.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(photos / f"frame{i}.jpg"), f[..., ::-1])
+    store = tmp / "classes.npz"
+    imprint = [sys.executable, "-m", "imprinting.cli"]
+    jobs = [
+        ("imprint learn (8 photos)", [*imprint, "learn", str(bundle), "--store", str(store), "--label", "a", str(photos)]),
+        ("imprint classify (8 photos)", [*imprint, "classify", str(bundle), "--store", str(store), str(photos)]),
+        ("imprint camera (folder, 200 frames)", [*imprint, "camera", str(bundle), "--store", str(store), "--source",
+                                                str(photos), "--loop", "--max-frames", "200", "--api-port", "-1",
+                                                "--no-stdin", "--events", "none"]),
+    ]
+    out = []
+    for name, cmd in jobs:
+        res = subprocess.run([sys.executable, "-c", _PEAK_OF, *cmd], capture_output=True, text=True, timeout=600)
+        code, kb = res.stdout.split()
+        out.append({"command": name, "exit": int(code), "peak_rss_mb": int(kb) / 1024})
+    return out
+
+
 # ----- the parent: configurations, report, comparison ----------------------------------------------
 def configurations(bundle: Path, threads: list[int], torch_too: bool) -> list[dict]:
     from imprinting.runtime import load_bundle
@@ -280,14 +311,21 @@ def main(argv: list[str] | None = None) -> int:
         for i, cfg in enumerate(cfgs):
             print(f"[{i + 1}/{len(cfgs)}] {cfg['name']} ...", file=sys.stderr, flush=True)
             results.append(run_config(cfg, args.runs, args.warmup, frames))
+        print("peak memory of the imprint commands ...", file=sys.stderr, flush=True)
+        commands = command_memory(bundle, _frames(), Path(tmp))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = report(results, info, macs, out, args.name)
+    text += "\n\nPeak resident memory of the commands a user runs (fresh processes, the bundle's default file; the " \
+            "configurations above also hold the benchmark's own frames, 1000 classes and a second runtime's imports):\n\n" \
+            "| command | exit | peak RSS MB |\n|---|---:|---:|\n" + \
+            "\n".join(f"| {c['command']} | {c['exit']} | {c['peak_rss_mb']:.0f} |" for c in commands)
     text += f"\n\nRegenerate: `python benchmarks/latency.py {args.bundle} --name {args.name}" \
             f"{' --threads ' + ' '.join(map(str, args.threads)) if args.threads else ''} --runs {args.runs}`\n"
     for r in results:
         r.pop("embeddings", None)
-    (out / f"latency-{args.name}.json").write_text(json.dumps({"device": info, "macs": macs, "results": results}, indent=1))
+    (out / f"latency-{args.name}.json").write_text(json.dumps({"device": info, "macs": macs, "results": results,
+                                                               "commands": commands}, indent=1))
     (out / f"latency-{args.name}.md").write_text(text)
     plot(results, out, args.name)
     print(text)
