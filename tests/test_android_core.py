@@ -94,3 +94,26 @@ def test_python_reads_java_store_with_shots(java_run: tuple[Path, str]) -> None:
     np.testing.assert_array_equal(got.shot_class, [0, 0, 0, 1, 1, 1, 1])
     np.testing.assert_array_equal(got.counts, [3, 4])
     ImprintedClassifier.from_store_data(got).classify(got.shots[:1])
+
+
+@pytest.mark.parametrize("key", ["merged", "merged_renamed"])
+def test_python_reads_java_merged_store(golden: Path, java_run: tuple[Path, str], key: str) -> None:
+    """A store merged by Java (ClassStore.combine) is Python's combine of the same two stores, bit for bit, and
+    classifies the same."""
+    from imprinting.runtime import ImprintedClassifier, read_store
+
+    meta = json.loads((golden / "golden.json").read_text(encoding="utf-8"))
+    case = meta["merge"][key]
+    got = read_store(java_run[0] / f"java_{key}.npz", expected_fingerprint=meta["fingerprint"],
+                     expected_dim=meta["embedding_dim"])
+    want = read_store(golden / case["store"])
+    assert got.labels == want.labels == tuple(case["labels"])
+    assert (got.scale, got.templates_per_class, got.digests) == (want.scale, want.templates_per_class, want.digests)
+    np.testing.assert_array_equal(got.counts, want.counts)
+    assert got.sums.tobytes() == want.sums.tobytes()  # exact, not merely close
+    assert got.shots.tobytes() == want.shots.tobytes()
+    np.testing.assert_array_equal(got.shot_class, want.shot_class)
+    clf = ImprintedClassifier.from_store_data(got)
+    for c, w in zip(clf.classify(np.load(golden / "queries.npy"), top_k=3), case["predictions"]):
+        assert [x.label for x in c.categories] == w["labels"]
+        np.testing.assert_allclose([x.score for x in c.categories], w["cosines"], atol=1e-6)

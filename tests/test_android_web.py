@@ -2,9 +2,10 @@
 
 A fake camera plays a y4m video of two synthetic objects; the node script (android_demo/web/test/e2e.mjs)
 teaches both through the page's "Add class" button, checks the live predictions, persistence, rename/delete,
-export and import, the page's embeddings of the golden frames, and the golden shot-offsets case (the bundle's
-shot_offsets applied by js/classstore.js in node and by the page). This file then checks those embeddings
-against Python onnxruntime and reads the exported store with the Python runtime. Skips with the reason when
+export and import, the page's embeddings of the golden frames, the golden shot-offsets case (the bundle's
+shot_offsets applied by js/classstore.js in node and by the page) and the golden merge case (ClassStore.combine
+in node and the page's "Merge .npz"). This file then checks those embeddings against Python onnxruntime and reads
+the exported and the merged stores with the Python runtime. Skips with the reason when
 chromium, node or the npm packages are absent (scripts/install_android_check_deps.sh installs them).
 """
 
@@ -75,7 +76,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
 
 def test_all_browser_checks_pass(e2e: tuple[Path, Path, str]) -> None:
     m = re.search(r"^web-e2e: (\d+) passed, (\d+) failed$", e2e[2], re.M)
-    assert m and int(m.group(2)) == 0 and int(m.group(1)) == 10, e2e[2]
+    assert m and int(m.group(2)) == 0 and int(m.group(1)) == 12, e2e[2]
 
 
 def test_browser_embeddings_match_python_onnxruntime(e2e: tuple[Path, Path, str]) -> None:
@@ -111,3 +112,22 @@ def test_python_reads_the_exported_store(e2e: tuple[Path, Path, str]) -> None:
 def test_screenshot_was_taken(e2e: tuple[Path, Path, str]) -> None:
     png = (e2e[1] / "screenshot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+@pytest.mark.parametrize("key", ["merged", "merged_renamed"])
+def test_python_reads_the_stores_merged_in_javascript(e2e: tuple[Path, Path, str], key: str) -> None:
+    """js/classstore.js's ClassStore.combine of the golden stores is Python's combine, bit for bit."""
+    from imprinting.runtime import ImprintedClassifier, read_store
+
+    golden, out, _ = e2e
+    meta = json.loads((golden / "golden.json").read_text(encoding="utf-8"))
+    case = meta["merge"][key]
+    got = read_store(out / f"web_{key}.npz", expected_fingerprint=meta["fingerprint"], expected_dim=meta["embedding_dim"])
+    want = read_store(golden / case["store"])
+    assert got.labels == want.labels == tuple(case["labels"])
+    assert (got.scale, got.templates_per_class, got.digests) == (want.scale, want.templates_per_class, want.digests)
+    np.testing.assert_array_equal(got.counts, want.counts)
+    assert got.sums.tobytes() == want.sums.tobytes() and got.shots.tobytes() == want.shots.tobytes()
+    np.testing.assert_array_equal(got.shot_class, want.shot_class)
+    clf = ImprintedClassifier.from_store_data(got)
+    assert [c.top.label for c in clf.classify(np.load(golden / "queries.npy"))] == [p["labels"][0] for p in case["predictions"]]

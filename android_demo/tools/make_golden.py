@@ -23,6 +23,15 @@ and the shot-aware calibration case (golden.json "shot_offsets"; docs/formats.md
                        classes of 1, 3, 7 and 30 shots (below, between and beyond the table's points)
     so_extra.npy       float32 (2, D) shots added to the 1-shot class afterwards (its offset changes)
     store_shot_offsets.npz  the class store they make
+
+and the fleet case (golden.json "merge"; runtime/store_sync.py combine, docs/formats.md):
+
+    merge_a.npz        a store taught on one device ("phone": 2 templates, shots kept, photo digests)
+    merge_b.npz        a store taught on another ("robot": shots kept), overlapping labels and disjoint ones,
+                       one shot the very photo the phone was taught too
+    merged.npz         Python's combine([a, b]): the same label is one class with all the shots
+    merged_renamed.npz combine([a, b], rename_conflicts=True): a clashing label stays apart as "label (2)", ...
+    merge_other_model.npz, merge_other_dim.npz  stores of another fingerprint / dimension that must be refused
 """
 
 from __future__ import annotations
@@ -153,6 +162,62 @@ def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) ->
     }
 
 
+def merge_case(out: Path, m, embed, queries: np.ndarray) -> dict:
+    """Two devices teach overlapping and disjoint classes; Python's combine of their stores, with and without
+    rename_conflicts, and the lines it refuses other models' stores with."""
+    import hashlib
+
+    from imprinting.runtime import ImprintedClassifier, read_store, write_store
+    from imprinting.runtime.store_sync import combine
+    from tiny import pattern_image
+
+    def teach(clf, plan: list[tuple[str, int, list[int], bool]]) -> None:
+        for label, kind, seeds, with_digests in plan:
+            images = [pattern_image(kind, s) for s in seeds]
+            _, e = embed(images)
+            digests = [hashlib.sha256(im.tobytes()).hexdigest()[:32] for im in images] if with_digests else ()
+            clf.learn(label, e, digests=digests)
+
+    # "red (2)" on the phone makes the robot's red "red (3)" with rename_conflicts. The robot's red includes
+    # seed 51, the photo the phone was taught too: counts and sums add, the identical shot is stored once.
+    phone = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint, templates_per_class=2)
+    teach(phone, [("red", 0, [50, 51], True), ("green", 1, [50, 51, 52], True), ("red (2)", 0, [56], False)])
+    robot = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint, keep_shots=True)
+    teach(robot, [("blue", 2, [50, 51], False), ("red", 0, [51, 52, 53], True), ("yellow", 3, [50, 51], True)])
+    a, b = phone.to_store_data(), robot.to_store_data()
+    write_store(out / "merge_a.npz", a)
+    write_store(out / "merge_b.npz", b)
+    case: dict = {"stores": ["merge_a.npz", "merge_b.npz"], "top_k": 3}
+    for key, rename in (("merged", False), ("merged_renamed", True)):
+        c = combine([read_store(out / "merge_a.npz"), read_store(out / "merge_b.npz")], rename)
+        write_store(out / f"{key}.npz", c)
+        clf = ImprintedClassifier.from_store_data(c)
+        case[key] = {"store": f"{key}.npz", "labels": list(c.labels), "counts": c.counts.tolist(),
+                     "shots": int(len(c.shots)), "digests": {k: list(v) for k, v in c.digests.items()},
+                     "predictions": [_wire(x) for x in clf.classify(queries, top_k=3)]}
+    assert case["merged"]["labels"] == ["red", "green", "red (2)", "blue", "yellow"], case["merged"]["labels"]
+    assert case["merged_renamed"]["labels"] == ["red", "green", "red (2)", "blue", "red (3)", "yellow"]
+    assert case["merged"]["counts"][0] == 5 and case["merged"]["shots"] == 12  # red: 5 shots, 4 distinct stored
+    # Merged, red is (up to float32 rounding) red taught with all five shots on one device.
+    one = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint)
+    teach(one, [("red", 0, [50, 51, 51, 52, 53], False)])
+    np.testing.assert_allclose(read_store(out / "merged.npz").sums[0], one.to_store_data().sums[0], atol=1e-6)
+    refused = []
+    for name, fp, dim in (("merge_other_model.npz", "sha256:" + "0123456789abcdef" * 4, m.embedding_dim),
+                          ("merge_other_dim.npz", m.fingerprint, m.embedding_dim + 1)):
+        other = ImprintedClassifier(dim, m.scale, fp)
+        other.learn("red", np.eye(dim, dtype=np.float32)[:1])
+        write_store(out / name, other.to_store_data())
+        try:
+            combine([a, other.to_store_data()])
+        except ValueError as err:
+            refused.append({"store": name, "error": str(err)})
+        else:
+            raise AssertionError(f"combine accepted {name}")
+    case["refused"] = refused
+    return case
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="directory to write (created)")
@@ -232,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         edited_labels=list(edited.labels),
     )
     golden["shot_offsets"] = shot_offsets_case(out, m, embed, queries, policy)
+    golden["merge"] = merge_case(out, m, embed, queries)
     (out / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False), encoding="utf-8")
     ex.close()
     print(f"golden vectors in {out} ({len(golden['frames'])} frames, {len(shots)} shots, {len(queries)} queries, "

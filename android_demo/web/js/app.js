@@ -168,6 +168,20 @@ function wireUi() {
       status(err.message, true);
     }
   };
+  // Another device's store (same model): the same label becomes one class with all the shots, new ones are added.
+  $("merge").onchange = async (ev) => {
+    const file = ev.target.files[0];
+    if (!file) return;
+    try {
+      const incoming = openStore(new Uint8Array(await file.arrayBuffer()), file.name);
+      const before = state.store.labels.length;
+      state.store = ClassStore.combine([state.store, incoming]);
+      await saveStore();
+      status(`Merged ${incoming.labels.length} classes from ${file.name} (${state.store.labels.length - before} new)`);
+    } catch (err) {
+      status(err.message, true);
+    }
+  };
 }
 
 const b64 = (bytes) => btoa(Array.from(bytes, (c) => String.fromCharCode(c)).join(""));

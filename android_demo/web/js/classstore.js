@@ -2,6 +2,8 @@
 // ImprintedClassifier with one template per class): per class a float32 sum of unit embeddings and a
 // count; weight = sum / |sum|; logits = scale * cosine; softmax over all classes; unknown threshold.
 // With shot offsets (the bundle manifest's "shot_offsets") classify ranks by cosine + offset(shot count).
+// The file's "shot_digests" (photo digests per class) are kept, renamed and removed with their class and written
+// back. ClassStore.combine merges stores taught on different devices as the Python runtime's store_sync.combine.
 import { readNpy, readZip, writeNpy, writeZip } from "./npz.js";
 
 export const STORE_FORMAT = "imprinting-class-store";
@@ -81,10 +83,30 @@ export class ShotOffsets {
   }
 }
 
+/** Whether two float32 vectors hold the same bits (Python compares stored shots by their bytes; 0 and -0 differ). */
+function sameBits(a, b) {
+  const x = new Int32Array(Float32Array.from(a).buffer), y = new Int32Array(Float32Array.from(b).buffer);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/** The optional "shot_digests" of a store's metadata, checked as Python checks it: labels to lists of 1..64-char strings. */
+function shotDigests(meta, name) {
+  const d = meta.shot_digests;
+  if (d === undefined) return new Map();
+  const ok = d !== null && typeof d === "object" && !Array.isArray(d) && Object.values(d).every((v) => Array.isArray(v)
+    && v.every((x) => typeof x === "string" && [...x].length >= 1 && [...x].length <= 64));
+  if (!ok) throw new Error(`${name} is corrupt: shot_digests must map labels to lists of digests`);
+  const stray = Object.keys(d).filter((l) => !meta.labels.includes(l));
+  if (stray.length) throw new Error(`${name} is corrupt: shot digests for classes it does not hold: ${stray.slice(0, 3).join(", ")}`);
+  return new Map(Object.entries(d).filter(([, v]) => v.length).map(([l, v]) => [l, [...new Set(v)].sort()]));
+}
+
 export class ClassStore {
   constructor(dim, scale, fingerprint) {
     if (!(dim >= 1) || !(scale > 0)) throw new Error(`bad store: embedding_dim ${dim}, scale ${scale}`);
     Object.assign(this, { dim, scale, fingerprint, templatesPerClass: 1, labels: [], sums: [], counts: [], shots: null });
+    // label -> sorted content digests of the photos taught into it (the file's "shot_digests"); only non-empty.
+    this.digests = new Map();
     this.unknown = { minCosine: null, minMargin: null };
     // A ShotOffsets (from the bundle manifest) or null; a setting of the classifier, not part of the file.
     this.shotOffsets = null;
@@ -107,6 +129,7 @@ export class ClassStore {
   remove(label) {
     const k = this.require(label);
     for (const a of [this.labels, this.sums, this.counts, this.shots || []]) a.splice(k, 1);
+    this.digests.delete(label);
   }
 
   rename(oldLabel, newLabel) {
@@ -115,6 +138,82 @@ export class ClassStore {
     if (n === oldLabel) return;
     if (this.labels.includes(n)) throw new Error(`cannot rename "${oldLabel}" to "${n}": that label exists already`);
     this.labels[k] = n;
+    if (this.digests.has(oldLabel)) {
+      this.digests.set(n, this.digests.get(oldLabel));
+      this.digests.delete(oldLabel);
+    }
+  }
+
+  /**
+   * One store holding every class of `stores` (taught on different devices, say): the Python runtime's
+   * store_sync.combine, with the same results. The same label in several stores becomes one class whose sums,
+   * counts, stored shots and photo digests add up, as if taught with all those shots on one device; labels keep the
+   * first store's order, new ones are appended. With renameConflicts a label an earlier store holds stays apart as
+   * "label (2)", "label (3)", ... Each step adds two float32 sums in double and rounds once to float32, in Python's
+   * order, so the sums are bit for bit Python's. As in Python, a shot whose float32 bits the merged class already
+   * holds from an earlier store is stored once (count and sum still add); scale, fingerprint and templates per class
+   * are the last store's, the unknown policy and shot offsets (page settings) the first's. Inputs are not changed.
+   * Stores of another model (fingerprint or dimension) are refused with Python's one line naming both.
+   */
+  static combine(stores, renameConflicts = false) {
+    if (!stores.length) throw new Error("nothing to merge: give at least one class store");
+    const [first, last] = [stores[0], stores[stores.length - 1]];
+    const head = (fp) => [...String(fp)].slice(0, 12).join(""); // Python's fp[:12] counts code points
+    for (const s of stores) {
+      if (s.fingerprint !== first.fingerprint || s.dim !== first.dim) {
+        throw new Error(`cannot merge stores of different models: ${head(first.fingerprint)} (${first.dim}-d) and ${head(s.fingerprint)} (${s.dim}-d)`);
+      }
+    }
+    const out = new ClassStore(first.dim, last.scale, last.fingerprint);
+    Object.assign(out, { templatesPerClass: last.templatesPerClass, unknown: { ...first.unknown }, shotOffsets: first.shotOffsets });
+    const rows = (s, labels = s.labels) => labels.map((label, k) => ({ label, sum: s.sums[k], count: s.counts[k],
+      shots: s.shots ? s.shots[k] : null, digests: s.digests.get(s.labels[k]) || [] }));
+    out.setRows(rows(first), !!first.shots);
+    for (const s of stores.slice(1)) {
+      let labels = s.labels;
+      if (renameConflicts) {
+        labels = [];
+        for (const lab of s.labels) {
+          let n = lab;
+          for (let k = 2; out.labels.includes(n) || labels.includes(n); k++) n = `${lab} (${k})`;
+          if (n !== lab) {
+            try { validateLabel(n); } catch (err) { throw new Error(`cannot keep "${lab}" apart as "${n}": ${err.message}`); }
+          }
+          labels.push(n);
+        }
+      }
+      out.absorb(rows(s, labels), !!s.shots);
+    }
+    return out;
+  }
+
+  /** Python's merge_stores(None, ours, this) for combine, in place: see combine. `ours` are rows as combine makes them. */
+  absorb(ours, oursKeepShots) {
+    const mine = new Map(this.labels.map((label, k) => [label, { sum: this.sums[k], count: this.counts[k],
+      shots: this.shots ? this.shots[k] : [], digests: this.digests.get(label) || [] }]));
+    const theirs = new Map(ours.map((r) => [r.label, r]));
+    const labels = [...this.labels, ...ours.map((r) => r.label).filter((l) => !mine.has(l))];
+    const keepShots = !!this.shots || oursKeepShots;
+    const zeros = new Float32Array(this.dim);
+    this.setRows(labels.map((label) => {
+      const t = mine.get(label), o = theirs.get(label);
+      const ts = t ? t.sum : zeros, os = o ? o.sum : zeros;
+      const sum = new Float32Array(this.dim); // storing rounds the double sum to float32 once
+      for (let i = 0; i < this.dim; i++) sum[i] = ts[i] + os[i];
+      const tsh = (t && t.shots) || [];
+      const shots = [...tsh, ...((o && o.shots) || []).filter((v) => !tsh.some((u) => sameBits(u, v)))];
+      const digests = [...new Set([...(t ? t.digests : []), ...(o ? o.digests : [])])];
+      return { label, sum, count: (t ? t.count : 0) + (o ? o.count : 0), shots, digests };
+    }), keepShots);
+  }
+
+  /** Replaces the classes with these rows ({label, sum, count, shots, digests}); shots kept when keepShots. */
+  setRows(rows, keepShots) {
+    this.labels = rows.map((r) => r.label);
+    this.sums = rows.map((r) => Float32Array.from(r.sum));
+    this.counts = rows.map((r) => r.count);
+    this.shots = keepShots ? rows.map((r) => [...(r.shots || [])]) : null;
+    this.digests = new Map(rows.filter((r) => r.digests.length).map((r) => [r.label, [...r.digests].sort()]));
   }
 
   require(label) {
@@ -159,6 +258,8 @@ export class ClassStore {
       format: STORE_FORMAT, format_version: 1, labels: this.labels, scale: this.scale, embedding_dim: this.dim,
       extractor_fingerprint: this.fingerprint, templates_per_class: this.templatesPerClass,
     };
+    const digests = this.labels.filter((l) => this.digests.has(l)).map((l) => [l, this.digests.get(l)]);
+    if (digests.length) meta.shot_digests = Object.fromEntries(digests);
     const k = this.labels.length, sums = new Float32Array(k * this.dim);
     this.sums.forEach((s, i) => sums.set(s, i * this.dim));
     const metaBytes = new TextEncoder().encode(JSON.stringify(meta));
@@ -199,6 +300,7 @@ export class ClassStore {
     st.sums = st.labels.map((_, i) => sums.data.slice(i * dim, (i + 1) * dim));
     st.counts = Array.from(counts.data, Number);
     if (st.counts.some((c) => c < 1)) throw new Error(`${name} is corrupt: a class has a count below 1`);
+    st.digests = shotDigests(meta, name);
     if (z.shots && z.shot_class) {
       const shots = readNpy(z.shots, "shots"), cls = readNpy(z.shot_class, "shot_class");
       st.shots = st.labels.map(() => []);

@@ -5,6 +5,8 @@
 // outside the centre crop the model sees. Prints "web-e2e: N passed, N failed"; exit 1 on a failure.
 // The shot-aware calibration case of the golden vectors (golden.json "shot_offsets") is checked twice: in node
 // against js/classstore.js directly, and in the page with its manifest swapped for one that has shot_offsets.
+// The fleet case (golden.json "merge"): ClassStore.combine in node against Python's combine, bit for bit, and the
+// page's "Merge .npz"; the node-merged stores are written to --out for Python to read.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -78,6 +80,38 @@ await check("shot offsets: table, validation and predictions match Python (node)
   mine.unknown = { minCosine: null, minMargin: null };
   mine.learn(so.extra_label, rows("so_extra.npy"));
   samePredictions(queries.map((q) => mine.classify(q, so.top_k)), so.predictions_grown, "grown");
+});
+
+const load = (name) => ClassStore.fromNpz(new Uint8Array(readFileSync(join(args.golden, name))), { name });
+const bits = (v) => Array.from(new Int32Array(Float32Array.from(v).buffer)).join();
+/** The same classes bit for bit: labels, counts, float32 sums and shots, photo digests, the file's facts. */
+function sameStore(got, want, what) {
+  for (const key of ["labels", "counts"]) expect(got[key].join() === want[key].join(), `${what}: ${key} ${got[key]}, want ${want[key]}`);
+  for (const key of ["dim", "scale", "fingerprint", "templatesPerClass"]) expect(got[key] === want[key], `${what}: ${key} ${got[key]}, want ${want[key]}`);
+  want.labels.forEach((l, k) => {
+    expect(bits(got.sums[k]) === bits(want.sums[k]), `${what}: the sum of ${l} differs by ${maxDiff(got.sums[k], want.sums[k])}`);
+    expect(JSON.stringify(got.digests.get(l)) === JSON.stringify(want.digests.get(l)), `${what}: digests of ${l}`);
+    expect(!got.shots === !want.shots, `${what}: shots kept ${!!got.shots}, want ${!!want.shots}`);
+    if (want.shots) expect(got.shots[k].map(bits).join(";") === want.shots[k].map(bits).join(";"), `${what}: shots of ${l}`);
+  });
+}
+
+await check("merges stores as Python does, bit for bit (node)", async () => {
+  const m = golden.merge;
+  for (const [key, rename] of [["merged", false], ["merged_renamed", true]]) {
+    const [a, b] = m.stores.map(load);
+    const got = ClassStore.combine([a, b], rename);
+    sameStore(got, load(m[key].store), key);
+    samePredictions(rows("queries.npy").map((q) => got.classify(q, m.top_k)), m[key].predictions, key);
+    sameStore(a, load(m.stores[0]), `${key}: the first input afterwards`);
+    sameStore(ClassStore.fromNpz(got.toNpz()), got, `${key} after a round trip`);
+    writeFileSync(join(args.out, `web_${key}.npz`), got.toNpz());
+  }
+  for (const r of m.refused) {
+    let err = null;
+    try { ClassStore.combine([load(m.stores[0]), load(r.store)]); } catch (e) { err = e; }
+    expect(err && err.message === r.error, `${r.store}: refused with ${err && err.message}, want ${r.error}`);
+  }
 });
 
 const server = await serve(webRoot, golden.bundle);
@@ -213,6 +247,17 @@ try {
   await check("imports a store written by Python", async () => {
     await page.setInputFiles("#import", join(args.golden, "store.npz"));
     await page.waitForFunction(() => window.imprintDemo.state().labels.join() === "red,green,blue", null, { timeout: 3000 });
+  });
+
+  await check("merges a store from another device into the page's classes", async () => {
+    const want = ClassStore.combine([load("store.npz"), load("merge_b.npz")]);
+    await page.setInputFiles("#merge", join(args.golden, "merge_b.npz"));
+    await page.waitForFunction((l) => window.imprintDemo.state().labels.join() === l, want.labels.join(), { timeout: 3000 });
+    const got = ClassStore.fromNpz(new Uint8Array(Buffer.from(await page.evaluate(() => window.imprintDemo.exportNpz()), "base64")));
+    sameStore(got, want, "page");
+    await page.setInputFiles("#merge", join(args.golden, "merge_other_model.npz"));
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("was made with extractor"), null, { timeout: 3000 });
+    expect((await state()).labels.join() === want.labels.join(), "a store of another model changed the classes");
   });
 
   await check("applies the bundle's shot offsets as Python does", async () => {

@@ -1,10 +1,14 @@
 package org.imprinting.core;
 
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeSet;
 
 /**
  * The imprinted cosine classifier and its state, the Python runtime's ImprintedClassifier with one
@@ -17,6 +21,10 @@ import java.util.Map;
  * cosine + offset(shot count of the class), reports those calibrated scores and takes the softmax and the
  * unknown policy over them, as the Python runtime does; cosines() stays raw. The offsets are a setting of
  * the classifier, not part of the store file.
+ * The photo digests of a file's "shot_digests" are kept per class (renamed and removed with it) and written
+ * back, so that Python can still skip photos it was taught before; this core adds none itself.
+ * {@link #combine} merges stores taught on different devices exactly as the Python runtime's
+ * store_sync.combine does.
  */
 public final class ClassStore {
     private static final float EPS = 1e-12f;
@@ -34,6 +42,8 @@ public final class ClassStore {
     private final Map<String, Integer> index = new HashMap<String, Integer>();
     /** Per class, its stored shots; null when shots are not kept. */
     private List<List<float[]>> shots;
+    /** Label to the sorted content digests of the photos taught into it; only classes that have some. */
+    private final Map<String, TreeSet<String>> digests = new HashMap<String, TreeSet<String>>();
 
     public ClassStore(int embeddingDim, float scale, String extractorFingerprint) {
         if (embeddingDim < 1) {
@@ -95,6 +105,26 @@ public final class ClassStore {
 
     public synchronized float[] sum(String label) {
         return sums.get(require(label)).clone();
+    }
+
+    /** The stored shots of a class, in order (copies), or null when this store keeps no shots. */
+    public synchronized List<float[]> shots(String label) {
+        int k = require(label);
+        if (shots == null) {
+            return null;
+        }
+        List<float[]> out = new ArrayList<float[]>();
+        for (float[] v : shots.get(k)) {
+            out.add(v.clone());
+        }
+        return out;
+    }
+
+    /** The content digests of the photos taught into a class (the file's "shot_digests"), sorted; often empty. */
+    public synchronized List<String> digests(String label) {
+        require(label);
+        TreeSet<String> d = digests.get(label);
+        return d == null ? Collections.<String>emptyList() : Collections.unmodifiableList(new ArrayList<String>(d));
     }
 
     /** Unit-length copy of an embedding; rejects a wrong length, NaN/infinity and all zeros. */
@@ -179,6 +209,7 @@ public final class ClassStore {
         if (shots != null) {
             shots.remove(k);
         }
+        digests.remove(label);
         reindex();
     }
 
@@ -193,7 +224,63 @@ public final class ClassStore {
             throw new IllegalArgumentException("cannot rename \"" + oldLabel + "\" to \"" + n + "\": that label exists already");
         }
         labels.set(k, n);
+        TreeSet<String> d = digests.remove(oldLabel);
+        if (d != null) {
+            digests.put(n, d);
+        }
         reindex();
+    }
+
+    /**
+     * One store holding every class of {@code stores} (taught on different devices, say): the Python runtime's
+     * store_sync.combine, with the same results. The same label in several stores becomes one class whose sums,
+     * counts, stored shots and photo digests add up, as if it had been taught with all those shots on one
+     * device; labels keep the first store's order and new ones are appended. With renameConflicts a label that
+     * an earlier store holds stays a class of its own instead, as "label (2)", "label (3)", ...
+     * <p>
+     * Exactness: each merge step adds a class's two float32 sums in float64 and rounds once to float32, in the
+     * order Python does, so the sums are bit for bit Python's; counts are int64 sums. As in Python, a stored
+     * shot whose float32 bytes the merged class already holds from an earlier store is stored once (its count
+     * and sum still add), and shots are kept when any store keeps them. Scale, fingerprint and
+     * templates_per_class are the last store's (Python's rule); the unknown policy and shot offsets, which are
+     * settings of this classifier rather than of the file, are the first store's. The inputs are not changed.
+     *
+     * @throws IllegalArgumentException for no stores, or stores of another model (extractor fingerprint or
+     *         embedding dim), with one line naming both, the same line as Python's
+     */
+    public static ClassStore combine(List<ClassStore> stores, boolean renameConflicts) {
+        if (stores.isEmpty()) {
+            throw new IllegalArgumentException("nothing to merge: give at least one class store");
+        }
+        List<ClassStore> parts = new ArrayList<ClassStore>();
+        for (ClassStore s : stores) {
+            parts.add(s.snapshot());
+        }
+        ClassStore first = parts.get(0);
+        ClassStore last = parts.get(parts.size() - 1);
+        for (ClassStore s : parts) {
+            if (!String.valueOf(s.fingerprint).equals(String.valueOf(first.fingerprint)) || s.dim != first.dim) {
+                throw new IllegalArgumentException("cannot merge stores of different models: " + head12(first.fingerprint)
+                        + " (" + first.dim + "-d) and " + head12(s.fingerprint) + " (" + s.dim + "-d)");
+            }
+        }
+        ClassStore out = new ClassStore(first.dim, last.scale, last.fingerprint);
+        out.unknown = first.unknown;
+        out.shotOffsets = first.shotOffsets;
+        out.templatesPerClass = last.templatesPerClass;
+        out.setRows(first.labels, first.sums, first.counts, first.shots, first.digests);
+        for (ClassStore s : parts.subList(1, parts.size())) {
+            if (renameConflicts) {
+                s.renameClashes(out.index.keySet());
+            }
+            out.absorb(s);
+        }
+        return out;
+    }
+
+    /** {@link #combine} of this store and another (this one first). */
+    public ClassStore mergedWith(ClassStore other, boolean renameConflicts) {
+        return combine(Arrays.asList(this, other), renameConflicts);
     }
 
     /** Cosine of the embedding to every class, in class order (raw: without shot offsets). */
@@ -262,7 +349,8 @@ public final class ClassStore {
 
     // ----- state for ClassStoreFile --------------------------------------------------------------
 
-    synchronized void restore(List<String> l, float[] flatSums, long[] c, int templates, float[] flatShots, long[] shotClass) {
+    synchronized void restore(List<String> l, float[] flatSums, long[] c, int templates, float[] flatShots, long[] shotClass,
+            Map<String, List<String>> shotDigests) {
         for (int k = 0; k < l.size(); k++) {
             float[] s = new float[dim];
             System.arraycopy(flatSums, k * dim, s, 0, dim);
@@ -284,6 +372,23 @@ public final class ClassStore {
                 shots.get((int) shotClass[i]).add(v);
             }
         }
+        for (Map.Entry<String, List<String>> e : shotDigests.entrySet()) {
+            if (!e.getValue().isEmpty()) {
+                digests.put(e.getKey(), new TreeSet<String>(e.getValue()));
+            }
+        }
+    }
+
+    /** Label to its sorted photo digests, in class order, for the classes that have some ("shot_digests"). */
+    synchronized Map<String, List<String>> digestMap() {
+        Map<String, List<String>> out = new LinkedHashMap<String, List<String>>();
+        for (String l : labels) {
+            TreeSet<String> d = digests.get(l);
+            if (d != null) {
+                out.put(l, new ArrayList<String>(d));
+            }
+        }
+        return out;
     }
 
     synchronized float[] flatSums() {
@@ -321,6 +426,145 @@ public final class ClassStore {
             }
         }
         return new Object[] {flat, cls};
+    }
+
+    // ----- merging (combine) ----------------------------------------------------------------------
+
+    /** A private copy of the classes and the settings, taken under this store's lock. */
+    private synchronized ClassStore snapshot() {
+        ClassStore c = new ClassStore(dim, scale, fingerprint);
+        c.unknown = unknown;
+        c.shotOffsets = shotOffsets;
+        c.templatesPerClass = templatesPerClass;
+        c.setRows(labels, sums, counts, shots, digests);
+        return c;
+    }
+
+    /** Replaces the classes with copies of these (sums and lists copied; shot vectors are never changed). */
+    private void setRows(List<String> l, List<float[]> s, List<Long> c, List<List<float[]>> sh, Map<String, TreeSet<String>> d) {
+        labels.clear();
+        sums.clear();
+        counts.clear();
+        invNorms.clear();
+        for (int k = 0; k < l.size(); k++) {
+            labels.add(l.get(k));
+            sums.add(s.get(k).clone());
+            counts.add(c.get(k));
+            invNorms.add(invNorm(sums.get(k)));
+        }
+        shots = null;
+        if (sh != null) {
+            shots = new ArrayList<List<float[]>>();
+            for (List<float[]> per : sh) {
+                shots.add(new ArrayList<float[]>(per));
+            }
+        }
+        digests.clear();
+        for (Map.Entry<String, TreeSet<String>> e : d.entrySet()) {
+            digests.put(e.getKey(), new TreeSet<String>(e.getValue()));
+        }
+        reindex();
+    }
+
+    /** Python's store_sync._renamed: a label in taken (or repeated here) becomes "label (2)", "label (3)", ... */
+    private void renameClashes(Collection<String> taken) {
+        List<String> renamed = new ArrayList<String>();
+        Map<String, TreeSet<String>> moved = new HashMap<String, TreeSet<String>>();
+        for (String lab : labels) {
+            String n = lab;
+            for (int k = 2; taken.contains(n) || renamed.contains(n); k++) {
+                n = lab + " (" + k + ")";
+            }
+            if (!n.equals(lab)) {
+                try {
+                    Labels.validate(n);
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException("cannot keep \"" + lab + "\" apart as \"" + n + "\": " + e.getMessage());
+                }
+            }
+            renamed.add(n);
+            if (digests.containsKey(lab)) {
+                moved.put(n, digests.get(lab));
+            }
+        }
+        labels.clear();
+        labels.addAll(renamed);
+        digests.clear();
+        digests.putAll(moved);
+        reindex();
+    }
+
+    /**
+     * Python's store_sync.merge_stores(None, ours, this) for combine, in place: this store's labels, then ours'
+     * new ones; per label the sums added in float64 and rounded to float32 (a missing class counts as zeros),
+     * counts added, this store's shots followed by those of ours whose bytes this class does not hold yet, and
+     * the union of the photo digests.
+     */
+    private void absorb(ClassStore ours) {
+        List<String> merged = new ArrayList<String>(labels);
+        for (String l : ours.labels) {
+            if (!index.containsKey(l)) {
+                merged.add(l);
+            }
+        }
+        boolean keepShots = shots != null || ours.shots != null;
+        List<float[]> newSums = new ArrayList<float[]>();
+        List<Long> newCounts = new ArrayList<Long>();
+        List<List<float[]>> newShots = keepShots ? new ArrayList<List<float[]>>() : null;
+        Map<String, TreeSet<String>> newDigests = new HashMap<String, TreeSet<String>>();
+        for (String l : merged) {
+            Integer t = index.get(l);
+            Integer o = ours.index.get(l);
+            float[] ts = t == null ? null : sums.get(t);
+            float[] os = o == null ? null : ours.sums.get(o);
+            float[] s = new float[dim];
+            for (int i = 0; i < dim; i++) {
+                s[i] = (float) ((ts == null ? 0.0 : (double) ts[i]) + (os == null ? 0.0 : (double) os[i]));
+            }
+            newSums.add(s);
+            newCounts.add((t == null ? 0L : counts.get(t)) + (o == null ? 0L : ours.counts.get(o)));
+            if (keepShots) {
+                List<float[]> theirs = t == null || shots == null ? Collections.<float[]>emptyList() : shots.get(t);
+                List<float[]> per = new ArrayList<float[]>(theirs);
+                if (o != null && ours.shots != null) {
+                    for (float[] v : ours.shots.get(o)) {
+                        if (!containsBits(theirs, v)) {
+                            per.add(v);
+                        }
+                    }
+                }
+                newShots.add(per);
+            }
+            TreeSet<String> d = new TreeSet<String>();
+            for (Map<String, TreeSet<String>> m : Arrays.asList(digests, ours.digests)) {
+                if (m.containsKey(l)) {
+                    d.addAll(m.get(l));
+                }
+            }
+            if (!d.isEmpty()) {
+                newDigests.put(l, d);
+            }
+        }
+        setRows(merged, newSums, newCounts, newShots, newDigests);
+    }
+
+    /** Whether a list holds a vector of exactly these float32 bits (Python compares the shots' bytes). */
+    private static boolean containsBits(List<float[]> list, float[] v) {
+        for (float[] u : list) {
+            boolean same = true;
+            for (int i = 0; i < v.length && same; i++) {
+                same = Float.floatToRawIntBits(u[i]) == Float.floatToRawIntBits(v[i]);
+            }
+            if (same) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static String head12(String fingerprint) {
+        String s = String.valueOf(fingerprint);  // Python's fingerprint[:12] counts code points
+        return s.codePointCount(0, s.length()) > 12 ? s.substring(0, s.offsetByCodePoints(0, 12)) : s;
     }
 
     // ----- internals -----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import java.util.Set;
 /**
  * The class store file (docs/formats.md, format version 1): an uncompressed .npz holding meta.npy
  * (uint8 UTF-8 JSON), sums.npy float32 (K, D), counts.npy int64 (K,) and optionally shots.npy float32
- * (N, D) with shot_class.npy int64 (N,). Files written here load with the Python runtime's read_store,
+ * (N, D) with shot_class.npy int64 (N,); the JSON may hold "shot_digests" (label to the content digests of the
+ * photos taught into it), which is checked as Python checks it, kept and written back. Files written here load with the Python runtime's read_store,
  * and files it writes load here, with the same checks and the same refusals.
  */
 public final class ClassStoreFile {
@@ -147,6 +148,7 @@ public final class ClassStoreFile {
             shots = s.floats;
             shotClass = c.longs;
         }
+        Map<String, List<String>> digests = shotDigests(meta, seen, where);
         if (expectedFingerprint != null && !expectedFingerprint.equals(fp)) {
             throw new IllegalArgumentException("class store " + where + " was made with extractor " + head(fp)
                     + " but this model is " + head(expectedFingerprint)
@@ -157,7 +159,7 @@ public final class ClassStoreFile {
                     + expectedDim + "-d ones");
         }
         ClassStore store = new ClassStore(dim, scale, fp);
-        store.restore(labels, sums.floats, counts.longs, templates, shots, shotClass);
+        store.restore(labels, sums.floats, counts.longs, templates, shots, shotClass, digests);
         return store;
     }
 
@@ -171,6 +173,10 @@ public final class ClassStoreFile {
         meta.put("embedding_dim", store.embeddingDim());
         meta.put("extractor_fingerprint", store.fingerprint());
         meta.put("templates_per_class", store.templatesPerClass());
+        Map<String, List<String>> digests = store.digestMap();
+        if (!digests.isEmpty()) {
+            meta.put("shot_digests", digests);
+        }
         Map<String, byte[]> entries = new LinkedHashMap<String, byte[]>();
         entries.put("meta", Npy.writeBytes(Json.write(meta).getBytes(UTF8)));
         int k = store.size();
@@ -215,6 +221,47 @@ public final class ClassStoreFile {
                 tmp.deleteOnExit();
             }
         }
+    }
+
+    /**
+     * The optional "shot_digests" of the metadata, checked as the Python runtime checks it: an object mapping
+     * labels of this store to lists of strings of 1..64 characters.
+     */
+    private static Map<String, List<String>> shotDigests(Map<String, Object> meta, Set<String> labels, String where) {
+        Map<String, List<String>> out = new LinkedHashMap<String, List<String>>();
+        if (!meta.containsKey("shot_digests")) {
+            return out;
+        }
+        String bad = "class store " + where + " is corrupt: shot_digests must map labels to lists of digests";
+        Object value = meta.get("shot_digests");
+        if (!(value instanceof Map)) {
+            throw new IllegalArgumentException(bad);
+        }
+        List<String> stray = new ArrayList<String>();
+        for (Map.Entry<?, ?> e : ((Map<?, ?>) value).entrySet()) {
+            if (!(e.getValue() instanceof List)) {
+                throw new IllegalArgumentException(bad);
+            }
+            List<String> d = new ArrayList<String>();
+            for (Object x : (List<?>) e.getValue()) {
+                String t = x instanceof String ? (String) x : "";
+                int n = t.codePointCount(0, t.length());
+                if (n < 1 || n > 64) {
+                    throw new IllegalArgumentException(bad);
+                }
+                d.add(t);
+            }
+            String label = (String) e.getKey();
+            if (!labels.contains(label)) {
+                stray.add(label);
+            }
+            out.put(label, d);
+        }
+        if (!stray.isEmpty()) {
+            throw new IllegalArgumentException("class store " + where + " is corrupt: shot digests for classes it does not hold: "
+                    + stray.subList(0, Math.min(3, stray.size())));
+        }
+        return out;
     }
 
     private static void checkFinite(float[] v, String where, String what) {

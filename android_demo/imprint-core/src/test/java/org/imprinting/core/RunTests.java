@@ -10,7 +10,8 @@ public final class RunTests {
     }
 
     public static void main(String[] args) {
-        Result r = JUnitCore.runClasses(PreprocessorTest.class, ClassStoreTest.class, ShotOffsetsTest.class, JsonNpyTest.class);
+        Result r = JUnitCore.runClasses(PreprocessorTest.class, ClassStoreTest.class, MergeTest.class, ShotOffsetsTest.class,
+                JsonNpyTest.class);
         for (Failure f : r.getFailures()) {
             System.out.println("FAILED " + f.getTestHeader() + ": " + f.getMessage());
             if (!(f.getException() instanceof AssertionError)) {
