@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from imprinting.quiet import quiet_third_parties
+
 from imprinting import __version__
 from imprinting.runtime.cli import add_runtime_parsers
 
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
     args.verbose = verbose
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        quiet_third_parties()
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:

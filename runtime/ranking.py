@@ -58,5 +58,5 @@ def rank(
     cos = best[:top_k] if cosines is scores else cosines[idx].tolist()
     # The softmax denominator is computed when probabilities are first asked for (results.py); `scores` is
     # this call's own array, so keeping it is safe.
-    raw = ([labels[i] for i in idx], best[:top_k], cos, counts[idx].tolist(), b0, scale, scores)
+    raw = ([labels[i] for i in idx], best[:top_k], cos, counts[idx].tolist(), b0, scale, scores, policy.min_cosine)
     return Classification(raw=raw, unknown=policy.is_unknown(b0, margin))

@@ -16,7 +16,10 @@ class Category:
     cosine: between the embedding and the class's weight row (the max over its templates when a class has
     several), in [-1, 1]. score: what the classes are ranked by: the cosine plus the class's shot offset when
     the bundle has shot-aware calibration (see shot_offsets.py), else the cosine itself. probability: the
-    softmax of scale * score over *all* classes, so the top k need not sum to 1. shots: images behind the class.
+    softmax of scale * score over *all* classes and, when the unknown policy has a threshold, one more
+    alternative, "unknown", scored at the threshold: so a single class is not certain against nothing (a
+    photo at cosine 0.25 to its only class, threshold 0.47, scale 10, gets 0.10). The top k need not sum to
+    1. shots: images behind the class.
     """
 
     label: str
@@ -40,7 +43,8 @@ class Classification:
 
     def __init__(self, categories: tuple[Category, ...] = (), unknown: bool = False, *,
                  raw: tuple | None = None) -> None:
-        # raw: (labels, scores, cosines, shots, top score, scale, every class's score (K,)), from ranking.rank
+        # raw: (labels, scores, cosines, shots, top score, scale, every class's score (K,), the unknown
+        # threshold or None), from ranking.rank
         self._categories = tuple(categories) if raw is None else None
         self._raw = raw
         self.unknown = bool(unknown)
@@ -48,9 +52,12 @@ class Classification:
     @property
     def categories(self) -> tuple[Category, ...]:
         if self._categories is None:
-            labels, scores, cosines, shots, b0, scale, row = self._raw
-            # Softmax of scale * score over all classes, shifted by the top logit so exp never overflows.
+            labels, scores, cosines, shots, b0, scale, row, threshold = self._raw
+            # Softmax of scale * score over all classes (and "unknown" at the threshold), shifted by the top
+            # logit so exp never overflows.
             total = float(np.exp((row - b0) * scale).sum())
+            if threshold is not None:
+                total += math.exp((threshold - b0) * scale)
             self._categories = tuple(Category(lab, s, c, math.exp((s - b0) * scale) / total, n)
                                      for lab, s, c, n in zip(labels, scores, cosines, shots))
         return self._categories

@@ -234,3 +234,20 @@ def test_forget_shots_undoes_the_last_teach(rng):
     np.testing.assert_allclose(clf.weights[0], mean / np.linalg.norm(mean), atol=1e-5)
     clf.forget_shots("a", first)
     assert len(clf) == 0
+
+
+def test_a_single_class_is_not_certain_against_nothing():
+    e = np.zeros(D, np.float32)
+    e[0] = 1.0
+    far = np.zeros(D, np.float32)
+    far[0], far[1] = 0.25, np.sqrt(1 - 0.25**2)  # cosine 0.25 to the only class
+    clf = ImprintedClassifier(D, 10.0, "fp", unknown=UnknownPolicy(min_cosine=0.47))
+    clf.imprint("only", e)
+    res = clf.classify(far)[0]
+    assert res.unknown and res.label is None and res.cosine == pytest.approx(0.25, abs=1e-6)
+    # softmax over the class and "unknown" at the threshold: 1 / (1 + e^(10 (0.47 - 0.25)))
+    assert res.top.probability == pytest.approx(1 / (1 + np.exp(10 * 0.22)), rel=1e-5)
+    assert clf.classify(e)[0].top.probability == pytest.approx(1 / (1 + np.exp(10 * (0.47 - 1))), rel=1e-5)
+    never = ImprintedClassifier(D, 10.0, "fp")  # no threshold: the softmax is over the classes alone
+    never.imprint("only", e)
+    assert never.classify(far)[0].top.probability == pytest.approx(1.0)

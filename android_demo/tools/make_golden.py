@@ -24,6 +24,11 @@ and the shot-aware calibration case (golden.json "shot_offsets"; docs/formats.md
     so_extra.npy       float32 (2, D) shots added to the 1-shot class afterwards (its offset changes)
     store_shot_offsets.npz  the class store they make
 
+and the default unknown policy case (golden.json "unknown"; runtime/recognizer_options.py bundle_unknown_policy):
+
+    manifest_unknown.json  manifest.json whose calibration carries an unknown_min_cosine chosen at "export"
+    store_single.npz   a store of one class (red), which must not be certain against nothing
+
 and the fleet case (golden.json "merge"; runtime/store_sync.py combine, docs/formats.md):
 
     merge_a.npz        a store taught on one device ("phone": 2 templates, shots kept, photo digests)
@@ -105,6 +110,21 @@ INVALID_SHOT_OFFSETS = [
 ]
 
 
+# Manifest "calibration" values and what bundle_unknown_policy makes of them: the bundle's threshold, or the fallback
+# (0.4) where it is absent, null, a bool, not a number or outside [-1, 1]. An entry without "calibration" is a
+# manifest without the field. unknown_case puts a calibrated bundle's first.
+UNKNOWN_CALIBRATIONS = [
+    {}, {"calibration": None}, {"calibration": {}}, {"calibration": {"unknown_min_cosine": None}},
+    {"calibration": {"unknown_min_cosine": True}}, {"calibration": {"unknown_min_cosine": False}},
+    {"calibration": {"unknown_min_cosine": 1.5}}, {"calibration": {"unknown_min_cosine": -1.0001}},
+    {"calibration": {"unknown_min_cosine": -1}}, {"calibration": {"unknown_min_cosine": 1}},
+    {"calibration": {"unknown_min_cosine": 0}}, {"calibration": {"unknown_min_cosine": "0.5"}},
+    {"calibration": {"unknown_min_cosine": [0.5]}}, {"calibration": {"unknown_min_cosine": {"x": 0.5}}},
+]
+# "calibration" values that are not an object: Python refuses the manifest, and so must every reader.
+INVALID_CALIBRATIONS = [[0.5], "0.5", 0.5, True]
+
+
 def _wire(c) -> dict:
     """A Classification in the golden files' form, which the Java core and the web demo return: parallel
     lists, with "cosines" holding the ranked scores (cosine + shot offset)."""
@@ -116,6 +136,7 @@ def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) ->
     """Classes of different shot counts classified with a shot_offsets table, as the Python runtime does."""
     from imprinting.runtime import ImprintedClassifier, ShotOffsets, UnknownPolicy, write_store
     from imprinting.runtime.bundle import Manifest
+    from imprinting.runtime.recognizer_options import bundle_unknown_policy
     from tiny import pattern_image
 
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -145,6 +166,9 @@ def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) ->
     raw = ImprintedClassifier.from_store_data(data).classify(queries, top_k=k)
     calibrated = clf.classify(queries, top_k=k)
     unknown = ImprintedClassifier.from_store_data(data, unknown=UnknownPolicy(**policy), shot_offsets=offsets)
+    # What a Recognizer (and the app, and the page) opens this bundle with: its offsets and its unknown policy.
+    default = ImprintedClassifier.from_store_data(data, unknown=bundle_unknown_policy(Manifest.from_dict(manifest)),
+                                                  shot_offsets=offsets)
     grown = ImprintedClassifier.from_store_data(data, shot_offsets=offsets)
     grown.add_shots("red", extra)
     # The case is only worth its name if the offsets change answers.
@@ -158,7 +182,65 @@ def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) ->
         "predictions": [_wire(c) for c in calibrated],
         "predictions_raw": [_wire(c) for c in raw],
         "predictions_unknown": [_wire(c) for c in unknown.classify(queries, top_k=k)],
+        "predictions_bundle": [_wire(c) for c in default.classify(queries, top_k=k)],
         "predictions_grown": [_wire(c) for c in grown.classify(queries, top_k=k)],
+    }
+
+
+def unknown_case(out: Path, m, shots: np.ndarray, shot_labels: list[str], queries: np.ndarray) -> dict:
+    """The unknown policy a bundle carries by default (bundle_unknown_policy: the manifest's
+    calibration.unknown_min_cosine, else the fallback), and predictions with it: the "unknown" alternative enters
+    the probabilities, so a single class is not certain against nothing."""
+    from imprinting.runtime import ImprintedClassifier, read_store, write_store
+    from imprinting.runtime.bundle import Manifest
+    from imprinting.runtime.recognizer_options import FALLBACK_MIN_COSINE, bundle_unknown_policy
+
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+    def with_calibration(case: dict) -> dict:
+        d = {k: v for k, v in manifest.items() if k != "calibration"}
+        if "calibration" in case:
+            d["calibration"] = case["calibration"]
+        return d
+
+    # A calibrated bundle's threshold, as export would choose it: between the top-1 score of the never-taught query
+    # (the last) and those of the taught ones, so that only the never-taught one is unknown.
+    data = read_store(out / "store.npz")
+    tops = [c.score for c in ImprintedClassifier.from_store_data(data).classify(queries, top_k=1)]
+    assert tops[-1] < min(tops[:-1]), f"the never-taught query is closer to a class than a taught one: {tops}"
+    t = round((tops[-1] + min(tops[:-1])) / 2, 4)
+    calibration = {"unknown_min_cosine": t, "unknown_false_accept": 0.05, "unknown_accept": 0.98, "unknown_trials": 400}
+    cases = [dict(c, min_cosine=bundle_unknown_policy(Manifest.from_dict(with_calibration(c))).min_cosine)
+             for c in [{"calibration": calibration}] + UNKNOWN_CALIBRATIONS]
+    assert cases[0]["min_cosine"] == t and cases[1]["min_cosine"] == FALLBACK_MIN_COSINE
+    refused = []
+    for bad in INVALID_CALIBRATIONS:
+        try:
+            Manifest.from_dict(with_calibration({"calibration": bad}))
+        except ValueError as err:
+            refused.append({"calibration": bad, "error": str(err)})
+        else:
+            raise AssertionError(f"a manifest with calibration {bad!r} was accepted")
+    calibrated = with_calibration(cases[0])
+    (out / "manifest_unknown.json").write_text(json.dumps(calibrated, indent=1), encoding="utf-8")
+    policy = bundle_unknown_policy(Manifest.from_dict(calibrated))
+    plain = bundle_unknown_policy(Manifest.from_dict(manifest))  # the fallback for the tiny bundle
+    single = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint)
+    for label, e in zip(shot_labels, shots):
+        if label == "red":
+            single.learn(label, e)
+    write_store(out / "store_single.npz", single.to_store_data())
+    got = ImprintedClassifier.from_store_data(data, unknown=policy).classify(queries, top_k=3)
+    alone = ImprintedClassifier.from_store_data(single.to_store_data(), unknown=policy).classify(queries, top_k=3)
+    assert [c.unknown for c in got] == [False, False, False, True], tops
+    assert alone[0].top.probability < 1 and alone[0].label == "red"
+    return {
+        "manifest": "manifest_unknown.json", "fallback_min_cosine": FALLBACK_MIN_COSINE, "cases": cases,
+        "refused": refused, "top_k": 3, "single_store": "store_single.npz",
+        "predictions": [_wire(c) for c in got],
+        "predictions_plain": [_wire(c) for c in ImprintedClassifier.from_store_data(data, unknown=plain)
+                              .classify(queries, top_k=3)],
+        "predictions_single": [_wire(c) for c in alone],
     }
 
 
@@ -297,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         edited_labels=list(edited.labels),
     )
     golden["shot_offsets"] = shot_offsets_case(out, m, embed, queries, policy)
+    golden["unknown"] = unknown_case(out, m, shots, shot_labels, queries)
     golden["merge"] = merge_case(out, m, embed, queries)
     (out / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False), encoding="utf-8")
     ex.close()

@@ -1,7 +1,7 @@
 // The page: the bundle's ONNX extractor in onnxruntime-web, the camera, "Add class" and live predictions.
 // window.imprintDemo exposes the same steps to tests (embedding parity, exported store).
 import * as ort from "../node_modules/onnxruntime-web/dist/ort.wasm.min.mjs";
-import { ClassStore, ShotOffsets, validateLabel } from "./classstore.js";
+import { ClassStore, ShotOffsets, bundleUnknownPolicy, validateLabel } from "./classstore.js";
 import { loadBytes, saveBytes } from "./db.js";
 import { preprocess } from "./preprocess.js";
 
@@ -12,7 +12,7 @@ ort.env.wasm.wasmPaths = new URL("../node_modules/onnxruntime-web/dist/", import
 // One thread: threads need cross-origin isolation headers that a plain static server does not send.
 ort.env.wasm.numThreads = 1;
 
-const state = { manifest: null, shotOffsets: null, session: null, layout: "NCHW", store: null, capture: null, prediction: null, fps: 0, frames: 0 };
+const state = { manifest: null, shotOffsets: null, unknown: null, session: null, layout: "NCHW", store: null, capture: null, prediction: null, fps: 0, frames: 0 };
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -23,6 +23,7 @@ async function loadModel() {
   const manifest = await (await fetch(new URL("manifest.json", bundleUrl))).json();
   if (manifest.format !== "imprinting-bundle" || manifest.format_version !== 1) throw new Error("not a version 1 imprinting bundle");
   const shotOffsets = ShotOffsets.fromManifest(manifest); // shot-aware calibration, or null
+  const unknown = bundleUnknownPolicy(manifest); // the bundle's unknown threshold, or the fallback
   const order = ["int8", "fp32"];
   const entry = manifest.extractors.filter((e) => e.format === "onnx").sort((a, b) => order.indexOf(a.precision) - order.indexOf(b.precision))[0];
   if (!entry) throw new Error("the bundle has no ONNX extractor; export one with `imprint export`");
@@ -30,6 +31,7 @@ async function loadModel() {
   state.session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"] });
   state.manifest = manifest;
   state.shotOffsets = shotOffsets;
+  state.unknown = unknown;
   state.layout = entry.layout || "NCHW";
   state.entry = entry;
 }
@@ -48,12 +50,16 @@ async function embedPixels(pixels, w, h, channels) {
 
 const storeKey = () => `classes:${state.manifest.fingerprint}`;
 
-/** A store read from .npz bytes (or a new empty one) for this bundle, calibrated by the bundle's shot offsets. */
+/**
+ * A store read from .npz bytes (or a new empty one) for this bundle, calibrated by the bundle's shot offsets and
+ * answering "unknown" below the bundle's threshold (as the Python runtime's Recognizer does by default).
+ */
 function openStore(bytes, name) {
   const m = state.manifest;
   const st = bytes ? ClassStore.fromNpz(bytes, { expectedFingerprint: m.fingerprint, expectedDim: m.embedding_dim, name })
     : new ClassStore(m.embedding_dim, m.scale, m.fingerprint);
   st.shotOffsets = state.shotOffsets;
+  st.unknown = { minCosine: state.unknown.minCosine, minMargin: state.unknown.minMargin };
   return st;
 }
 
@@ -116,10 +122,12 @@ async function finishCapture() {
   status(`Learned "${c.label}" from ${c.shots.length} frames`);
 }
 
+/** The top label, or "unknown" with the nearest class: either way the top score (cosine) stays visible. */
 function showPrediction(p) {
   state.prediction = p;
   $("label").textContent = p ? (p.label ?? "unknown") : "—";
-  $("score").textContent = p ? p.cosines[0].toFixed(2) : "";
+  $("score").textContent = !p ? "" : p.unknown ? `${p.cosines[0].toFixed(2)} < ${state.unknown.minCosine.toFixed(2)} (${p.labels[0]})`
+    : p.cosines[0].toFixed(2);
   $("topk").replaceChildren(...(p ? p.labels.map((l, i) => Object.assign(document.createElement("li"),
     { textContent: `${l}  ${(100 * p.probabilities[i]).toFixed(0)}%` })) : []));
 }
@@ -191,7 +199,9 @@ async function main() {
   await loadModel();
   await loadStore();
   renderClasses();
-  status(`${state.manifest.name}: ${state.entry.file}, ${state.manifest.embedding_dim}-d${state.shotOffsets ? ", shot-calibrated" : ""}`);
+  const u = state.unknown;
+  status(`${state.manifest.name}: ${state.entry.file}, ${state.manifest.embedding_dim}-d${state.shotOffsets ? ", shot-calibrated" : ""}, `
+    + `unknown below ${u.minCosine.toFixed(2)}${u.calibrated ? "" : " (default: the bundle carries no threshold)"}`);
   $("add").disabled = false;
   const canvas = document.createElement("canvas");
   try {
@@ -205,7 +215,8 @@ async function main() {
 const ready = main().catch((err) => { status(err.message, true); throw err; });
 window.imprintDemo = {
   ready,
-  state: () => ({ labels: [...state.store.labels], counts: [...state.store.counts], prediction: state.prediction, frames: state.frames, capturing: !!state.capture }),
+  state: () => ({ labels: [...state.store.labels], counts: [...state.store.counts], prediction: state.prediction, frames: state.frames,
+    capturing: !!state.capture, unknown: { ...state.store.unknown } }),
   embedRgb: async (b64rgb, w, h) => Array.from(await embedPixels(Uint8Array.from(atob(b64rgb), (c) => c.charCodeAt(0)), w, h, 3)),
   preprocessRgb: (b64rgb, w, h) => Array.from(preprocess(Uint8Array.from(atob(b64rgb), (c) => c.charCodeAt(0)), w, h, 3, state.manifest.preprocess, state.layout)),
   exportNpz: () => b64(state.store.toNpz()),

@@ -1,13 +1,33 @@
 // The class store and the imprinted cosine classifier (docs/formats.md, the Python runtime's
 // ImprintedClassifier with one template per class): per class a float32 sum of unit embeddings and a
-// count; weight = sum / |sum|; logits = scale * cosine; softmax over all classes; unknown threshold.
+// count; weight = sum / |sum|; logits = scale * cosine; softmax over all classes (and "unknown" at the unknown
+// threshold); unknown policy, by default the bundle's (bundleUnknownPolicy).
 // With shot offsets (the bundle manifest's "shot_offsets") classify ranks by cosine + offset(shot count).
 // The file's "shot_digests" (photo digests per class) are kept, renamed and removed with their class and written
 // back. ClassStore.combine merges stores taught on different devices as the Python runtime's store_sync.combine.
 import { readNpy, readZip, writeNpy, writeZip } from "./npz.js";
 
 export const STORE_FORMAT = "imprinting-class-store";
+// The unknown threshold of bundles that carry none (exported before thresholds were calibrated): the Python
+// runtime's FALLBACK_MIN_COSINE (runtime/recognizer_options.py).
+export const FALLBACK_MIN_COSINE = 0.4;
 const f = Math.fround;
+
+/**
+ * The unknown policy a bundle carries, the Python runtime's bundle_unknown_policy: the manifest's
+ * calibration.unknown_min_cosine (chosen at export for a stated false-accept rate) when it is a number in [-1, 1],
+ * else FALLBACK_MIN_COSINE; no margin rule. `calibrated` says which. A "calibration" that is not an object is
+ * refused, as Python refuses the manifest.
+ */
+export function bundleUnknownPolicy(manifest) {
+  const cal = manifest.calibration;
+  if (cal != null && (typeof cal !== "object" || Array.isArray(cal))) {
+    throw new Error(`bundle manifest field 'calibration' must be an object, got ${JSON.stringify(cal)}`);
+  }
+  const t = cal == null ? undefined : cal.unknown_min_cosine;
+  const calibrated = typeof t === "number" && t >= -1 && t <= 1;
+  return { minCosine: calibrated ? t : FALLBACK_MIN_COSINE, minMargin: null, calibrated };
+}
 
 export function validateLabel(label) {
   if (typeof label !== "string") throw new Error(`a label must be a string, got ${typeof label}`);
@@ -107,6 +127,7 @@ export class ClassStore {
     Object.assign(this, { dim, scale, fingerprint, templatesPerClass: 1, labels: [], sums: [], counts: [], shots: null });
     // label -> sorted content digests of the photos taught into it (the file's "shot_digests"); only non-empty.
     this.digests = new Map();
+    // Never unknown until set, as the Python runtime's ImprintedClassifier; the page sets the bundle's policy.
     this.unknown = { minCosine: null, minMargin: null };
     // A ShotOffsets (from the bundle manifest) or null; a setting of the classifier, not part of the file.
     this.shotOffsets = null;
@@ -234,6 +255,9 @@ export class ClassStore {
   /**
    * {labels, cosines, probabilities, unknown, label} for the top k, best first. With shot offsets the ranked and
    * reported scores ("cosines") are cosine + offset(shot count); softmax and unknown policy see those, as in Python.
+   * The top score is reported even when the answer is unknown. probabilities: the softmax of scale * score over all
+   * classes and, when the unknown policy has a minCosine, "unknown" scored at it (Python's
+   * Classification.categories), so a single class is not certain against nothing.
    */
   classify(embedding, topK = 3) {
     if (!this.labels.length) throw new Error("the classifier has no classes yet: add one first");
@@ -242,9 +266,10 @@ export class ClassStore {
     const order = cos.map((_, i) => i).sort((a, b) => cos[b] - cos[a]);
     const best = cos[order[0]];
     const margin = cos.length > 1 ? best - cos[order[1]] : Infinity;
-    const total = cos.reduce((t, c) => t + Math.exp((c - best) * this.scale), 0);
-    const top = order.slice(0, topK);
     const u = this.unknown;
+    const total = cos.reduce((t, c) => t + Math.exp((c - best) * this.scale), 0)
+      + (u.minCosine != null ? Math.exp((u.minCosine - best) * this.scale) : 0);
+    const top = order.slice(0, topK);
     const unknown = (u.minCosine != null && best < u.minCosine) || (u.minMargin != null && margin < u.minMargin);
     const labels = top.map((i) => this.labels[i]);
     return {

@@ -6,14 +6,16 @@
 // The shot-aware calibration case of the golden vectors (golden.json "shot_offsets") is checked twice: in node
 // against js/classstore.js directly, and in the page with its manifest swapped for one that has shot_offsets.
 // The fleet case (golden.json "merge"): ClassStore.combine in node against Python's combine, bit for bit, and the
-// page's "Merge .npz"; the node-merged stores are written to --out for Python to read.
+// page's "Merge .npz"; the node-merged stores are written to --out for Python to read. The default unknown policy
+// (golden.json "unknown"): the bundle's threshold or the fallback and the "unknown" alternative in the probabilities,
+// in node against js/classstore.js and in the page (its own bundle has no threshold; then a manifest that has one).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
-import { ClassStore, ShotOffsets } from "../js/classstore.js";
+import { ClassStore, FALLBACK_MIN_COSINE, ShotOffsets, bundleUnknownPolicy } from "../js/classstore.js";
 import { readNpy } from "../js/npz.js";
 import { serve } from "./server.mjs";
 
@@ -41,6 +43,7 @@ const maxDiff = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])),
 const unit = (e) => { const n = Math.hypot(...e); return e.map((v) => v / n); };
 const rows = (name) => { const a = npy(name), d = golden.embedding_dim; return Array.from({ length: a.length / d }, (_, i) => Array.from(a.slice(i * d, (i + 1) * d))); };
 const so = golden.shot_offsets;
+const load = (name) => ClassStore.fromNpz(new Uint8Array(readFileSync(join(args.golden, name))), { name });
 // Scores are cosine + offset: the page sums in double, NumPy in float32, so a few float32 ulps.
 function samePredictions(got, want, what, tol = 2e-6) {
   expect(got.length === want.length, `${what}: ${got.length} answers, want ${want.length}`);
@@ -77,12 +80,47 @@ await check("shot offsets: table, validation and predictions match Python (node)
   samePredictions(queries.map((q) => mine.classify(q, so.top_k)), so.predictions, "imprinted in JS");
   mine.unknown = { minCosine: golden.unknown_policy.min_cosine, minMargin: golden.unknown_policy.min_margin };
   samePredictions(queries.map((q) => mine.classify(q, so.top_k)), so.predictions_unknown, "unknown");
+  mine.unknown = bundleUnknownPolicy(manifest); // what the page opens this bundle with: the fallback
+  samePredictions(queries.map((q) => mine.classify(q, so.top_k)), so.predictions_bundle, "the bundle's unknown policy");
   mine.unknown = { minCosine: null, minMargin: null };
   mine.learn(so.extra_label, rows("so_extra.npy"));
   samePredictions(queries.map((q) => mine.classify(q, so.top_k)), so.predictions_grown, "grown");
 });
 
-const load = (name) => ClassStore.fromNpz(new Uint8Array(readFileSync(join(args.golden, name))), { name });
+const un = golden.unknown;
+await check("unknown policy: the bundle's threshold or the fallback, probabilities with unknown, as Python (node)", async () => {
+  expect(FALLBACK_MIN_COSINE === un.fallback_min_cosine, `fallback ${FALLBACK_MIN_COSINE}, Python's ${un.fallback_min_cosine}`);
+  const plain = JSON.parse(readFileSync(join(args.golden, "manifest.json"), "utf8"));
+  const withCalibration = (c) => {
+    const m = { ...plain };
+    delete m.calibration;
+    if ("calibration" in c) m.calibration = c.calibration;
+    return m;
+  };
+  for (const c of un.cases) {
+    const u = bundleUnknownPolicy(withCalibration(c));
+    expect(u.minCosine === c.min_cosine && u.minMargin === null, `calibration ${JSON.stringify(c.calibration)}: ${u.minCosine}, want ${c.min_cosine}`);
+    // The bundle's own threshold when Python took the manifest's value, else the fallback.
+    const own = c.calibration != null && c.calibration.unknown_min_cosine === c.min_cosine;
+    expect(u.calibrated === own, `calibration ${JSON.stringify(c.calibration)}: calibrated ${u.calibrated}`);
+  }
+  for (const r of un.refused) {
+    let err = null;
+    try { bundleUnknownPolicy(withCalibration(r)); } catch (e) { err = e; }
+    expect(err && err.message.includes("'calibration'"), `accepted calibration ${JSON.stringify(r.calibration)}`);
+  }
+  const queries = rows("queries.npy");
+  const store = load("store.npz");
+  store.unknown = bundleUnknownPolicy(JSON.parse(readFileSync(join(args.golden, un.manifest), "utf8")));
+  samePredictions(queries.map((q) => store.classify(q, un.top_k)), un.predictions, "calibrated bundle");
+  store.unknown = bundleUnknownPolicy(plain);
+  samePredictions(queries.map((q) => store.classify(q, un.top_k)), un.predictions_plain, "plain bundle");
+  const single = load(un.single_store);
+  expect(single.classify(queries[3], 3).probabilities[0] === 1, "one class without a threshold should take it all");
+  single.unknown = bundleUnknownPolicy(JSON.parse(readFileSync(join(args.golden, un.manifest), "utf8")));
+  samePredictions(queries.map((q) => single.classify(q, un.top_k)), un.predictions_single, "single class");
+});
+
 const bits = (v) => Array.from(new Int32Array(Float32Array.from(v).buffer)).join();
 /** The same classes bit for bit: labels, counts, float32 sums and shots, photo digests, the file's facts. */
 function sameStore(got, want, what) {
@@ -176,6 +214,10 @@ try {
     await page.waitForFunction(() => window.imprintDemo.state().frames > 3, null, { timeout: 15000 });
     const text = await page.textContent("#status");
     expect(text.includes(golden.extractor), `status says ${text}`);
+    // The test bundle carries no unknown threshold: the page uses the fallback, and says so.
+    const u = (await state()).unknown;
+    expect(u.minCosine === un.fallback_min_cosine && u.minMargin === null, `unknown policy ${JSON.stringify(u)}`);
+    expect(text.includes(`unknown below ${un.fallback_min_cosine.toFixed(2)} (default`), `status says ${text}`);
   });
 
   await check("preprocessing and embedding match Python on the golden frames", async () => {
@@ -270,7 +312,23 @@ try {
     await page.setInputFiles("#import", join(args.golden, so.store));
     await page.waitForFunction(() => window.imprintDemo.state().labels.join() === "red,green,blue,yellow", null, { timeout: 3000 });
     const got = await page.evaluate(([qs, k]) => qs.map((q) => window.imprintDemo.classify(q, k)), [rows("queries.npy"), so.top_k]);
-    samePredictions(got, so.predictions, "page");
+    // The page also applies the bundle's unknown policy (here the fallback), as Python's Recognizer does.
+    samePredictions(got, so.predictions_bundle, "page");
+  });
+
+  await check("applies the bundle's unknown threshold as Python does", async () => {
+    await page.unroute("**/bundle/manifest.json");
+    await page.route("**/bundle/manifest.json", (r) => r.fulfill({ path: join(args.golden, un.manifest), contentType: "application/json" }));
+    await page.goto(url);
+    await page.evaluate(() => window.imprintDemo.ready);
+    const t = un.cases[0].min_cosine;
+    const text = await page.textContent("#status");
+    expect(text.includes(`unknown below ${t.toFixed(2)}`) && !text.includes("(default"), `status says ${text}`);
+    await page.setInputFiles("#import", join(args.golden, "store.npz"));
+    await page.waitForFunction(() => window.imprintDemo.state().labels.join() === "red,green,blue", null, { timeout: 3000 });
+    expect((await state()).unknown.minCosine === t, `the imported store's threshold is ${(await state()).unknown.minCosine}`);
+    const got = await page.evaluate(([qs, k]) => qs.map((q) => window.imprintDemo.classify(q, k)), [rows("queries.npy"), un.top_k]);
+    samePredictions(got, un.predictions, "page");
   });
 } finally {
   await context.close();

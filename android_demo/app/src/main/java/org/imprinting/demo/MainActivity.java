@@ -26,7 +26,8 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * Live preview with the top label, its score and the FPS; "Add class": type a name and hold the button
+ * Live preview with the top label (or "unknown" below the bundle's threshold, with the nearest class and its
+ * score, which stays visible), its probability and the FPS; "Add class": type a name and hold the button
  * while the camera sees the object, N frames are imprinted into one class. Anonymous classes rather than
  * lambdas throughout: the app targets Java 8 bytecode that dx accepts.
  */
@@ -114,7 +115,9 @@ public class MainActivity extends Activity implements CameraController.FrameList
                     ClassStore s = Store.get(MainActivity.this, b.manifest);
                     model = new Model(b, new Extractor(b), p, s);
                     show(b.manifest.name + " (" + b.extractor.file + "), " + s.size() + " classes"
-                            + (b.manifest.shotOffsets != null ? ", shot-calibrated" : ""));
+                            + (b.manifest.shotOffsets != null ? ", shot-calibrated" : "")
+                            + String.format(Locale.US, ", unknown below %.2f", b.manifest.unknownMinCosine)
+                            + (b.manifest.unknownCalibrated ? "" : " (default: the bundle carries no threshold)"));
                 } catch (Exception e) {
                     show("Cannot load the model: " + e.getMessage());
                 }
@@ -282,10 +285,15 @@ public class MainActivity extends Activity implements CameraController.FrameList
             score.setText("");
         } else {
             label.setText(c.unknown ? "unknown" : c.labels[0]);
-            // With the bundle's shot offsets the score is cosine + offset(shot count), not a plain cosine.
+            // With the bundle's shot offsets the score is cosine + offset(shot count), not a plain cosine. An
+            // unknown answer still shows how close the nearest class came, and that class.
             Model m = model;
             String kind = m != null && m.store.shotOffsets() != null ? "score" : "cos";
-            score.setText(String.format(Locale.US, "%s %.2f  p %.0f%%", kind, c.cosines[0], 100 * c.probabilities[0]));
+            String text = String.format(Locale.US, "%s %.2f  p %.0f%%", kind, c.cosines[0], 100 * c.probabilities[0]);
+            if (c.unknown && m != null) {
+                text += String.format(Locale.US, "  (%s, below %.2f)", c.labels[0], m.store.unknownPolicy().minCosine);
+            }
+            score.setText(text);
         }
         fps.setText(String.format(Locale.US, "%.1f FPS", framesPerSecond));
         if (capturedFrames > 0) {

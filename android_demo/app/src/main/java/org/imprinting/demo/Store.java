@@ -16,8 +16,9 @@ import java.util.concurrent.Executors;
  * The one class store of the app, shared by both screens and persisted in the app's files directory in
  * the Python runtime's format (classes.npz), so a store can be copied to and from a computer. Saves run
  * on one background thread, atomically (ClassStoreFile.write), so a killed app never loses the file.
- * The bundle's shot offsets (manifest "shot_offsets") are applied to classification, as the Python
- * runtime does; they are a setting of the bundle, not part of the file.
+ * The bundle's shot offsets (manifest "shot_offsets") and its unknown threshold (manifest
+ * calibration.unknown_min_cosine, else the fallback 0.4) are applied to classification, as the Python
+ * runtime's Recognizer does by default; they are settings of the bundle, not part of the file.
  */
 final class Store {
     private static final String TAG = "imprinting";
@@ -29,12 +30,16 @@ final class Store {
     private Store() {
     }
 
-    /** The store for this bundle's extractor, loaded once per process, calibrated by its shot offsets. */
+    /**
+     * The store for this bundle's extractor, loaded once per process, calibrated by its shot offsets and
+     * answering "unknown" below its threshold.
+     */
     static synchronized ClassStore get(Context context, Manifest m) {
         if (store == null) {
             store = load(context, m);
         }
         store.setShotOffsets(m.shotOffsets);
+        store.setUnknownPolicy(m.unknownPolicy());
         return store;
     }
 

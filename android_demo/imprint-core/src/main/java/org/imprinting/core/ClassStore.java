@@ -19,7 +19,9 @@ import java.util.TreeSet;
  * written by Python with several templates per class survives a round trip through the app.
  * With shot offsets (a bundle manifest's "shot_offsets", see ShotOffsets) classify ranks by
  * cosine + offset(shot count of the class), reports those calibrated scores and takes the softmax and the
- * unknown policy over them, as the Python runtime does; cosines() stays raw. The offsets are a setting of
+ * unknown policy over them, as the Python runtime does; cosines() stays raw. An unknown policy with a
+ * minCosine adds "unknown" to the softmax (see Classification); a new store has none (UnknownPolicy.NEVER, as the
+ * Python runtime's ImprintedClassifier), the app gives it the bundle's (Manifest.unknownPolicy()). The offsets are a setting of
  * the classifier, not part of the store file.
  * The photo digests of a file's "shot_digests" are kept per class (renamed and removed with it) and written
  * back, so that Python can still skip photos it was taught before; this core adds none itself.
@@ -73,8 +75,20 @@ public final class ClassStore {
         return templatesPerClass;
     }
 
+    /**
+     * When classify answers "unknown" (UnknownPolicy.NEVER until set; a bundle's default is
+     * Manifest.unknownPolicy()). Its minCosine also enters the probabilities, see Classification.
+     */
     public synchronized void setUnknownPolicy(UnknownPolicy policy) {
+        if (policy == null) {
+            throw new IllegalArgumentException("the unknown policy must not be null; UnknownPolicy.NEVER turns it off");
+        }
         unknown = policy;
+    }
+
+    /** The unknown policy classify applies. */
+    public synchronized UnknownPolicy unknownPolicy() {
+        return unknown;
     }
 
     /** Shot-aware calibration for classify (from Manifest.shotOffsets); null turns it off. */
@@ -330,10 +344,14 @@ public final class ClassStore {
         });
         float best = cos[order[0]];
         float margin = n > 1 ? best - cos[order[1]] : Float.POSITIVE_INFINITY;
-        // Softmax of scale * cos over all classes, shifted by the top logit so that exp never overflows.
+        // Softmax of scale * cos over all classes and, with a minCosine, "unknown" scored at that threshold (the
+        // Python runtime's Classification.categories), shifted by the top logit so that exp never overflows.
         double total = 0;
         for (float v : cos) {
             total += Math.exp((v - best) * scale);
+        }
+        if (!Float.isNaN(unknown.minCosine)) {
+            total += Math.exp(((double) unknown.minCosine - best) * scale);
         }
         int k = Math.min(topK, n);
         String[] outLabels = new String[k];

@@ -2,8 +2,11 @@ package org.imprinting.core;
 
 /**
  * The top-k answer for one embedding, best first. cosines in [-1, 1], or with shot offsets the calibrated
- * scores cosine + offset(shot count) that the classes were ranked by; probabilities are the softmax of
- * scale * score over all classes (so they need not sum to 1 over the top k).
+ * scores cosine + offset(shot count) that the classes were ranked by; the top one is reported even when the
+ * answer is unknown (it says how close the nearest class came). probabilities are the softmax of scale * score
+ * over all classes and, when the unknown policy has a minCosine, one more alternative, "unknown", scored at that
+ * threshold, as the Python runtime computes them: so a single class is not certain against nothing, and the
+ * top k need not sum to 1.
  */
 public final class Classification {
     public final String[] labels;
@@ -23,7 +26,7 @@ public final class Classification {
         return unknown ? null : labels[0];
     }
 
-    /** The top-1 cosine (calibrated score with shot offsets). */
+    /** The top-1 cosine (calibrated score with shot offsets), also when the answer is unknown. */
     public float score() {
         return cosines[0];
     }

@@ -20,6 +20,14 @@ public final class Manifest {
     public final String baseClasses;
     /** Shot-aware calibration (the manifest's "shot_offsets"), or null when the bundle has none. */
     public final ShotOffsets shotOffsets;
+    /**
+     * The top-1 cosine (score, with shot offsets) below which an answer is "unknown" by default: the manifest's
+     * calibration.unknown_min_cosine, chosen at export for a stated false-accept rate, or
+     * UnknownPolicy.FALLBACK_MIN_COSINE for bundles without one (the Python runtime's bundle_unknown_policy).
+     */
+    public final float unknownMinCosine;
+    /** Whether unknownMinCosine is the bundle's own (calibrated at export) rather than the fallback. */
+    public final boolean unknownCalibrated;
 
     /** One extractor file of the bundle. */
     public static final class Extractor {
@@ -63,6 +71,20 @@ public final class Manifest {
         Object base = m.get("base_classes");
         baseClasses = base == null ? null : String.valueOf(base);
         shotOffsets = ShotOffsets.fromManifestValue(m.get("shot_offsets"));
+        Object cal = m.get("calibration");
+        if (cal != null && !(cal instanceof Map)) {
+            throw new IllegalArgumentException("bundle manifest field 'calibration' must be an object, got " + cal);
+        }
+        // As Python: a number in [-1, 1] (not a bool, a string or anything else), else the fallback.
+        Object t = cal == null ? null : ((Map<?, ?>) cal).get("unknown_min_cosine");
+        double v = t instanceof Number ? ((Number) t).doubleValue() : Double.NaN;
+        unknownCalibrated = v >= -1 && v <= 1;
+        unknownMinCosine = unknownCalibrated ? (float) v : UnknownPolicy.FALLBACK_MIN_COSINE;
+    }
+
+    /** The unknown policy this bundle carries: below unknownMinCosine is unknown, no margin rule. */
+    public UnknownPolicy unknownPolicy() {
+        return new UnknownPolicy(unknownMinCosine, Float.NaN);
     }
 
     public static Manifest parse(String json) {

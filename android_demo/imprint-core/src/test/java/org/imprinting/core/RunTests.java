@@ -11,7 +11,7 @@ public final class RunTests {
 
     public static void main(String[] args) {
         Result r = JUnitCore.runClasses(PreprocessorTest.class, ClassStoreTest.class, MergeTest.class, ShotOffsetsTest.class,
-                JsonNpyTest.class);
+                UnknownPolicyTest.class, JsonNpyTest.class);
         for (Failure f : r.getFailures()) {
             System.out.println("FAILED " + f.getTestHeader() + ": " + f.getMessage());
             if (!(f.getException() instanceof AssertionError)) {

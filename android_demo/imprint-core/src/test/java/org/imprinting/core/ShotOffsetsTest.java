@@ -179,6 +179,10 @@ public class ShotOffsetsTest {
         Map<?, ?> p = (Map<?, ?>) g.json.get("unknown_policy");
         s.setUnknownPolicy(new UnknownPolicy(((Number) p.get("min_cosine")).floatValue(), ((Number) p.get("min_margin")).floatValue()));
         ClassStoreTest.assertPredictions(g, s, "shot offsets, unknown", predictions(g, "predictions_unknown"), topK(g), TIGHT);
+        // What the app opens this bundle with: its offsets and its unknown policy (the fallback: it carries none).
+        s.setUnknownPolicy(manifest(g).unknownPolicy());
+        ClassStoreTest.assertPredictions(g, s, "shot offsets, the bundle's unknown policy", predictions(g, "predictions_bundle"),
+                topK(g), TIGHT);
     }
 
     @Test
