@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imprinting.runtime.bundle import FORMATS, PRECISIONS
+
 if TYPE_CHECKING:
     from .export_options import ExportResult
 
@@ -39,8 +41,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--dim", type=int, default=None, help="embedding dimension; must match the checkpoint "
                    "(0 = pooled 1280-d features, the only choice without a checkpoint)")
     p.add_argument("--out", required=True, help="bundle directory to write (new, empty, or an older bundle)")
-    p.add_argument("--formats", type=_csv, default=("onnx", "tflite"), help="comma list of onnx,tflite (default: both)")
-    p.add_argument("--precisions", type=_csv, default=("fp32", "int8"), help="comma list of fp32,int8 (default: both)")
+    p.add_argument("--formats", type=_csv, default=FORMATS, help=f"comma list of {','.join(FORMATS)} (default: all)")
+    p.add_argument("--precisions", type=_csv, default=PRECISIONS, help=f"comma list of {','.join(PRECISIONS)} (default: all)")
     p.add_argument("--calib-dir", help="folder of 100-300 photos like the ones you will recognize, for int8 "
                    "calibration and parity (default: scikit-image's sample photos and random views of them)")
     p.add_argument("--calib-count", type=int, default=200, help="int8 calibration images (default 200)")

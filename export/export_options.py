@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imprinting.runtime.bundle import Manifest
+from imprinting.runtime.bundle import FORMATS as FORMAT_NAMES  # the one list of formats and precisions
+from imprinting.runtime.bundle import PRECISIONS, Manifest
 from imprinting.runtime.preprocess import PreprocessSpec
 from imprinting.runtime.shot_offsets import ShotOffsets
 
@@ -20,8 +21,6 @@ FORMATS: dict[tuple[str, str], tuple[str, str]] = {
     ("tflite", "fp32"): ("extractor_fp32.tflite", "NHWC"),
     ("tflite", "int8"): ("extractor_int8.tflite", "NHWC"),
 }
-FORMAT_NAMES = ("onnx", "tflite")
-PRECISIONS = ("fp32", "int8")
 DEFAULT_SCALE = 10.0  # softmax temperature for a plain pretrained extractor, which has no learned s
 
 

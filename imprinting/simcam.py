@@ -18,14 +18,9 @@ NAMES = {"chelsea": "cat", "coffee": "coffee cup", "rocket": "rocket", "astronau
 
 def sample_photo(name: str) -> np.ndarray:
     """A scikit-image sample photo as uint8 RGB (H, W, 3)."""
-    try:
-        import skimage.data
-    except ImportError:
-        raise ImportError("the simulated camera needs scikit-image: pip install scikit-image") from None
-    img = getattr(skimage.data, name)()
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    return np.ascontiguousarray(img[..., :3])
+    from imprinting.export.calibration import sample_photos  # numpy and OpenCV only: no torch
+
+    return sample_photos((name,))[0]
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ BUNDLE_FORMAT = "imprinting-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _MAX_MANIFEST_BYTES = 1 << 20
-_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
-_PRECISIONS = ("fp32", "int8")
+# The one list of extractor formats and precisions (the export, the CLIs and the manifest checks use it).
+FORMATS = ("onnx", "tflite")
+PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,10 @@ class ExtractorEntry:
     latency_ms: float | None = None
 
     def __post_init__(self) -> None:
-        if self.format not in _FORMATS.values():
-            raise ValueError(f"extractor format must be one of {sorted(_FORMATS.values())}, got {self.format!r}")
-        if self.precision not in _PRECISIONS:
-            raise ValueError(f"extractor precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        if self.format not in FORMATS:
+            raise ValueError(f"extractor format must be one of {list(FORMATS)}, got {self.format!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"extractor precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.layout not in ("NCHW", "NHWC"):
             raise ValueError(f"extractor layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
         if Path(self.file).name != self.file:

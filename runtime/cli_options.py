@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bundle import FORMATS, PRECISIONS
 from .extractor import ExtractorOptions
 from .ranking import UnknownPolicy
 from .recognizer_options import RecognizerOptions
@@ -18,8 +19,8 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
     p.add_argument("bundle", help="model bundle directory (written by `imprint export`)")
     if store:
         p.add_argument("--store", required=True, help=store)
-    p.add_argument("--format", choices=["onnx", "tflite"], help="extractor file format (default: onnx if present)")
-    p.add_argument("--precision", choices=["fp32", "int8"], help="extractor precision (default: int8 if present)")
+    p.add_argument("--format", choices=FORMATS, help="extractor file format (default: the bundle's fastest here)")
+    p.add_argument("--precision", choices=PRECISIONS, help="extractor precision (default: the bundle's fastest here)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
     if templates:
         p.add_argument("--templates", type=int, default=None, metavar="T",
