@@ -28,7 +28,8 @@ def add_camera_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("camera", help="live recognition with instant teaching (camera, video, stream or folder)")
     model_args(p, store="class store file; loaded at start, saved after every change", templates=False)
     p.add_argument("--source", default="0", help="camera index, video file, rtsp/http URL, image folder or 'picamera2'")
-    p.add_argument("--smoothing", type=int, default=5, help="frames voted over (default 5)")
+    p.add_argument("--smoothing", type=int, default=None,
+                   help="frames voted over (default 5; 1 for a folder of photos, where each frame is its own scene)")
     p.add_argument("--teach-frames", type=int, default=5, help="frames a teach command uses (default 5)")
     p.add_argument("--min-cosine", type=float, default=None, help=UNKNOWN_HELP)
     p.add_argument("--min-margin", type=float, default=None, help="'unknown' below this top-1/top-2 margin")
@@ -49,7 +50,8 @@ def add_camera_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_camera(args: argparse.Namespace) -> int:
     options = recognizer_options(args)
-    loop_options = LoopOptions(smoothing=args.smoothing, teach_frames=args.teach_frames, max_frames=args.max_frames)
+    smoothing = args.smoothing if args.smoothing is not None else (1 if Path(args.source).is_dir() else 5)
+    loop_options = LoopOptions(smoothing=smoothing, teach_frames=args.teach_frames, max_frames=args.max_frames)
     # Checks that can be made before the camera opens: what is taught must be savable.
     folder = Path(args.store).resolve().parent
     if not folder.is_dir():

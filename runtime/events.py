@@ -36,13 +36,15 @@ class Started(Event):
 @dataclass(frozen=True)
 class Prediction(Event):
     """One frame's answer: label/score after smoothing over frames, raw_label the frame's own top-1 (None
-    when unknown), top its top-k categories as dicts, error why the frame gave no answer."""
+    when unknown), cosine its top-1 cosine (also when unknown), top its top-k categories as dicts, error why
+    the frame gave no answer."""
 
     kind: ClassVar[str] = "prediction"
     frame: int
     label: str | None = None
     score: float = 0.0
     raw_label: str | None = _optional()
+    cosine: float | None = _optional()
     top: list[dict[str, Any]] | None = _optional()
     error: str | None = _optional()
 

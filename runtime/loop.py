@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
@@ -83,12 +84,14 @@ class CameraLoop:
             self._queue(cmd).wait(30.0)
         return self.recognizer.shots(label) if label in self.recognizer else 0
 
-    def add_shots(self, frames: int | None = None) -> None:
-        """Teach the currently recognized class from the next frames."""
-        label = self.latest().label
+    def add_shots(self, frames: int | None = None) -> TeachOutcome:
+        """Teach the class in view from the next frames: the recognized one, or while the answer is unknown
+        the nearest class (teaching it that this view belongs to it too)."""
+        latest = self.latest()
+        label = latest.label or (latest.top[0]["label"] if latest.top else None)
         if label is None:
-            raise ValueError("nothing is recognized right now: teach a label by name instead")
-        self.teach(label, frames)
+            raise ValueError("no class to add shots to yet: teach a label by name first")
+        return self.teach(label, frames)
 
     def undo(self) -> Outcome:
         """Queue an undo of the latest teach; the outcome's wait() returns when it was done."""
@@ -185,7 +188,7 @@ class CameraLoop:
             res = answer.result
             if res is not None:
                 label, score = self._smoother.update(res.label, res.score)
-                event = ev.Prediction(self.frames, label, score, raw_label=res.label,
+                event = ev.Prediction(self.frames, label, score, raw_label=res.label, cosine=res.cosine,
                                       top=[c.to_dict() for c in res.categories])
             else:
                 event = ev.Prediction(self.frames)
@@ -198,7 +201,7 @@ class CameraLoop:
             self._latest = event
         self._emit(event)
         if changed:
-            self._emit(ev.LabelChanged(**{f: getattr(event, f) for f in ("frame", "label", "score", "raw_label", "top", "error")}))
+            self._emit(ev.LabelChanged(**{f.name: getattr(event, f.name) for f in fields(event)}))
         return event
 
     # ----- internals ----------------------------------------------------------------------------

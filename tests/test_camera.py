@@ -456,3 +456,39 @@ def test_a_running_loop_sends_its_store_and_merges_another_devices_without_losin
             loop.stop()
             api.close()
             thread.join(10)
+
+
+def test_a_folder_of_photos_is_recognized_photo_by_photo_with_its_cosine(tiny_bundle, tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for kind in range(3):
+        cv2.imwrite(str(folder / f"{kind}.png"), cv2.cvtColor(frame(kind, 9), cv2.COLOR_RGB2BGR))
+    store = tmp_path / "s.npz"
+    with recognizer(tiny_bundle, store) as r:
+        for kind in range(3):
+            r.learn(NAMES[kind], frame(kind, 1))
+        r.save()
+    res = subprocess.run([sys.executable, "-m", "imprinting.cli", "camera", str(tiny_bundle), "--store", str(store),
+                          "--source", str(folder), "--events", "all", "--api-port", "-1", "--no-stdin",
+                          "--min-cosine", "0.5"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    preds = [json.loads(line) for line in res.stdout.splitlines() if '"prediction"' in line]
+    # No vote across different photos (smoothing 1 for a folder): each photo gets its own label at once.
+    assert [p["label"] for p in preds] == NAMES[:3]
+    assert all(p["cosine"] > 0.5 and p["top"][0]["label"] == p["label"] for p in preds)
+
+
+def test_add_shots_while_unknown_teaches_the_nearest_class(tiny_bundle, tmp_path):
+    opts = RecognizerOptions(unknown=UnknownPolicy(min_cosine=0.9999))
+    with Recognizer.open(tiny_bundle, tmp_path / "s.npz", opts) as r:
+        r.learn("red", frame(0, 1))
+        loop = CameraLoop(r, open_source(iter([])), LoopOptions(smoothing=1, teach_frames=1, autosave=False))
+        event = loop.process(frame(0, 30))  # a red view, below the (very strict) threshold
+        assert event.label is None and event.cosine > 0.5 and event.top[0]["label"] == "red"
+        outcome = loop.add_shots(1)
+        loop._drain_commands()
+        loop.process(frame(0, 31))
+        assert outcome.wait(1) == 2 and r.shots("red") == 2
