@@ -67,7 +67,7 @@ def embed_files(r: "Recognizer", files: Sequence[Path], batch: int = 16,
     pending: list[np.ndarray] = []
     for f in files:
         try:
-            image, digest = load_image_digest(f)
+            image, digest = load_image_digest(f, min_side=r.manifest.preprocess.resize_size)
         except ValueError as err:
             failed.append((f, str(err)))
             continue

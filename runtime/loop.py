@@ -74,7 +74,7 @@ class CameraLoop:
         """Teach `label` from one image now (e.g. an upload); returns the class's shot count. The same photo
         taught to `label` again is not added twice."""
         label = validate_label(label)
-        rgb, digest = load_image_digest(image, color_order)
+        rgb, digest = load_image_digest(image, color_order, self.recognizer.manifest.preprocess.resize_size)
         if digest in self.recognizer.known_digests(label):
             return self.recognizer.shots(label)
         cmd = Learn(label, self.recognizer.embed(rgb), Outcome("taking the image"), (digest,))

@@ -117,7 +117,7 @@ class Recognizer:
                 # Frames keep their channel order; preprocess swaps BGR for free.
                 x = preprocess(chunk, spec, layout, color_order)
             else:
-                x = preprocess([load_image(x, color_order) for x in chunk], spec, layout)
+                x = preprocess([load_image(x, color_order, spec.resize_size) for x in chunk], spec, layout)
             out.append(self._extractor.run(x))
         return extractor_units(np.concatenate(out))
 
@@ -130,7 +130,7 @@ class Recognizer:
         known = set(self.known_digests(label))
         fresh, digests = [], []
         for x in items:
-            image, digest = load_image_digest(x, color_order)
+            image, digest = load_image_digest(x, color_order, self._bundle.manifest.preprocess.resize_size)
             if digest in known:
                 log.info("skipped a photo taught to %r already", label)
                 continue

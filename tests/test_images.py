@@ -144,3 +144,17 @@ def test_decompression_bombs_devices_and_fifos_are_refused_before_decoding(tmp_p
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file"):
         load_image(fifo)
+
+
+def test_large_jpegs_decode_at_a_reduced_scale_that_still_covers_the_model_input():
+    import cv2
+
+    from imprinting.runtime.images import decode_image
+
+    img = np.random.default_rng(0).integers(0, 255, (1536, 2048, 3), dtype=np.uint8)
+    jpg = cv2.imencode(".jpg", img)[1].tobytes()
+    png = cv2.imencode(".png", img)[1].tobytes()
+    assert decode_image(jpg).shape == (1536, 2048, 3)
+    assert decode_image(jpg, min_side=256).shape == (768, 1024, 3)  # 1/2: the shorter side stays >= 2 x 256
+    assert decode_image(jpg, min_side=600).shape == (1536, 2048, 3)  # 1/2 would leave less than 2 x 600
+    assert decode_image(png, min_side=256).shape == (1536, 2048, 3)  # only JPEG decodes at reduced scale
