@@ -134,3 +134,20 @@ def test_classify_explain_shows_the_nearest_taught_shots(tiny_bundle, image_file
     assert near["red"][0]["cosine"] >= near["red"][1]["cosine"] >= near["red"][2]["cosine"]
     text = ok("classify", tiny_bundle, "--store", store, "--explain", query)
     assert "red: 3 shots; nearest shot 2 1.000" in text
+
+
+def test_unknown_is_on_by_default_and_can_be_turned_off(tiny_bundle, image_files, tmp_path):
+    from imprinting.runtime import Recognizer
+    from imprinting.runtime.recognizer_options import FALLBACK_MIN_COSINE
+
+    with Recognizer.open(tiny_bundle) as r:  # the tiny bundle carries no threshold: the runtime's fallback
+        assert r.unknown.min_cosine == FALLBACK_MIN_COSINE
+    store = tmp_path / "u.npz"
+    ok("learn", tiny_bundle, "--store", store, "--label", "red", image_files["red"][0])
+    blue = image_files["blue"][0]
+    strict = json.loads(ok("classify", tiny_bundle, "--store", store, "--json", "--min-cosine", "0.9999", blue))
+    never = json.loads(ok("classify", tiny_bundle, "--store", store, "--json", "--min-cosine", "-1", blue))
+    assert strict["label"] is None and strict["unknown"] and strict["cosine"] == never["cosine"]
+    assert never["label"] == "red" and not never["unknown"]
+    # the one class is not certain against "unknown" at the threshold
+    assert strict["categories"][0]["probability"] < 0.5 < 0.999 < never["categories"][0]["probability"]
