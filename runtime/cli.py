@@ -105,7 +105,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
         for label, files in jobs.items():
             label = validate_label(label)
-            emb = embed_files(r, files, skip_digests=r.known_digests(label))
+            emb = embed_files(r, files, skip_digests=r.known_digests(label), shots=True)
             any_repeats |= bool(emb.repeats)
             for f in emb.repeats:
                 print(f"skipped {f}: this photo is taught to {label!r} already", file=sys.stderr)

@@ -22,6 +22,9 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
     p.add_argument("--format", choices=FORMATS, help="extractor file format (default: the bundle's fastest here)")
     p.add_argument("--precision", choices=PRECISIONS, help="extractor precision (default: the bundle's fastest here)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--mirror", action="store_true",
+                   help="teach each image together with its horizontal mirror (a little more accurate; one more "
+                   "extractor run per taught image)")
     if templates:
         p.add_argument("--templates", type=int, default=None, metavar="T",
                        help="templates per class (k-means over shots; 1 = the paper's averaged template); saved in "
@@ -33,6 +36,7 @@ def recognizer_options(args: argparse.Namespace) -> RecognizerOptions:
     return RecognizerOptions(
         format=args.format, precision=args.precision, extractor=ExtractorOptions(threads=args.threads),
         templates_per_class=getattr(args, "templates", None), unknown=unknown,
+        mirror_shots=getattr(args, "mirror", False),
     )
 
 

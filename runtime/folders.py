@@ -55,9 +55,11 @@ class Embedded:
 
 
 def embed_files(r: "Recognizer", files: Sequence[Path], batch: int = 16,
-                skip_digests: frozenset[str] | None = None) -> Embedded:
+                skip_digests: frozenset[str] | None = None, shots: bool = False) -> Embedded:
     """Embed `files`, skipping each one that cannot be decoded (reported in `failed`, never raised). With
-    skip_digests (the class's known_digests), photos already taught, or given twice, are skipped too."""
+    skip_digests (the class's known_digests), photos already taught, or given twice, are skipped too; shots:
+    they are being taught (Recognizer.embed_shots: mirrored too when the options say so)."""
+    embed = r.embed_shots if shots else r.embed
     good: list[Path] = []
     failed: list[tuple[Path, str]] = []
     digests: list[str] = []
@@ -80,10 +82,10 @@ def embed_files(r: "Recognizer", files: Sequence[Path], batch: int = 16,
         good.append(f)
         digests.append(digest)
         if len(pending) == batch:
-            chunks.append(r.embed(pending))
+            chunks.append(embed(pending))
             pending = []
     if pending:
-        chunks.append(r.embed(pending))
+        chunks.append(embed(pending))
     dim = r.embedding_dim
     return Embedded(np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), good, failed, digests,
                     repeats)
@@ -124,7 +126,10 @@ def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: in
             failed.append((label, f"{len(emb.files)} readable images; needs at least {shots + 1}"))
             continue
         order = rng.permutation(len(emb.files))
-        r.learn_embeddings(label, emb.embeddings[order[:shots]], unit=True)
+        taught = emb.embeddings[order[:shots]]
+        if r.options.mirror_shots:  # shots are taught as the Recognizer teaches them (with their mirrors)
+            taught = embed_files(r, [emb.files[i] for i in order[:shots]], shots=True).embeddings
+        r.learn_embeddings(label, taught, unit=True)
         labels.append(label)
         tests.append((label, emb.embeddings[order[shots:]]))
     if not labels:

@@ -77,7 +77,7 @@ class CameraLoop:
         rgb, digest = load_image_digest(image, color_order, self.recognizer.manifest.preprocess.resize_size)
         if digest in self.recognizer.known_digests(label):
             return self.recognizer.shots(label)
-        cmd = Learn(label, self.recognizer.embed(rgb), Outcome("taking the image"), (digest,))
+        cmd = Learn(label, self.recognizer.embed_shots([rgb]), Outcome("taking the image"), (digest,))
         if not self.running:
             self._learn(cmd.label, cmd.embeddings, digests=cmd.digests)
         else:
@@ -184,7 +184,10 @@ class CameraLoop:
             event = ev.Prediction(self.frames, error=str(err))
         else:
             if self._teach is not None and (self.grabber is None or self.grabber.captured_at >= self._teach.after):
-                self._feed_teach(answer.embedding)
+                shot = answer.embedding
+                if self.recognizer.options.mirror_shots:  # one more extractor run, for taught frames only
+                    shot = self.recognizer.embed_shots([frame], self.source.color_order)[0]
+                self._feed_teach(shot)
             res = answer.result
             if res is not None:
                 label, score = self._smoother.update(res.label, res.score)

@@ -121,6 +121,14 @@ class Recognizer:
             out.append(self._extractor.run(x))
         return extractor_units(np.concatenate(out))
 
+    def embed_shots(self, images: Sequence[np.ndarray], color_order: str = "RGB") -> np.ndarray:
+        """Unit embeddings float32 (n, D) of uint8 images (H, W, 3) being taught: `embed`, or with
+        options.mirror_shots the normalized mean of each image's and its mirror's embeddings."""
+        e = self.embed(list(images), color_order)
+        if not self.options.mirror_shots:
+            return e
+        return extractor_units(e + self.embed([im[:, ::-1] for im in images], color_order))
+
     # ----- teaching -----------------------------------------------------------------------------
     def learn(self, label: str, images: ImageInput | Sequence[ImageInput], color_order: str = "RGB") -> int:
         """Imprint `label` from images, or add them as shots if it exists. Returns the class's shot count.
@@ -139,7 +147,7 @@ class Recognizer:
             digests.append(digest)
         if not fresh:
             return self.shots(label)
-        return self._classifier.learn(label, self.embed(fresh), unit=True, digests=digests)
+        return self._classifier.learn(label, self.embed_shots(fresh), unit=True, digests=digests)
 
     def learn_embeddings(self, label: str, embeddings: np.ndarray, *, unit: bool = False,
                          digests: Sequence[str] = ()) -> int:

@@ -27,7 +27,10 @@ class RecognizerOptions:
     answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds the images run through the extractor at once;
     shot_calibration applies the bundle's shot offsets (if it has any) when classifying; keep_shots stores
     every taught shot's embedding with its class (D x 4 bytes each), so answers can be explained
-    (Recognizer.explain) and classes refined or re-templated later."""
+    (Recognizer.explain) and classes refined or re-templated later; mirror_shots imprints each taught image
+    together with its horizontal mirror (the mean of both unit embeddings, still one shot): +0.2 to +1.2
+    points on CUB's novel classes (benchmarks/results/mirror_trials.md) for one more extractor run per
+    taught image, nothing at recognition."""
 
     format: str | None = None
     precision: str | None = None
@@ -37,6 +40,7 @@ class RecognizerOptions:
     batch_size: int = 16
     shot_calibration: bool = True
     keep_shots: bool = True
+    mirror_shots: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -492,3 +492,16 @@ def test_add_shots_while_unknown_teaches_the_nearest_class(tiny_bundle, tmp_path
         loop._drain_commands()
         loop.process(frame(0, 31))
         assert outcome.wait(1) == 2 and r.shots("red") == 2
+
+
+def test_the_camera_teaches_frames_with_their_mirrors_when_asked(tiny_bundle, tmp_path):
+    opts = RecognizerOptions(mirror_shots=True, unknown=UnknownPolicy())
+    with Recognizer.open(tiny_bundle, tmp_path / "m.npz", opts) as r:
+        loop = CameraLoop(r, open_source(iter([])), LoopOptions(smoothing=1, teach_frames=1, autosave=False))
+        outcome = loop.teach("red")
+        loop._drain_commands()
+        loop.process(frame(0, 3))
+        assert outcome.wait(1) == 1
+        want = r.embed_shots([frame(0, 3)])[0]
+        top = r.classify(want, top_k=1)[0].top
+        assert top.label == "red" and top.cosine > 0.99999

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -151,3 +152,25 @@ def test_unknown_is_on_by_default_and_can_be_turned_off(tiny_bundle, image_files
     assert never["label"] == "red" and not never["unknown"]
     # the one class is not certain against "unknown" at the threshold
     assert strict["categories"][0]["probability"] < 0.5 < 0.999 < never["categories"][0]["probability"]
+
+
+def test_mirror_teaches_an_image_and_its_mirror_as_one_shot(tiny_bundle, image_files, tmp_path):
+    import cv2
+
+    from imprinting.runtime import Recognizer, RecognizerOptions, read_store
+
+    photo = image_files["red"][0]
+    flipped = tmp_path / "flipped.png"
+    cv2.imwrite(str(flipped), cv2.imread(str(photo))[:, ::-1])
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    ok("learn", tiny_bundle, "--store", a, "--label", "red", "--mirror", photo)
+    ok("learn", tiny_bundle, "--store", b, "--label", "red", "--mirror", flipped)
+    sa, sb = read_store(a), read_store(b)
+    assert sa.counts.tolist() == [1]
+    np.testing.assert_allclose(sa.sums, sb.sums, atol=1e-5)  # a photo and its mirror teach the same row
+    with Recognizer.open(tiny_bundle, options=RecognizerOptions(mirror_shots=True)) as r:
+        e = r.embed(photo)[0] + r.embed(flipped)[0]
+        np.testing.assert_allclose(sa.sums[0], e / np.linalg.norm(e), atol=1e-5)
+    plain = tmp_path / "p.npz"
+    ok("learn", tiny_bundle, "--store", plain, "--label", "red", photo)
+    assert not np.allclose(read_store(plain).sums, sa.sums, atol=1e-4)
