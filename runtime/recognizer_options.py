@@ -28,7 +28,7 @@ class RecognizerOptions:
     shot_calibration applies the bundle's shot offsets (if it has any) when classifying; keep_shots stores
     every taught shot's embedding with its class (D x 4 bytes each), so answers can be explained
     (Recognizer.explain) and classes refined or re-templated later; mirror_shots imprints each taught image
-    together with its horizontal mirror (the mean of both unit embeddings, still one shot): +0.2 to +1.2
+    together with its horizontal mirror (the mean of both unit embeddings, still one shot): +0.16 to +1.23
     points on CUB's novel classes (benchmarks/results/mirror_trials.md) for one more extractor run per
     taught image, nothing at recognition."""
 
