@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import time
+import sys
 from pathlib import Path
 
 import imprinting  # noqa: F401  (before numpy: the imprint command's BLAS setting)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -22,6 +25,8 @@ from imprinting import simcam  # noqa: E402
 from imprinting.runtime import Recognizer, RecognizerOptions  # noqa: E402
 from imprinting.runtime.host import describe  # noqa: E402
 from imprinting.runtime.images import decode_image  # noqa: E402
+
+from cub_trials import write_results  # noqa: E402
 
 
 def ms(fn, n: int = 5) -> float:
@@ -51,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         f"4000x3000 JPEG, resize size {side}: full decode {full_ms:.1f} ms, reduced {reduced_ms:.1f} ms "
         f"({full_ms / reduced_ms:.1f}x faster, decoded at {shape[1]}x{shape[0]}); embedding cosine to the full "
         f"decode's (fp32 ONNX): {', '.join(f'{c:.4f}' for c in cos)}.", ""])
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {args.out}")
+    write_results(args.out, text)
     return 0
 
 

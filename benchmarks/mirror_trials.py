@@ -13,7 +13,6 @@ twice the extractor work at teach time, nothing at recognition.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 import time
@@ -25,10 +24,10 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cub_protocol import _runtime_classifier, _with_novel  # noqa: E402
+from cub_trials import int8_unit_embeddings, trial_parser, write_results  # noqa: E402
 
 from imprinting.export import lowshot  # noqa: E402
 from imprinting.export.cub import NUM_BASE, draw_shots, load_cub  # noqa: E402
-from imprinting.export.embeddings import cached_embeddings  # noqa: E402
 from imprinting.runtime import load_bundle  # noqa: E402
 from imprinting.runtime.host import describe  # noqa: E402
 from imprinting.runtime.images import load_image  # noqa: E402
@@ -49,13 +48,7 @@ def mirror_embeddings(ex, spec, paths: list[Path]) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", required=True)
-    ap.add_argument("--bundle", action="append", required=True)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--cache", default="cache/cub")
-    ap.add_argument("--out", default="benchmarks/results/mirror_trials.md")
-    args = ap.parse_args(argv)
+    args = trial_parser(__doc__, "benchmarks/results/mirror_trials.md").parse_args(argv)
     cub = load_cub(args.root)
     lines = ["# Imprinting with mirrored shots on CUB (issue 18)", "",
              f"`python benchmarks/mirror_trials.py {shlex.join(sys.argv[1:])}`", "", describe(), "",
@@ -65,10 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.bundle:
         bundle = load_bundle(path)
         m = bundle.manifest
-        ex = bundle.open_extractor("onnx", "int8")
-        emb = cached_embeddings(args.cache, ex, m.preprocess, cub.paths, desc=m.name)
-        emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+        emb = int8_unit_embeddings(bundle, cub.paths, args.cache)
         novel_train = cub.indices(train=True, base=False)
+        ex = bundle.open_extractor("onnx", "int8")
         t0 = time.perf_counter()
         mirrors = mirror_embeddings(ex, m.preprocess, [cub.paths[i] for i in novel_train])
         mirror_s = time.perf_counter() - t0
@@ -105,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {m.name} | {row} | " + " | ".join(c) + " |")
         lines.append(f"| {m.name} | cost: mirrors of {len(novel_train)} images | {mirror_s:.0f} s "
                      f"({1000 * mirror_s / len(novel_train):.1f} ms per image incl. decoding) |" + " |" * (len(SHOTS) - 1))
-    text = "\n".join(lines) + "\n"
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {args.out}")
+    write_results(args.out, "\n".join(lines) + "\n")
     return 0
 
 

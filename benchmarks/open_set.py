@@ -13,7 +13,6 @@ never-taught classes look like the taught ones. Uses the int8 ONNX file's cached
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -21,11 +20,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from imprinting.export.cub import NUM_BASE, load_cub
-from imprinting.export.embeddings import cached_embeddings
-from imprinting.runtime import ImprintedClassifier, load_bundle
-from imprinting.runtime.host import describe
-from imprinting.runtime.recognizer_options import bundle_unknown_policy
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cub_trials import int8_unit_embeddings, trial_parser, write_results  # noqa: E402
+
+from imprinting.export.cub import NUM_BASE, load_cub  # noqa: E402
+from imprinting.runtime import ImprintedClassifier, load_bundle  # noqa: E402
+from imprinting.runtime.host import describe  # noqa: E402
+from imprinting.runtime.recognizer_options import bundle_unknown_policy  # noqa: E402
 
 
 def trial(emb: np.ndarray, cub, n: int, seed: int, policy, scale: float) -> tuple[float, float, float, float]:
@@ -47,13 +49,8 @@ def trial(emb: np.ndarray, cub, n: int, seed: int, policy, scale: float) -> tupl
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", required=True)
-    ap.add_argument("--bundle", action="append", required=True)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap = trial_parser(__doc__, "benchmarks/results/open_set.md")
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5])
-    ap.add_argument("--cache", default="cache/cub")
-    ap.add_argument("--out", default="benchmarks/results/open_set.md")
     args = ap.parse_args(argv)
     cub = load_cub(args.root)
     lines = ["# The default unknown threshold on never-taught classes (CUB)", "",
@@ -65,20 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.bundle:
         bundle = load_bundle(path)
         m = bundle.manifest
-        ex = bundle.open_extractor("onnx", "int8")
-        emb = cached_embeddings(args.cache, ex, m.preprocess, cub.paths, desc=m.name)
-        ex.close()
-        emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+        emb = int8_unit_embeddings(bundle, cub.paths, args.cache)
         policy = bundle_unknown_policy(m)
         far = m.calibration.get("unknown_false_accept")
         for n in tqdm(args.shots, desc=m.name, unit="n"):
             r = 100 * np.mean([trial(emb, cub, n, s, policy, m.scale) for s in range(args.seeds)], axis=0)
             lines.append(f"| {m.name} | {policy.min_cosine:.3f} ({'%.0f%%' % (100 * far) if far else 'default'}) | {n} | "
                          f"{r[0]:.1f} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} |")
-    text = "\n".join(lines) + "\n"
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {args.out}")
+    write_results(args.out, "\n".join(lines) + "\n")
     return 0
 
 

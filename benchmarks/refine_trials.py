@@ -16,7 +16,6 @@ Uses the int8 ONNX file's embeddings (cached by benchmarks/cub.py in cache/cub).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import shlex
 import sys
@@ -28,10 +27,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cub_trials import int8_unit_embeddings, trial_parser, write_results  # noqa: E402
 from refine_rows import RefineOptions, plan_refinement  # noqa: E402
 
 from imprinting.export.cub import NUM_BASE, draw_shots, load_cub  # noqa: E402
-from imprinting.export.embeddings import cached_embeddings  # noqa: E402
 from imprinting.runtime import load_bundle  # noqa: E402
 from imprinting.runtime.host import describe  # noqa: E402
 
@@ -133,21 +132,13 @@ def timing(opt: RefineOptions) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", required=True)
-    ap.add_argument("--bundle", action="append", required=True)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--cache", default="cache/cub")
-    ap.add_argument("--out", default="benchmarks/results/refine_trials.md")
-    args = ap.parse_args(argv)
+    args = trial_parser(__doc__, "benchmarks/results/refine_trials.md").parse_args(argv)
     cub = load_cub(args.root)
-    out = [f"# Refining imprinted rows in NumPy on CUB (issue 15)", "",
+    out = ["# Refining imprinted rows in NumPy on CUB (issue 15)", "",
            f"`python benchmarks/refine_trials.py {shlex.join(sys.argv[1:])}`", "", describe(), ""]
     for path in args.bundle:
         bundle = load_bundle(path)
-        ex = bundle.open_extractor("onnx", "int8")
-        emb = unit(cached_embeddings(args.cache, ex, bundle.manifest.preprocess, cub.paths, desc=bundle.manifest.name))
-        ex.close()
+        emb = int8_unit_embeddings(bundle, cub.paths, args.cache)
         scale = bundle.manifest.scale
         bt = cub.indices(train=True, base=True)
         best, grid_lines = choose_settings(emb[bt], cub.labels[bt], scale)
@@ -165,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 "| n | novel, imprinting | novel, refined | all, imprinting | all, refined | draws where refining was used |",
                 "|---:|---:|---:|---:|---:|---:|", *protocol(emb, cub, base_rows, scale, opt, args.seeds), ""]
     out += [timing(RefineOptions()), ""]
-    Path(args.out).write_text("\n".join(out) + "\n", encoding="utf-8")
-    print("\n".join(out))
-    print(f"wrote {args.out}")
+    write_results(args.out, "\n".join(out) + "\n")
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 
 # Loggers of the export's libraries that print notes no user can act on (torch.onnx's skipped torchvision
 # ops, torchao's missing CUDA kernels, absl's converter statistics).
@@ -22,7 +21,6 @@ def quiet_third_parties() -> None:
     # do); its environment setting survives that: errors only.
     os.environ.setdefault("TORCH_LOGS", "-all")
     logging.captureWarnings(True)
-    warnings.simplefilter("default")
     logging.getLogger("py.warnings").setLevel(logging.ERROR)
     # torch gives some of its own loggers explicit levels (torch.onnx, torch.utils._pytree): set every existing
     # logger under a noisy package, not only the package's.

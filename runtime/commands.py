@@ -40,8 +40,6 @@ class Outcome:
         return int(self._result or 0)
 
 
-TeachOutcome = Outcome  # the name a teach's outcome had first
-
 
 def _outcome() -> Outcome:
     return field(default_factory=Outcome, compare=False)

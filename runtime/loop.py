@@ -19,8 +19,7 @@ from typing import Callable
 import numpy as np
 
 from . import events as ev
-from .commands import (Collecting, Learn, Merge, Outcome, Remove, Rename, Save, Teach, TeachConflict, TeachOutcome,
-                       Undo)
+from .commands import Collecting, Learn, Merge, Outcome, Remove, Rename, Save, Teach, TeachConflict, Undo
 from .events import Event
 from .images import ImageInput, load_image_digest
 from .loop_options import LoopOptions, Smoother
@@ -58,17 +57,17 @@ class CameraLoop:
         self.unsaved = False
 
     # ----- commands (any thread) ----------------------------------------------------------------
-    def teach(self, label: str, frames: int | None = None) -> TeachOutcome:
+    def teach(self, label: str, frames: int | None = None) -> Outcome:
         """Teach `label` from the next `frames` frames (a new class, or more shots of an existing one).
 
-        Returns a TeachOutcome: its wait() gives the class's shot count once the frames were taken, or raises
+        Returns a Outcome: its wait() gives the class's shot count once the frames were taken, or raises
         TeachConflict if another teach was still collecting frames (it is not cancelled), or the reason the
         frames never came (the source ended)."""
         label = validate_label(label)
         n = self.options.teach_frames if frames is None else frames
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1000:
             raise ValueError(f"frames must be an integer in [1, 1000], got {n!r}")
-        return self._queue(Teach(label, n, TeachOutcome("the teach")))
+        return self._queue(Teach(label, n, Outcome("the teach")))
 
     def teach_image(self, label: str, image: ImageInput, color_order: str = "RGB") -> int:
         """Teach `label` from one image now (e.g. an upload); returns the class's shot count. The same photo
@@ -84,7 +83,7 @@ class CameraLoop:
             self._queue(cmd).wait(30.0)
         return self.recognizer.shots(label) if label in self.recognizer else 0
 
-    def add_shots(self, frames: int | None = None) -> TeachOutcome:
+    def add_shots(self, frames: int | None = None) -> Outcome:
         """Teach the class in view from the next frames: the recognized one, or while the answer is unknown
         the nearest class (teaching it that this view belongs to it too)."""
         latest = self.latest()
@@ -184,9 +183,8 @@ class CameraLoop:
             event = ev.Prediction(self.frames, error=str(err))
         else:
             if self._teach is not None and (self.grabber is None or self.grabber.captured_at >= self._teach.after):
-                shot = answer.embedding
-                if self.recognizer.options.mirror_shots:  # one more extractor run, for taught frames only
-                    shot = self.recognizer.embed_shots([frame], self.source.color_order)[0]
+                # With mirror_shots one more extractor run (the mirror), for taught frames only.
+                shot = self.recognizer.embed_shots([frame], self.source.color_order, answer.embedding[None])[0]
                 self._feed_teach(shot)
             res = answer.result
             if res is not None:
@@ -216,7 +214,7 @@ class CameraLoop:
         self._teach = None
         self._learn(t.label, np.stack(t.embeddings), t.outcome)
 
-    def _learn(self, label: str, e: np.ndarray, outcome: TeachOutcome | None = None,
+    def _learn(self, label: str, e: np.ndarray, outcome: Outcome | None = None,
                digests: tuple[str, ...] = ()) -> None:
         shots = self.recognizer.learn_embeddings(label, e, unit=True, digests=digests)
         if outcome is not None:

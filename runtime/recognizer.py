@@ -121,10 +121,12 @@ class Recognizer:
             out.append(self._extractor.run(x))
         return extractor_units(np.concatenate(out))
 
-    def embed_shots(self, images: Sequence[np.ndarray], color_order: str = "RGB") -> np.ndarray:
+    def embed_shots(self, images: Sequence[np.ndarray], color_order: str = "RGB",
+                    embeddings: np.ndarray | None = None) -> np.ndarray:
         """Unit embeddings float32 (n, D) of uint8 images (H, W, 3) being taught: `embed`, or with
-        options.mirror_shots the normalized mean of each image's and its mirror's embeddings."""
-        e = self.embed(list(images), color_order)
+        options.mirror_shots the normalized mean of each image's and its mirror's embeddings. embeddings: the
+        images' own unit embeddings when the caller has them already (a camera frame), so only the mirrors run."""
+        e = self.embed(list(images), color_order) if embeddings is None else embeddings
         if not self.options.mirror_shots:
             return e
         return extractor_units(e + self.embed([im[:, ::-1] for im in images], color_order))
