@@ -16,12 +16,26 @@ import numpy as np
 from .api import ApiServer
 from . import events as ev
 from .events import Event
+from .bundle import load_bundle
 from .loop import CameraLoop, LoopOptions
+from .preprocess import capture_size
 from .recognizer import Recognizer
 from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
 from .sources import SourceOptions, open_source
 
 STDIN_HELP = "commands: teach LABEL [N] | add [N] | undo | rename OLD NEW | remove LABEL | list | stats | save | quit"
+
+
+def _capture_size(text: str, bundle: str) -> tuple[int, int] | None:
+    """--capture-size as (width, height), or None for the camera's own."""
+    if text == "default":
+        return None
+    if text == "model":
+        return capture_size(load_bundle(bundle).manifest.preprocess)
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit()):
+        raise ValueError(f"--capture-size must be 'model', 'default' or WIDTHxHEIGHT such as 640x480, got {text!r}")
+    return int(w), int(h)
 
 
 def add_camera_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +56,9 @@ def add_camera_parser(sub: argparse._SubParsersAction) -> None:
                    "would (default: as fast as it is recognized)")
     p.add_argument("--fps", type=float, help="the frame rate for --realtime (default: the video's own; 30 for a folder)")
     p.add_argument("--loop", action="store_true", help="start a video file or folder over at its end")
+    p.add_argument("--capture-size", default="model", metavar="WxH",
+                   help="frame size to ask a camera for: 'model' (default: the smallest that needs no resize, "
+                   "352x256 for most bundles), 'default' (the camera's own), or e.g. 640x480")
     p.add_argument("--events", choices=["changes", "all", "none"], default="changes",
                    help="JSON lines on stdout: label changes and teaching (default), every frame, or none")
     p.add_argument("--no-stdin", action="store_true", help="do not read commands from stdin")
@@ -66,7 +83,8 @@ def cmd_camera(args: argparse.Namespace) -> int:
         problem = window_problem()
         if problem:
             raise ValueError(f"--show: {problem}")
-    source = open_source(args.source, SourceOptions(realtime=args.realtime, loop=args.loop, fps=args.fps))
+    source = open_source(args.source, SourceOptions(realtime=args.realtime, loop=args.loop, fps=args.fps,
+                                                    capture_size=_capture_size(args.capture_size, args.bundle)))
     with Recognizer.open(args.bundle, args.store, options) as r:
         emit = _printer(sys.stdout, args.events)
         window = _Window() if args.show else None

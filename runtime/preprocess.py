@@ -120,6 +120,15 @@ def center_box(h: int, w: int, spec: PreprocessSpec) -> tuple[int, int, int, int
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
+def capture_size(spec: PreprocessSpec) -> tuple[int, int]:
+    """(width, height) to ask a camera for: the smallest landscape frame whose centre box is input_size
+    high, so a frame needs no resize at all (shorter side = resize_size; width 4:3, rounded up to a multiple
+    of 32, which camera ISPs and V4L2 drivers accept). 352 x 256 for the paper's 256/224."""
+    r = spec.resize_size
+    width = -(-4 * r // 3)  # ceil(4r / 3)
+    return -(-width // 32) * 32, r
+
+
 def normalize(crops: np.ndarray, spec: PreprocessSpec, layout: str = "NCHW", color_order: str = "RGB") -> np.ndarray:
     """Scale uint8 crops (N, S, S, 3) to the model input, float32 (N, 3, S, S) or (N, S, S, 3) in RGB.
 

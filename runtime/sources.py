@@ -31,15 +31,24 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SourceOptions:
     """For video files and folders: realtime plays them at `fps` (None: the file's own rate, 30 for a folder)
-    dropping frames inference cannot keep up with, as a camera would; loop starts over at the end."""
+    dropping frames inference cannot keep up with, as a camera would; loop starts over at the end.
+
+    capture_size (width, height): what to ask a camera (a device index or picamera2) for, e.g.
+    `preprocess.capture_size(spec)`, so frames arrive near the model's input and need no resize; a camera
+    that can only give a smaller frame keeps its own size. None: the camera's default (640 x 480 for
+    picamera2)."""
 
     realtime: bool = False
     loop: bool = False
     fps: float | None = None
+    capture_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.fps is not None and not 0 < self.fps <= 1000:
             raise ValueError(f"fps must be in (0, 1000], got {self.fps}")
+        if self.capture_size is not None and not (
+                len(self.capture_size) == 2 and all(16 <= int(v) <= 8192 for v in self.capture_size)):
+            raise ValueError(f"capture_size must be (width, height) in [16, 8192], got {self.capture_size!r}")
 
 
 @dataclass
@@ -63,9 +72,9 @@ def open_source(spec: Any, options: SourceOptions = SourceOptions()) -> Source:
         raise ValueError(f"cannot use {type(spec).__name__} as a frame source")
     text = str(spec)
     if text == "picamera2":
-        return _picamera2()
+        return _picamera2(options.capture_size or (640, 480))
     if isinstance(spec, int) or text.isdigit():
-        return _capture(int(text), text, live=True)
+        return _capture(int(text), text, live=True, size=options.capture_size)
     if "://" in text:
         return _capture(text, text, live=True)
     path = Path(text)
@@ -77,7 +86,7 @@ def open_source(spec: Any, options: SourceOptions = SourceOptions()) -> Source:
     raise ValueError(f"frame source {text} does not exist (give a device index, a video file, a URL or a folder)")
 
 
-def _capture(arg: int | str, name: str, live: bool, loop: bool = False) -> Source:
+def _capture(arg: int | str, name: str, live: bool, loop: bool = False, size: tuple[int, int] | None = None) -> Source:
     cv2 = require_cv2()
     cap = cv2.VideoCapture(arg)
     if not cap.isOpened():
@@ -85,6 +94,8 @@ def _capture(arg: int | str, name: str, live: bool, loop: bool = False) -> Sourc
         raise ValueError(f"cannot open video source {name}: no such camera, an unreadable file or an unreachable stream")
     if live:
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # ask the driver not to queue stale frames
+    if size is not None:
+        ask_frame_size(cap, size)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def frames() -> Iterator[np.ndarray]:
@@ -97,6 +108,26 @@ def _capture(arg: int | str, name: str, live: bool, loop: bool = False) -> Sourc
             yield frame
 
     return Source(name, frames(), "BGR", live, cap.release, fps=fps if 0 < fps <= 1000 else None)
+
+
+def ask_frame_size(cap: Any, size: tuple[int, int]) -> tuple[int, int]:
+    """Ask an opened cv2.VideoCapture for frames of `size` (width, height); returns the size it delivers.
+
+    V4L2 drivers snap a request to the nearest mode they have, which can be smaller than asked: a frame
+    whose shorter side falls below the one asked for would have to be enlarged (blurrier than the model
+    was made for), so then the camera goes back to the size it had."""
+    cv2 = require_cv2()
+    before = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+    got = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if min(got) < min(size) and min(before) > 0:
+        log.info("camera offers %dx%d for %dx%d; keeping %dx%d", *got, *size, *before)
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, before[0])
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, before[1])
+        return before
+    log.info("camera frames: %dx%d (asked %dx%d)", *got, *size)
+    return got
 
 
 def _folder(path: Path, loop: bool = False) -> Source:
@@ -137,14 +168,14 @@ def _played(src: Source, options: SourceOptions, default_fps: float | None) -> S
     return Source(src.name, paced(), src.color_order, True, src.close, fps=fps)
 
 
-def _picamera2() -> Source:
+def _picamera2(size: tuple[int, int]) -> Source:
     try:
         from picamera2 import Picamera2
     except ImportError:
         raise ValueError("picamera2 is not installed (on a Raspberry Pi: sudo apt install python3-picamera2)") from None
     cam = Picamera2()
-    # A small "lores"-sized main stream is all the model needs; RGB888 is BGR byte order in memory.
-    cam.configure(cam.create_video_configuration(main={"size": (640, 480), "format": "RGB888"}))
+    # The ISP scales to the size asked for at no CPU cost; RGB888 is BGR byte order in memory.
+    cam.configure(cam.create_video_configuration(main={"size": tuple(int(v) for v in size), "format": "RGB888"}))
     cam.start()
 
     def frames() -> Iterator[np.ndarray]:

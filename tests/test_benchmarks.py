@@ -34,6 +34,9 @@ def test_latency_suite_reports_every_configuration_and_keeps_going_after_a_failu
     ok = next(r for r in data["results"] if r["status"] == "ok")
     assert ok["stages"]["extract"]["runs"] == 5 and ok["peak_rss_mb"] > 10 and ok["cold_start_s"] > 0
     assert data["macs"] > 0 and "cannot load ONNX extractor" in next(r["error"] for r in data["results"] if r["status"] == "failed")
+    # The frame path against the extractor, for a 640x480 frame and one of the size cameras are asked for.
+    assert ok["e2e_capture"]["median"] > ok["stages"]["extract"]["median"] and ok["stages"]["preprocess_capture"]["runs"] == 5
+    assert "capture-size frame ms" in (out / "latency-t.md").read_text()
     assert (out / "latency-t.png").is_file() and "| onnxruntime-fp32-t1 |" in (out / "latency-t.md").read_text()
     cmp = subprocess.run([sys.executable, "benchmarks/latency.py", str(bundle), "--threads", "1", "--runs", "5",
                           "--warmup", "1", "--no-torch", "--name", "t2", "--out", str(out),

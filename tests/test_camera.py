@@ -505,3 +505,55 @@ def test_the_camera_teaches_frames_with_their_mirrors_when_asked(tiny_bundle, tm
         want = r.embed_shots([frame(0, 3)])[0]
         top = r.classify(want, top_k=1)[0].top
         assert top.label == "red" and top.cosine > 0.99999
+
+
+class _FakeCapture:
+    """A V4L2 camera that only has the modes it is given (it snaps a request to the nearest one)."""
+
+    def __init__(self, modes: list[tuple[int, int]], current: tuple[int, int]) -> None:
+        self.modes, self.size, self.asked = modes, current, [current[0], current[1]]
+
+    def get(self, prop: int) -> float:
+        import cv2
+
+        return float(self.size[0] if prop == cv2.CAP_PROP_FRAME_WIDTH else self.size[1])
+
+    def set(self, prop: int, value: float) -> bool:
+        import cv2
+
+        self.asked[0 if prop == cv2.CAP_PROP_FRAME_WIDTH else 1] = int(value)
+        w, h = self.asked
+        self.size = min(self.modes, key=lambda m: abs(m[0] - w) + abs(m[1] - h))
+        return True
+
+
+def test_cameras_are_asked_for_frames_that_need_no_resize_and_never_smaller():
+    from imprinting.runtime.preprocess import PreprocessSpec, capture_size, center_box
+    from imprinting.runtime.sources import SourceOptions, ask_frame_size
+
+    spec = PreprocessSpec()
+    w, h = capture_size(spec)
+    assert (w, h) == (352, 256) and w % 32 == 0
+    assert center_box(h, w, spec)[2:] == (224, 224)  # the crop is the model input: no resize at all
+    for r in (224, 288, 320, 384):
+        s = PreprocessSpec(resize_size=r)
+        cw, ch = capture_size(s)
+        assert cw % 32 == 0 and cw >= ch * 4 / 3 and center_box(ch, cw, s)[2:] == (224, 224)
+    # A driver with a close mode gives it; one whose nearest mode is smaller keeps its own size.
+    cam = _FakeCapture([(640, 480), (352, 288), (320, 240)], (640, 480))
+    assert ask_frame_size(cam, (352, 256)) == (352, 288) and cam.size == (352, 288)
+    cam = _FakeCapture([(640, 480), (320, 240)], (640, 480))
+    assert ask_frame_size(cam, (352, 256)) == (640, 480) and cam.size == (640, 480)
+    with pytest.raises(ValueError, match="capture_size"):
+        SourceOptions(capture_size=(0, 480))
+
+
+def test_camera_capture_size_option(tiny_bundle):
+    from imprinting.runtime.camera_cli import _capture_size
+
+    assert _capture_size("default", str(tiny_bundle)) is None
+    assert _capture_size("640x480", str(tiny_bundle)) == (640, 480)
+    w, h = _capture_size("model", str(tiny_bundle))
+    assert w >= h > 0
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        _capture_size("big", str(tiny_bundle))
