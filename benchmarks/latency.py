@@ -148,13 +148,21 @@ def command_memory(bundle: Path, frames: list[np.ndarray], tmp: Path) -> list[di
         cv2.imwrite(str(photos / f"frame{i}.jpg"), f[..., ::-1])
     store = tmp / "classes.npz"
     imprint = [sys.executable, "-m", "imprinting.cli"]
-    jobs = [
-        ("imprint learn (8 photos)", [*imprint, "learn", str(bundle), "--store", str(store), "--label", "a", str(photos)]),
-        ("imprint classify (8 photos)", [*imprint, "classify", str(bundle), "--store", str(store), str(photos)]),
-        ("imprint camera (folder, 200 frames)", [*imprint, "camera", str(bundle), "--store", str(store), "--source",
-                                                str(photos), "--loop", "--max-frames", "200", "--api-port", "-1",
-                                                "--no-stdin", "--events", "none"]),
-    ]
+    jobs = [("imprint learn (8 photos)", [*imprint, "learn", str(bundle), "--store", str(store), "--label", "a", str(photos)])]
+    from imprinting.runtime import load_bundle
+
+    files = {(e.format, e.precision) for e in load_bundle(bundle).manifest.extractors}
+    # The default file, and the int8 TFLite file (the one a Pi or a phone runs) when the bundle has it.
+    for which, opts in (("default file", []), ("int8 TFLite", ["--format", "tflite", "--precision", "int8"])):
+        if opts and ("tflite", "int8") not in files:
+            continue
+        jobs += [
+            (f"imprint classify (8 photos), {which}", [*imprint, "classify", str(bundle), "--store", str(store), *opts,
+                                                       str(photos)]),
+            (f"imprint camera (folder, 200 frames), {which}", [*imprint, "camera", str(bundle), "--store", str(store),
+                                                               *opts, "--source", str(photos), "--loop", "--max-frames",
+                                                               "200", "--api-port", "-1", "--no-stdin", "--events", "none"]),
+        ]
     out = []
     for name, cmd in jobs:
         res = subprocess.run([sys.executable, "-c", _PEAK_OF, *cmd], capture_output=True, text=True, timeout=600)
