@@ -23,9 +23,15 @@ def trial_parser(doc: str, out: str) -> argparse.ArgumentParser:
     return ap
 
 
+def int8_format(bundle: Bundle) -> str:
+    """The format of the bundle's int8 file the trials use: ONNX, or TFLite when the ONNX file failed parity."""
+    files = {(e.format, e.precision) for e in bundle.manifest.extractors}
+    return "onnx" if ("onnx", "int8") in files else "tflite"
+
+
 def int8_unit_embeddings(bundle: Bundle, paths: list[Path], cache: str) -> np.ndarray:
-    """Unit embeddings float32 (N, D) of `paths` by the bundle's int8 ONNX file."""
-    ex = bundle.open_extractor("onnx", "int8")
+    """Unit embeddings float32 (N, D) of `paths` by the bundle's int8 file (`int8_format`)."""
+    ex = bundle.open_extractor(int8_format(bundle), "int8")
     try:
         emb = cached_embeddings(cache, ex, bundle.manifest.preprocess, paths, desc=bundle.manifest.name)
     finally:

@@ -11,6 +11,9 @@ Bound to 127.0.0.1 by default. JSON in, JSON out; errors are 4xx with {"error": 
     GET    /store                                       the class store file (.npz), to merge on another device
     POST   /store/merge[?rename_conflicts=1]  (body: a class store file)   add its classes (200 when done)
     POST   /undo, /save                                 (200 when done)
+    POST   /refine                                      refine on the stored shots if a held-out check says
+                                                        it helps (refine.py; recognition goes on meanwhile),
+                                                        then save: {"refined": bool, "why": ..., "seconds": s}
     POST   /rename  {"old": A, "new": B}                (200 when done; 409 if B exists)
     DELETE /classes/<label>                             (200 when done)
 
@@ -214,6 +217,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _undo(self, url: Any, path: str) -> Any:
         return {"status": "done", "classes": _wait(self.loop.undo())}
 
+    def _refine(self, url: Any, path: str) -> Any:
+        # Trains on this request's thread, outside the classifier's lock: frames keep being recognized.
+        plan = self.loop.recognizer.refine()
+        if plan.refined:
+            _wait(self.loop.save())
+        return {"refined": plan.refined, "why": plan.why, "seconds": round(plan.seconds, 3)}
+
     def _save(self, url: Any, path: str) -> Any:
         return {"status": "done", "classes": _wait(self.loop.save())}
 
@@ -269,6 +279,7 @@ _ROUTES: dict[str, dict[str, Any]] = {
     "/teach": {"POST": _Handler._teach},
     "/undo": {"POST": _Handler._undo},
     "/save": {"POST": _Handler._save},
+    "/refine": {"POST": _Handler._refine},
     "/rename": {"POST": _Handler._rename},
     "/store": {"GET": _Handler._store},
     "/store/merge": {"POST": _Handler._merge},

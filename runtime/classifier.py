@@ -10,13 +10,15 @@ camera thread can classify while another thread teaches.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from dataclasses import replace
+from typing import Callable, Sequence
 import numpy as np
 
 from .ranking import UnknownPolicy, rank
 from .results import Classification
 from .shot_offsets import ShotOffsets
 from .labels import validate_label
+from .refine import RefineOptions, RefinePlan, Refinement, plan_refinement
 from .store import StoreData
 from .templates import class_templates
 from .unit import normalize_embeddings
@@ -71,6 +73,7 @@ class ImprintedClassifier:
         self._shots: list[list[np.ndarray]] | None = [] if templates_per_class > 1 or keep_shots else None
         self._template_cache: tuple[np.ndarray, np.ndarray] | None = None
         self._digests: dict[str, set[str]] = {}  # label -> content digests of the photos taught
+        self._refinement: Refinement | None = None  # refine.py; dropped by any change to the classes
 
     @property
     def lock(self) -> threading.RLock:
@@ -210,6 +213,7 @@ class ImprintedClassifier:
                 del self._shots[k]
             self._index = {lab: i for i, lab in enumerate(self._labels)}
             self._template_cache = None
+            self._refinement = None
 
     def rename(self, old: str, new: str) -> None:
         """Give a class a new label (which must not be taken)."""
@@ -225,6 +229,42 @@ class ImprintedClassifier:
             self._index[new] = k
             if old in self._digests:
                 self._digests[new] = self._digests.pop(old)
+
+    # ----- refinement (refine.py) ----------------------------------------------------------------
+    @property
+    def refined(self) -> bool:
+        """Whether answers come from a refinement rather than the imprinted rows."""
+        return self._refinement is not None
+
+    def refine(self, options: RefineOptions = RefineOptions(),
+               on_step: Callable[[int], None] | None = None) -> RefinePlan:
+        """Fine-tune a map of the embeddings and the rows on the stored shots, if the held-out check says it
+        helps (refine.plan_refinement); answers then come from it until a class changes or `unrefine`.
+        Needs the shots (keep_shots, the Recognizer's default). The training runs outside the lock, so
+        classifying goes on meanwhile; a class changed meanwhile makes it decline."""
+        with self._lock:
+            if self._shots is None:
+                raise ValueError("refining needs the stored shots: open with keep_shots=True (the default)")
+            if not self._labels:
+                raise ValueError("the classifier has no classes yet: imprint some first")
+            data = self.to_store_data()
+            offsets = self._offsets[: len(data.labels)].copy() if self.shot_offsets is not None else None
+        plan = plan_refinement(data.sums, data.shots, data.shot_class, self.scale, offsets, options, on_step)
+        if plan.refinement is None:
+            return plan
+        with self._lock:
+            k = len(self._labels)
+            if (tuple(self._labels) != data.labels or not np.array_equal(self._counts[:k], data.counts)
+                    or not np.array_equal(self._sums[:k], data.sums)):
+                return replace(plan, refinement=None, why="declined: the classes changed while refining; run it again")
+            self._refinement = plan.refinement
+        return plan
+
+    def unrefine(self) -> bool:
+        """Answer from the imprinted rows again; returns whether there was a refinement."""
+        with self._lock:
+            had, self._refinement = self._refinement is not None, None
+            return had
 
     # ----- prediction --------------------------------------------------------------------------
     def cosines(self, embeddings: np.ndarray) -> np.ndarray:
@@ -278,6 +318,8 @@ class ImprintedClassifier:
 
     def _cosines(self, e: np.ndarray) -> np.ndarray:
         k = len(self._labels)
+        if self._refinement is not None:
+            return self._refinement.cosines(e)
         if self.templates_per_class == 1 or self._shots is None:
             if e.shape[0] == 1:
                 # One embedding (the camera's case): a matrix-vector product, scaled in place.
@@ -312,6 +354,7 @@ class ImprintedClassifier:
                 shots=shots,
                 shot_class=shot_class,
                 digests={lab: tuple(sorted(d)) for lab, d in self._digests.items() if d},
+                refinement=self._refinement,
             )
 
     @classmethod
@@ -342,6 +385,7 @@ class ImprintedClassifier:
         clf._inv_norms[:k] = 1.0 / np.maximum(np.linalg.norm(clf._sums[:k], axis=1), _EPS)
         if shot_offsets is not None:
             clf._offsets[:k] = shot_offsets(clf._counts[:k])
+        clf._refinement = data.refinement
         return clf
 
     def replace_state(self, data: StoreData) -> None:
@@ -353,7 +397,8 @@ class ImprintedClassifier:
                                                     unknown=self.unknown, shot_offsets=self.shot_offsets,
                                                     keep_shots=self._shots is not None)
         with self._lock:
-            for name in ("_sums", "_inv_norms", "_counts", "_offsets", "_labels", "_index", "_shots", "_digests"):
+            for name in ("_sums", "_inv_norms", "_counts", "_offsets", "_labels", "_index", "_shots", "_digests",
+                         "_refinement"):
                 setattr(self, name, getattr(fresh, name))
             self._template_cache = None
 
@@ -403,3 +448,4 @@ class ImprintedClassifier:
         if self.shot_offsets is not None:
             self._offsets[k] = self.shot_offsets(self._counts[k : k + 1])[0]
         self._template_cache = None
+        self._refinement = None

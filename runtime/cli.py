@@ -89,6 +89,13 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
 
     add_camera_parser(sub)
 
+    p = sub.add_parser("refine", help="fine-tune the classes on their stored shots when a held-out check says it "
+                       "helps (needs 10+ shots of every class; NumPy, seconds)")
+    model_args(p, store="class store file; the refinement is saved into it")
+    p.add_argument("--undo", action="store_true", help="drop the store's refinement: answer from the imprinted rows")
+    p.add_argument("--no-check", action="store_true", help="refine without the held-out check (still needs the shots)")
+    p.set_defaults(func=cmd_refine)
+
     p = sub.add_parser("info", help="describe a model bundle: files, parity, where it was made and with what")
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true", help="print the manifest and this host as JSON")
@@ -252,6 +259,28 @@ def cmd_classes_import(args: argparse.Namespace) -> int:
     ours = combine([base, incoming] if base is not None else [incoming], args.rename_conflicts)
     save_merged(args.store, base, ours)
     print(f"imported {len(incoming.labels)} classes from {args.file} into {args.store}")
+    return 0
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .refine import RefineOptions
+
+    if not Path(args.store).is_file():
+        raise ValueError(f"--store {args.store}: no such class store; teach classes first (imprint learn)")
+    with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
+        if args.undo:
+            print("dropped the refinement" if r.unrefine() else "the store had no refinement")
+        else:
+            opt = RefineOptions(check=not args.no_check)
+            # One training either way (the check's model is the one kept); the bar shows after 1 s.
+            with tqdm(total=opt.steps, desc="refining", unit="step", delay=1.0, leave=False) as bar:
+                plan = r.refine(opt, on_step=lambda t: bar.update(1))
+            print(f"{plan.why} ({plan.seconds:.1f} s)")
+            if not plan.refined:
+                return 0
+        r.save()
     return 0
 
 

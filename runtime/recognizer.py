@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .classifier import ImprintedClassifier
 from .images import ImageInput, load_image, load_image_digest
 from .labels import validate_label
 from .preprocess import preprocess
+from .refine import RefineOptions, RefinePlan
 from .results import Classification
 from .store import StoreData, read_store, store_bytes, write_store
 from .store_sync import combine, save_merged
@@ -255,6 +256,23 @@ class Recognizer:
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Scores float32 (n, K) of embeddings (n, D) against every class in `labels` order (for evaluations)."""
         return self._classifier.scores(embeddings)
+
+    # ----- refinement ---------------------------------------------------------------------------
+    def refine(self, options: RefineOptions = RefineOptions(),
+               on_step: Callable[[int], None] | None = None) -> RefinePlan:
+        """Refine after imprinting (refine.py) when the stored shots say it helps; `plan.why` says what
+        happened. Teaching, removing or merging a class drops the refinement; `unrefine` drops it by hand.
+        Save to keep it."""
+        self._check_open()
+        return self._classifier.refine(options, on_step)
+
+    def unrefine(self) -> bool:
+        """Answer from the imprinted rows again; returns whether there was a refinement."""
+        return self._classifier.unrefine()
+
+    @property
+    def refined(self) -> bool:
+        return self._classifier.refined
 
     # ----- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:

@@ -12,6 +12,10 @@ Format version 1, an uncompressed zip of `.npy` arrays (written by `np.savez`, r
     counts.npy  int64 (K,)      shots per class (>= 1)
     shots.npy   float32 (N, D)  optional: every stored shot (kept for several templates per class)
     shot_class.npy int64 (N,)   optional: the class index of each shot
+    refine_u.npy, refine_v.npy float32 (D, r), refine_rows.npy float32 (K, D), refine_cos.npy float32 (2,)
+                                optional, together: a refinement (refine.py) of exactly these classes and
+                                its cosine calibration (scale, shift); readers that do not know it ignore
+                                it and use the imprinted rows
 
 Labels live in JSON, not a numpy unicode array, so that other languages need no UTF-32 decoder.
 Saves are atomic (temp file in the same directory, fsync, rename, fsync of the directory): a killed
@@ -31,6 +35,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .labels import validate_label
+from .refine import EmbeddingMap, Refinement
 
 STORE_FORMAT = "imprinting-class-store"
 STORE_FORMAT_VERSION = 1
@@ -51,6 +56,7 @@ class StoreData:
     shot_class: np.ndarray | None = None
     # label -> content digests of the photos taught into it (images.load_image_digest), to skip repeats
     digests: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    refinement: Refinement | None = None
 
     @property
     def embedding_dim(self) -> int:
@@ -84,6 +90,11 @@ def _arrays(data: StoreData) -> dict[str, np.ndarray]:
     if data.shots is not None:
         arrays["shots"] = np.ascontiguousarray(data.shots, dtype=np.float32)
         arrays["shot_class"] = np.ascontiguousarray(data.shot_class, dtype=np.int64)
+    if data.refinement is not None:
+        arrays["refine_u"] = np.ascontiguousarray(data.refinement.map.u, dtype=np.float32)
+        arrays["refine_v"] = np.ascontiguousarray(data.refinement.map.v, dtype=np.float32)
+        arrays["refine_rows"] = np.ascontiguousarray(data.refinement.rows, dtype=np.float32)
+        arrays["refine_cos"] = np.array([data.refinement.cos_scale, data.refinement.cos_shift], np.float32)
     return arrays
 
 
@@ -138,6 +149,7 @@ def read_store(
             shots=arrays.get("shots"),
             shot_class=arrays.get("shot_class"),
             digests=_digests(meta.get("shot_digests", {}), path),
+            refinement=_refinement(arrays, path),
         )
         declared_dim = int(meta["embedding_dim"])
     except (KeyError, TypeError, ValueError) as err:
@@ -158,7 +170,7 @@ def read_store(
 
 
 # Members a store may hold; anything else in the zip is never read.
-_MEMBERS = ("meta", "sums", "counts", "shots", "shot_class")
+_MEMBERS = ("meta", "sums", "counts", "shots", "shot_class", "refine_u", "refine_v", "refine_rows", "refine_cos")
 # An array may not inflate to more than this many times its compressed size (np.savez stores, ratio 1).
 _MAX_INFLATION = 64
 
@@ -244,6 +256,20 @@ def _validate(data: StoreData, where: str) -> None:
             raise ValueError(f"class store {where} is corrupt: a shot names a class that does not exist")
         if not np.isfinite(data.shots).all():
             raise ValueError(f"class store {where} is corrupt: shots hold NaN or infinity")
+    if data.refinement is not None:
+        data.refinement.check(k, data.sums.shape[1], f"class store {where} is corrupt")
     stray = set(data.digests) - set(data.labels)
     if stray:
         raise ValueError(f"class store {where} is corrupt: shot digests for classes it does not hold: {sorted(stray)[:3]}")
+
+
+def _refinement(arrays: dict[str, np.ndarray], path: object) -> Refinement | None:
+    names = ("refine_u", "refine_v", "refine_rows", "refine_cos")
+    present = [n in arrays for n in names]
+    if not any(present):
+        return None
+    if not all(present) or arrays["refine_cos"].shape != (2,):
+        raise ValueError(f"class store {path} is corrupt: refine_u, refine_v, refine_rows and refine_cos (2,) must "
+                         "come together")
+    u, v, w, cos = (np.asarray(arrays[n], np.float32) for n in names)
+    return Refinement(EmbeddingMap(u, v), w, float(cos[0]), float(cos[1]))

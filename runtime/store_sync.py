@@ -58,8 +58,8 @@ def _by_label(d: StoreData | None) -> dict[str, tuple[np.ndarray, int, list[byte
 
 def merge_stores(base: StoreData | None, ours: StoreData, theirs: StoreData | None) -> StoreData:
     """theirs + (ours - base) per label; see the module docstring. All three must share the embedding space."""
-    if theirs is None:
-        return ours
+    if theirs is None or (base is not None and _same(base, theirs)):
+        return ours  # nobody else wrote: ours as it is (with its refinement, if any)
     if (theirs.extractor_fingerprint, theirs.embedding_dim) != (ours.extractor_fingerprint, ours.embedding_dim):
         raise ValueError(
             f"the store on disk was replaced by one for another model ({theirs.extractor_fingerprint[:12]}, "
@@ -99,6 +99,16 @@ def merge_stores(base: StoreData | None, ours: StoreData, theirs: StoreData | No
         shot_class=np.asarray(shot_class, np.int64) if keep_shots else None,
         digests=digests,
     )
+
+
+def _same(a: StoreData, b: StoreData) -> bool:
+    """The same classes, sums, counts, shots and digests, exactly."""
+    def eq(x: np.ndarray | None, y: np.ndarray | None) -> bool:
+        return (x is None) == (y is None) and (x is None or np.array_equal(x, y))
+
+    return (a.labels == b.labels and a.extractor_fingerprint == b.extractor_fingerprint and eq(a.sums, b.sums)
+            and eq(a.counts, b.counts) and eq(a.shots, b.shots) and eq(a.shot_class, b.shot_class)
+            and a.digests == b.digests)
 
 
 def save_merged(path: str | os.PathLike[str], base: StoreData | None, ours: StoreData) -> StoreData:

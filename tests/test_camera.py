@@ -131,6 +131,8 @@ def test_http_api_good_and_malformed_requests(tiny_bundle, tmp_path):
             thread.join(30)
             status, classes = _call(base + "/classes")
             assert status == 200 and {c["label"] for c in classes} == {"red", "green"}
+            status, body = _call(base + "/refine", "POST", b"")  # 2 and 1 shots: it says why it declines
+            assert status == 200 and body["refined"] is False and "fewer than 10 stored shots" in body["why"]
             status, pred = _call(base + "/prediction")
             assert status == 200 and pred["label"] == "green"
             assert _call(base + "/stats")[1]["frames"] == 400
