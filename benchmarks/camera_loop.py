@@ -69,10 +69,12 @@ def looped(path: Path, total: int) -> Source:
     return Source(f"{path} (looped)", frames(), "BGR", live=False)
 
 
-def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread: bool, desc: str) -> dict:
+def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread: bool, desc: str,
+        fmt: str | None = None, precision: str | None = None) -> dict:
     from tqdm import tqdm
 
-    opts = RecognizerOptions(extractor=ExtractorOptions(threads=threads), unknown=UnknownPolicy(0.4))
+    opts = RecognizerOptions(extractor=ExtractorOptions(threads=threads), unknown=UnknownPolicy(0.4), format=fmt,
+                             precision=precision)
     bar = tqdm(total=frames, desc=desc, unit="frame", mininterval=1.0)
 
     def count(event: ev.Event) -> None:
@@ -119,15 +121,19 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--soak", type=int, default=0, help="also run this many frames and report memory growth")
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--format", choices=["onnx", "tflite"], help="extractor format (default: the bundle's fastest here)")
+    ap.add_argument("--precision", choices=["fp32", "int8"])
     ap.add_argument("--out")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "video.avi")
-        s = run(args.bundle, video, args.frames, args.threads, teach_thread=False, desc="speed")
+        s = run(args.bundle, video, args.frames, args.threads, teach_thread=False, desc="speed", fmt=args.format,
+                precision=args.precision)
         frame_ms = sum(s[k] for k in ("preprocess_ms", "extract_ms", "classify_ms"))
         lines = [
             f"Camera loop, `python benchmarks/camera_loop.py {args.bundle} --frames {args.frames}"
-            f"{f' --soak {args.soak}' if args.soak else ''}{f' --threads {args.threads}' if args.threads else ''}`, "
+            f"{f' --soak {args.soak}' if args.soak else ''}{f' --threads {args.threads}' if args.threads else ''}"
+            f"{f' --format {args.format}' if args.format else ''}{f' --precision {args.precision}' if args.precision else ''}`, "
             f"{s['extractor']}, 640x480 MJPG video",
                     describe(),
         "",
@@ -137,7 +143,8 @@ def main() -> None:
             f"{s['classify_ms']:.3f} | {s['preprocess_ms'] / frame_ms:.0%} |",
         ]
         if args.soak:
-            k = run(args.bundle, video, args.soak, args.threads, teach_thread=True, desc="soak")
+            k = run(args.bundle, video, args.soak, args.threads, teach_thread=True, desc="soak", fmt=args.format,
+                    precision=args.precision)
             rss = k["rss_samples"]
             warm = [m for f, m in rss if f >= min(1000, args.soak // 10)]
             growth = (warm[-1] - warm[0]) if len(warm) > 1 else float("nan")
