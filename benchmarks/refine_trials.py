@@ -31,6 +31,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cub_trials import int8_format, int8_unit_embeddings, trial_parser, write_results  # noqa: E402
+from mirror_trials import mirror_embeddings  # noqa: E402
 
 from imprinting.export import lowshot  # noqa: E402
 from imprinting.export.cub import NUM_BASE, draw_shots, load_cub  # noqa: E402
@@ -91,7 +92,14 @@ def choose_settings(e: np.ndarray, lab: np.ndarray, scale: float, table: ShotOff
 
 
 def protocol(emb: np.ndarray, cub, base_sums: np.ndarray, scale: float, table: ShotOffsets, opt: RefineOptions,
-             seeds: int) -> list[str]:
+             seeds: int, mirrors: np.ndarray | None = None) -> list[str]:
+    """Table rows per n; with mirrors (unit embeddings of the novel training images' mirrors, in
+    `cub.indices(train=True, base=False)` order) each novel shot is the runtime's --mirror shot: the mean of
+    the image's and its mirror's unit embeddings."""
+    if mirrors is not None:
+        emb = emb.copy()
+        novel_train = cub.indices(train=True, base=False)
+        emb[novel_train] = unit((emb[novel_train] + mirrors) / 2)
     test = cub.indices(train=False)
     t_emb, t_lab = emb[test], cub.labels[test]
     nov = t_lab >= NUM_BASE
@@ -148,7 +156,9 @@ def timing(opt: RefineOptions) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = trial_parser(__doc__, "benchmarks/results/refine_trials.md").parse_args(argv)
+    ap = trial_parser(__doc__, "benchmarks/results/refine_trials.md")
+    ap.add_argument("--mirror", action="store_true", help="also the rows with mirrored shots (imprint --mirror)")
+    args = ap.parse_args(argv)
     cub = load_cub(args.root)
     out = ["# Refinement after imprinting, in NumPy, on CUB (issue 15)", "",
            f"`python benchmarks/refine_trials.py {shlex.join(sys.argv[1:])}`", "", describe(), ""]
@@ -176,6 +186,18 @@ def main(argv: list[str] | None = None) -> int:
                 "check, so it equals imprinting where the check declined:", "",
                 "| n | novel, imprinting | novel, refined | all, imprinting | all, refined | draws refined | seconds |",
                 "|---:|---:|---:|---:|---:|---:|---:|", *protocol(emb, cub, base_sums, scale, table, opt, args.seeds), ""]
+        if args.mirror:
+            ex = bundle.open_extractor(int8_format(bundle), "int8")
+            try:
+                mirrors = mirror_embeddings(ex, bundle.manifest.preprocess,
+                                            [cub.paths[i] for i in cub.indices(train=True, base=False)])
+            finally:
+                ex.close()
+            out += ["With mirrored shots (`--mirror`: each novel shot is the mean of the image's and its mirror's "
+                    "embeddings; base exemplars as above):", "",
+                    "| n | novel, imprinting | novel, refined | all, imprinting | all, refined | draws refined | seconds |",
+                    "|---:|---:|---:|---:|---:|---:|---:|",
+                    *protocol(emb, cub, base_sums, scale, table, opt, args.seeds, mirrors), ""]
     out += [timing(opt or RefineOptions()), ""]
     write_results(args.out, "\n".join(out) + "\n")
     return 0
