@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cub_protocol import _runtime_classifier, _with_novel  # noqa: E402
 from cub_trials import int8_unit_embeddings, trial_parser, write_results  # noqa: E402
-from mirror_trials import mirror_embeddings  # noqa: E402
+from mirror_trials import novel_mirrors  # noqa: E402
 
 from imprinting.export import lowshot  # noqa: E402
 from imprinting.export.cub import NUM_BASE, draw_shots, load_cub  # noqa: E402
@@ -55,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         m = bundle.manifest
         emb = int8_unit_embeddings(bundle, cub.paths, args.cache)
         novel_train = cub.indices(train=True, base=False)
-        ex = bundle.open_extractor("onnx", "int8")
-        try:
-            mirrors = mirror_embeddings(ex, m.preprocess, [cub.paths[i] for i in novel_train])
-        finally:
-            ex.close()
+        mirrors = novel_mirrors(bundle, cub)
         mirror_of = {int(i): k for k, i in enumerate(novel_train)}
         base_train = cub.indices(train=True, base=True)
         b_lab = cub.labels[base_train]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cub_protocol import _runtime_classifier, _with_novel  # noqa: E402
-from cub_trials import int8_unit_embeddings, trial_parser, write_results  # noqa: E402
+from cub_trials import int8_format, int8_unit_embeddings, trial_parser, write_results  # noqa: E402
 
 from imprinting.export import lowshot  # noqa: E402
 from imprinting.export.cub import NUM_BASE, draw_shots, load_cub  # noqa: E402
@@ -47,6 +47,16 @@ def mirror_embeddings(ex, spec, paths: list[Path]) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def novel_mirrors(bundle, cub) -> np.ndarray:
+    """Unit embeddings float32 (M, D) of the mirrored novel training images, by the bundle's int8 file, in
+    `cub.indices(train=True, base=False)` order."""
+    ex = bundle.open_extractor(int8_format(bundle), "int8")
+    try:
+        return mirror_embeddings(ex, bundle.manifest.preprocess, [cub.paths[i] for i in cub.indices(train=True, base=False)])
+    finally:
+        ex.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = trial_parser(__doc__, "benchmarks/results/mirror_trials.md").parse_args(argv)
     cub = load_cub(args.root)
@@ -60,11 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         m = bundle.manifest
         emb = int8_unit_embeddings(bundle, cub.paths, args.cache)
         novel_train = cub.indices(train=True, base=False)
-        ex = bundle.open_extractor("onnx", "int8")
         t0 = time.perf_counter()
-        mirrors = mirror_embeddings(ex, m.preprocess, [cub.paths[i] for i in novel_train])
+        mirrors = novel_mirrors(bundle, cub)
         mirror_s = time.perf_counter() - t0
-        ex.close()
         mirror_of = {int(i): k for k, i in enumerate(novel_train)}
         base_train = cub.indices(train=True, base=True)
         b_emb, b_lab = emb[base_train], cub.labels[base_train]

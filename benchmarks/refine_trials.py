@@ -31,7 +31,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cub_trials import int8_format, int8_unit_embeddings, trial_parser, write_results  # noqa: E402
-from mirror_trials import mirror_embeddings  # noqa: E402
+from mirror_trials import novel_mirrors  # noqa: E402
 
 from imprinting.export import lowshot  # noqa: E402
 from imprinting.export.cub import NUM_BASE, draw_shots, load_cub  # noqa: E402
@@ -187,12 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 "| n | novel, imprinting | novel, refined | all, imprinting | all, refined | draws refined | seconds |",
                 "|---:|---:|---:|---:|---:|---:|---:|", *protocol(emb, cub, base_sums, scale, table, opt, args.seeds), ""]
         if args.mirror:
-            ex = bundle.open_extractor(int8_format(bundle), "int8")
-            try:
-                mirrors = mirror_embeddings(ex, bundle.manifest.preprocess,
-                                            [cub.paths[i] for i in cub.indices(train=True, base=False)])
-            finally:
-                ex.close()
+            mirrors = novel_mirrors(bundle, cub)
             out += ["With mirrored shots (`--mirror`: each novel shot is the mean of the image's and its mirror's "
                     "embeddings; base exemplars as above):", "",
                     "| n | novel, imprinting | novel, refined | all, imprinting | all, refined | draws refined | seconds |",
