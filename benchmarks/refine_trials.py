@@ -45,10 +45,6 @@ GRID = [dict(rank=r, lr=lr, steps=s) for r, lr, s in itertools.product((0, 32), 
 EXEMPLARS = 10  # base training images per base class that a bundle would carry
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def top1(cos: np.ndarray, y: np.ndarray, off: np.ndarray, novel: np.ndarray) -> tuple[float, float]:
     """(novel, all-class) top-1 % of cosines (N, K) plus offsets (K,) against labels y (N,)."""
     p = (cos + off).argmax(1)
@@ -72,10 +68,10 @@ def pseudo_novel(e: np.ndarray, lab: np.ndarray, n: int, opt: RefineOptions, see
     sums = np.zeros((NUM_BASE, e.shape[1]), np.float32)
     np.add.at(sums, y, x)
     off = table(np.bincount(y, minlength=NUM_BASE)).astype(np.float32)
-    emap, rows = fit(x, y, unit(sums), scale, off, opt)
+    emap, rows = fit(x, y, lowshot.unit_rows(sums), scale, off, opt)
     t, tc = np.concatenate(test), np.array(test_c)
     nov = tc >= 50
-    return top1(t @ unit(sums).T, tc, off, nov)[1], top1(emap(t) @ rows.T, tc, off, nov)[1]
+    return top1(t @ lowshot.unit_rows(sums).T, tc, off, nov)[1], top1(emap(t) @ rows.T, tc, off, nov)[1]
 
 
 def choose_settings(e: np.ndarray, lab: np.ndarray, scale: float, table: ShotOffsets) -> tuple[dict, list[str]]:
@@ -99,7 +95,7 @@ def protocol(emb: np.ndarray, cub, base_sums: np.ndarray, scale: float, table: S
     if mirrors is not None:
         emb = emb.copy()
         novel_train = cub.indices(train=True, base=False)
-        emb[novel_train] = unit((emb[novel_train] + mirrors) / 2)
+        emb[novel_train] = lowshot.unit_rows((emb[novel_train] + mirrors) / 2)
     test = cub.indices(train=False)
     t_emb, t_lab = emb[test], cub.labels[test]
     nov = t_lab >= NUM_BASE
@@ -123,7 +119,7 @@ def protocol(emb: np.ndarray, cub, base_sums: np.ndarray, scale: float, table: S
             plan = plan_refinement(sums, x, y, scale, off, RefineOptions(**{**opt.__dict__, "seed": seed}))
             used += plan.refined
             secs.append(plan.seconds)
-            imprinted = t_emb @ unit(sums).T
+            imprinted = t_emb @ lowshot.unit_rows(sums).T
             acc["imprint"].append(top1(imprinted, t_lab, off, nov))
             # As the runtime answers: the refinement's calibrated cosines plus the offsets.
             acc["refine"].append(top1(plan.refinement.cosines(t_emb) if plan.refinement else imprinted, t_lab, off, nov))
@@ -136,8 +132,8 @@ def protocol(emb: np.ndarray, cub, base_sums: np.ndarray, scale: float, table: S
 def timing(opt: RefineOptions) -> str:
     rng = np.random.default_rng(0)
     k, n, d = 200, 20, 1280
-    rows = unit(rng.standard_normal((k, d), dtype=np.float32))
-    x = unit(np.repeat(rows, n, 0) + 0.5 * rng.standard_normal((k * n, d), dtype=np.float32))
+    rows = lowshot.unit_rows(rng.standard_normal((k, d), dtype=np.float32))
+    x = lowshot.unit_rows(np.repeat(rows, n, 0) + 0.5 * rng.standard_normal((k * n, d), dtype=np.float32))
     y = np.repeat(np.arange(k), n)
     sums = np.zeros((k, d), np.float32)
     np.add.at(sums, y, x)

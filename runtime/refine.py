@@ -56,8 +56,7 @@ class EmbeddingMap:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Unit embeddings float32 (N, D) -> mapped unit embeddings float32 (N, D)."""
-        h = x + (x @ self.v) @ self.u.T
-        return (h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return _unit(x + (x @ self.v) @ self.u.T)
 
 
 @dataclass(frozen=True)

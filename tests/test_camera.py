@@ -551,11 +551,13 @@ def test_cameras_are_asked_for_frames_that_need_no_resize_and_never_smaller():
 
 
 def test_camera_capture_size_option(tiny_bundle):
+    from imprinting.runtime import load_bundle
     from imprinting.runtime.camera_cli import _capture_size
 
-    assert _capture_size("default", str(tiny_bundle)) is None
-    assert _capture_size("640x480", str(tiny_bundle)) == (640, 480)
-    w, h = _capture_size("model", str(tiny_bundle))
+    bundle = load_bundle(tiny_bundle)
+    assert _capture_size("default", bundle) is None
+    assert _capture_size("640x480", bundle) == (640, 480)
+    w, h = _capture_size("model", bundle)
     assert w >= h > 0
     with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
-        _capture_size("big", str(tiny_bundle))
+        _capture_size("big", bundle)
