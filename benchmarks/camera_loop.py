@@ -1,6 +1,7 @@
 """End-to-end speed and endurance of the camera loop, headless, from a 640x480 video file.
 
-    python benchmarks/camera_loop.py BUNDLE [--frames 3000] [--soak 100000] [--threads N] [--out FILE.md]
+    python benchmarks/camera_loop.py BUNDLE [--frames 3000] [--soak 100000] [--threads N] [--source memory]
+        [--format F --precision P] [--out FILE.md]
 
 Reports the loop's own per-stage timings (capture, preprocess, extract, classify), the end-to-end FPS,
 the share of preprocessing in the frame time, and, with --soak, the growth of the resident memory over
@@ -13,12 +14,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
+# As under `imprint camera` (imprinting/__init__.py), before numpy loads: one BLAS thread, so that idle
+# OpenBLAS threads do not take the cores from the extractor's own threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 from imprinting import simcam
 from imprinting.runtime import Recognizer, RecognizerOptions, UnknownPolicy
@@ -33,8 +40,6 @@ def rss_mb() -> float:
     """Current resident set size of this process in MiB (Linux)."""
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    import os
-
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
@@ -69,8 +74,18 @@ def looped(path: Path, total: int) -> Source:
     return Source(f"{path} (looped)", frames(), "BGR", live=False)
 
 
+def in_memory(path: Path, total: int) -> Source:
+    """The video's frames decoded once up front and replayed from memory until `total`: the grabber thread
+    then only hands frames over, so nothing but the loop competes for the cores (like the latency suite)."""
+    src = open_source(path)
+    decoded = list(src.frames)
+    src.close()
+    return Source(f"{path} (decoded, from memory)", (decoded[i % len(decoded)] for i in range(total)), src.color_order,
+                  live=False)
+
+
 def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread: bool, desc: str,
-        fmt: str | None = None, precision: str | None = None) -> dict:
+        fmt: str | None = None, precision: str | None = None, memory: bool = False) -> dict:
     from tqdm import tqdm
 
     opts = RecognizerOptions(extractor=ExtractorOptions(threads=threads), unknown=UnknownPolicy(0.4), format=fmt,
@@ -82,7 +97,8 @@ def run(bundle: str, video: Path, frames: int, threads: int | None, teach_thread
             bar.update(1)
 
     with Recognizer.open(bundle, None, opts) as r:
-        loop = CameraLoop(r, looped(video, frames), LoopOptions(max_frames=frames), on_event=count)
+        source = in_memory(video, frames) if memory else looped(video, frames)
+        loop = CameraLoop(r, source, LoopOptions(max_frames=frames), on_event=count)
         loop.teach("first", 3)
         samples: list[tuple[int, float]] = []
         stop = threading.Event()
@@ -123,18 +139,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--format", choices=["onnx", "tflite"], help="extractor format (default: the bundle's fastest here)")
     ap.add_argument("--precision", choices=["fp32", "int8"])
+    ap.add_argument("--source", choices=["video", "memory"], default="video",
+                    help="video: MJPG decoded on the grabber thread while the loop runs (a camera's load); memory: "
+                         "frames decoded up front, so the loop has the cores to itself (compare with the suite)")
     ap.add_argument("--out")
+    ap.add_argument("--json", action="store_true", help="print the loop's stats as one JSON line (for latency.py)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "video.avi")
         s = run(args.bundle, video, args.frames, args.threads, teach_thread=False, desc="speed", fmt=args.format,
-                precision=args.precision)
+                precision=args.precision, memory=args.source == "memory")
+        if args.json:
+            print(json.dumps({k: v for k, v in s.items() if k != "rss_samples"}))
+            return
         frame_ms = sum(s[k] for k in ("preprocess_ms", "extract_ms", "classify_ms"))
         lines = [
             f"Camera loop, `python benchmarks/camera_loop.py {args.bundle} --frames {args.frames}"
             f"{f' --soak {args.soak}' if args.soak else ''}{f' --threads {args.threads}' if args.threads else ''}"
-            f"{f' --format {args.format}' if args.format else ''}{f' --precision {args.precision}' if args.precision else ''}`, "
-            f"{s['extractor']}, 640x480 MJPG video",
+            f"{f' --format {args.format}' if args.format else ''}{f' --precision {args.precision}' if args.precision else ''}"
+            f"{' --source memory' if args.source == 'memory' else ''}`, {s['extractor']}, 640x480 MJPG video"
+            f"{' decoded up front' if args.source == 'memory' else ''}",
                     describe(),
         "",
             "| frames | FPS end to end | capture ms (own thread) | preprocess ms | extract ms | classify ms | preprocess share |",

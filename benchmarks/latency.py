@@ -42,8 +42,8 @@ def _frames(n: int = 8) -> list[np.ndarray]:
 
 def _percentiles(ms: list[float]) -> dict:
     a = np.asarray(ms)
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
-            "runs": len(a)}
+    return {"median": float(np.median(a)), "mean": float(a.mean()), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "runs": len(a)}
 
 
 def _peak_rss_kb() -> float:
@@ -263,6 +263,55 @@ def frame_ratios(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+LOOP_NOTE = (
+    "Which to trust for what: the suite times each stage alone, after 20 warm-up runs, on 8 fixed frames: use "
+    "it to compare files, formats and thread counts. The camera loop (`imprint camera`) times what a deployment "
+    "gets: capture on the grabber thread, events and smoothing around the same Recognizer calls: use it for a "
+    "device's frame rate. With frames from memory both measure the same work and should agree within 10%; the "
+    "MJPG column is what decoding on the grabber thread costs the extractor when both share 2 cores.")
+
+
+def loop_runs(bundle: Path, results: list[dict], frames: int = 1500) -> list[dict]:
+    """The camera loop (benchmarks/camera_loop.py, a fresh process each) on the configurations the suite ran
+    with 2 threads in int8: its mean extract time with frames from memory (nothing else on the cores, as in
+    the suite) and with the MJPG video decoded on its grabber thread (a camera's load)."""
+    out = []
+    script = Path(__file__).with_name("camera_loop.py")
+    for r in results:
+        if r["status"] != "ok" or r["threads"] != 2 or r["precision"] != "int8" or r["format"] not in ("onnx", "tflite"):
+            continue
+        for source in ("memory", "video"):
+            cmd = [sys.executable, str(script), str(bundle), "--frames", str(frames), "--threads", "2", "--format",
+                   r["format"], "--precision", "int8", "--source", source, "--json"]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            stats = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else None
+            out.append({"name": r["name"], "source": source, "stats": stats,
+                        "error": None if stats else (p.stderr.strip().splitlines() or ["failed"])[-1]})
+    return out
+
+
+def loop_agreement(results: list[dict], loops: list[dict]) -> str:
+    """The suite's extract time against the camera loop's, per 2-thread int8 configuration (means: the loop
+    keeps means)."""
+    by_name = {r["name"]: r for r in results}
+    lines = ["The suite against the camera loop (`benchmarks/camera_loop.py --threads 2 --format F --precision int8 "
+             "--source memory|video`, 1500 frames, fresh processes), extract ms, means:", "",
+             "| configuration | suite median | suite mean | loop, frames from memory | difference | loop, MJPG decoded "
+             "on its grabber thread | difference |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in dict.fromkeys(x["name"] for x in loops):
+        ext = by_name[name]["stages"]["extract"]
+        cells = []
+        for source in ("memory", "video"):
+            run = next(x for x in loops if x["name"] == name and x["source"] == source)
+            if run["stats"] is None:
+                cells += [f"failed: {run['error']}", ""]
+                continue
+            ms = run["stats"]["extract_ms"]
+            cells += [f"{ms:.2f}", f"{ms / ext['mean'] - 1:+.0%}"]
+        lines.append(f"| {name} | {ext['median']:.2f} | {ext['mean']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(results: list[dict], out: Path, name: str) -> None:
     import matplotlib
 
@@ -313,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="this-machine", help="results name (files latency-NAME.*)")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--compare", type=Path, help="a reference JSON: print ratios against it")
+    ap.add_argument("--no-loop", dest="loop", action="store_false", help="skip the camera-loop comparison")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -346,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_config(cfg, args.runs, args.warmup, frames))
         print("peak memory of the imprint commands ...", file=sys.stderr, flush=True)
         commands = command_memory(bundle, _frames(), Path(tmp))
+    print("the camera loop on the 2-thread int8 configurations ...", file=sys.stderr, flush=True)
+    loops = loop_runs(bundle, results) if args.loop else []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = report(results, info, macs, out, args.name) + "\n\n" + frame_ratios(results)
@@ -354,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             "photos as one batch of up to 16, so the runtime's memory arena is larger; the camera runs batch 1:\n\n" \
             "| command | exit | peak RSS MB |\n|---|---:|---:|\n" + \
             "\n".join(f"| {c['command']} | {c['exit']} | {c['peak_rss_mb']:.0f} |" for c in commands)
+    if loops:
+        text += "\n\n" + loop_agreement(results, loops) + "\n\n" + LOOP_NOTE
     text += f"\n\nRegenerate: `python benchmarks/latency.py {args.bundle} --name {args.name}" \
             f"{' --threads ' + ' '.join(map(str, args.threads)) if args.threads else ''} --runs {args.runs}`\n"
     for r in results:

@@ -8,6 +8,8 @@ Layout (format "imprinting-checkpoint", version 1):
     labels: [K str], counts: [K int] (training images per base class)
     preprocess: PreprocessSpec.to_dict()
     training: free-form numbers/strings (epoch, seed, optimizer state for resuming, ...)
+    exemplars (optional): {"embeddings": float16 (M, D) unit embeddings of some base training images,
+        "classes": int64 (M,)}: what a bundle carries so that refinement keeps the base classes in balance
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Checkpoint:
     counts: tuple[int, ...]
     preprocess: PreprocessSpec = PreprocessSpec()
     training: dict[str, Any] = field(default_factory=dict)
+    # (embeddings float16 (M, D), classes int64 (M,)) of base training images, or None (older checkpoints).
+    exemplars: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.labels)
@@ -49,6 +53,12 @@ class Checkpoint:
             raise ValueError(
                 f"checkpoint is inconsistent: {k} labels, weight {tuple(self.weight.shape)}, {len(self.counts)} counts"
             )
+        if self.exemplars is not None:
+            e, c = self.exemplars
+            if e.ndim != 2 or e.shape[1] != self.weight.shape[1] or tuple(c.shape) != (e.shape[0],) or (
+                    len(c) and (int(c.min()) < 0 or int(c.max()) >= k)):
+                raise ValueError(f"checkpoint exemplars {tuple(e.shape)}, {tuple(c.shape)} do not fit {k} classes of "
+                                 f"{self.weight.shape[1]} dimensions")
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
@@ -65,6 +75,9 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
         "preprocess": ckpt.preprocess.to_dict(),
         "training": dict(ckpt.training),
     }
+    if ckpt.exemplars is not None:
+        data["exemplars"] = {"embeddings": ckpt.exemplars[0].detach().cpu().half(),
+                             "classes": ckpt.exemplars[1].detach().cpu().long()}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(data, tmp)
     os.replace(tmp, path)
@@ -94,6 +107,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             counts=tuple(int(c) for c in d["counts"]),
             preprocess=PreprocessSpec.from_dict(d["preprocess"]),
             training=dict(d.get("training") or {}),
+            exemplars=(d["exemplars"]["embeddings"], d["exemplars"]["classes"]) if d.get("exemplars") else None,
         )
     except (KeyError, TypeError) as err:
         raise ValueError(f"checkpoint {path} is missing or has a malformed field: {err}") from None

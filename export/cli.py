@@ -84,7 +84,13 @@ def run_export(args: argparse.Namespace) -> int:
             )
         model, clf = build_from_checkpoint(ckpt)
         offsets = ckpt.training.get("shot_offsets")
-        base = BaseClasses(ckpt.labels, clf, ckpt.counts, ShotOffsets.from_mapping(offsets) if offsets else None)
+        exemplars = (None if ckpt.exemplars is None else
+                     (ckpt.exemplars[0].float().numpy(), ckpt.exemplars[1].numpy()))
+        if exemplars is None:
+            log.warning("%s carries no base exemplars (trained before they were kept): `imprint refine` will decline "
+                        "with this bundle's base classes; train again to get them", args.checkpoint)
+        base = BaseClasses(ckpt.labels, clf, ckpt.counts, ShotOffsets.from_mapping(offsets) if offsets else None,
+                           exemplars)
         spec = ckpt.preprocess
         source = {"checkpoint": str(Path(args.checkpoint).resolve()), "base_classes": len(ckpt.labels),
                   "base_rows": ckpt.training.get("base_rows", "trained"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from imprinting.runtime.bundle import FORMATS as FORMAT_NAMES  # the one list of formats and precisions
 from imprinting.runtime.bundle import PRECISIONS, Manifest
 from imprinting.runtime.preprocess import PreprocessSpec
@@ -104,10 +106,12 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class BaseClasses:
-    """Trained base classes: labels (K,), the classifier (unit rows via unit_weight()), counts (K,) and the
-    shot-aware calibration chosen for them at training time (None: none)."""
+    """Trained base classes: labels (K,), the classifier (unit rows via unit_weight()), counts (K,), the
+    shot-aware calibration chosen for them at training time (None: none) and exemplars (unit embeddings
+    (M, D) of some training images with their classes (M,), for refinement; None: none)."""
 
     labels: tuple[str, ...]
     classifier: CosineClassifier
     counts: tuple[int, ...]
     shot_offsets: ShotOffsets | None = None
+    exemplars: tuple[np.ndarray, np.ndarray] | None = None

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from imprinting.runtime.bundle import MANIFEST, ExtractorEntry, Manifest, file_sha256, write_manifest
+from imprinting.runtime.exemplars import EXEMPLARS_FILE, write_exemplars
 from imprinting.runtime.host import host_info
 from imprinting.runtime.preprocess import preprocess
 
@@ -233,10 +234,13 @@ def _manifest(run: _Export, files: tuple[FileReport, ...]) -> Manifest:
     """The manifest of the files that passed, writing the base classes (if any) beside them."""
     model, options, base = run.model, run.options, run.base
     fingerprint = state_fingerprint(model)
-    base_file, scale = None, DEFAULT_SCALE
+    base_file, exemplars_file, scale = None, None, DEFAULT_SCALE
     if base is not None:
         scale = float(base.classifier.scale.detach())
         base_file = write_base_classes(run.out, base.labels, run.base_w, np.asarray(base.counts), scale, fingerprint)
+        if base.exemplars is not None:
+            write_exemplars(run.out / EXEMPLARS_FILE, *base.exemplars)
+            exemplars_file = EXEMPLARS_FILE
     entries = tuple(
         ExtractorEntry(file=f.file, format=f.format, precision=f.precision, layout=FORMATS[(f.format, f.precision)][1],
                        sha256=file_sha256(run.out / f.file), normalized=True,
@@ -252,6 +256,7 @@ def _manifest(run: _Export, files: tuple[FileReport, ...]) -> Manifest:
         preprocess=options.preprocess,
         extractors=entries,
         base_classes=base_file,
+        base_exemplars=exemplars_file,
         shot_offsets=base.shot_offsets if base is not None else None,
         calibration={
             "images": len(run.calib_images) if run.calib_nchw is not None else 0,

@@ -58,6 +58,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .datasets import cub_base, image_folder
     from .distributed import close_distributed, rank_and_world
     from .lowshot import shot_offsets
+    from imprinting.runtime.exemplars import pick_exemplars
+
     from .model import ExtractorConfig, imprint_weights
 
     if args.views < 0 or args.blocks < 0:
@@ -91,8 +93,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "dataset": str(args.cub or args.folder), "images": int(len(labels)),
                 "base_rows": args.base_rows if base.rows is not None else "imprinted",
                 "shot_offsets": offsets, **base.report}
+    # A few embeddings of every base class travel with the bundle, so refinement keeps the base classes in
+    # balance (runtime/exemplars.py).
+    ex_emb, ex_cls = pick_exemplars(base.embeddings, labels, per_class=10, seed=args.seed)
     save_checkpoint(out, Checkpoint(ExtractorConfig(embedding_dim=dim), base.model.state_dict(), rows, base.scale,
-                                    data.class_names, tuple(int(c) for c in counts), spec, training))
+                                    data.class_names, tuple(int(c) for c in counts), spec, training,
+                                    (torch.from_numpy(ex_emb).half(), torch.from_numpy(ex_cls))))
     Path(str(out) + ".state").unlink(missing_ok=True)  # the run is complete; nothing left to resume
     print(f"trained {base.epochs} epochs in {t_train:.0f} s (features {base.feature_seconds:.0f} s); "
           f"wrote {out}. Next: imprint export --checkpoint {out} --out bundles/{out.stem}")

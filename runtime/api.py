@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .commands import Outcome, TeachConflict
 from .loop import CameraLoop
+from .refine import RefineOptions
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024 * 1024  # an image upload or a class store with its shots
@@ -218,8 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
         return {"status": "done", "classes": _wait(self.loop.undo())}
 
     def _refine(self, url: Any, path: str) -> Any:
-        # Trains on this request's thread, outside the classifier's lock: frames keep being recognized.
-        plan = self.loop.recognizer.refine()
+        # Trains on this request's thread (one core: the loop keeps the others), outside the classifier's lock:
+        # frames keep being recognized.
+        plan = self.loop.recognizer.refine(RefineOptions(threads=1))
         if plan.refined:
             _wait(self.loop.save())
         return {"refined": plan.refined, "why": plan.why, "seconds": round(plan.seconds, 3)}

@@ -6,12 +6,14 @@ Format (version 1), documented in docs/formats.md:
         format: "imprinting-bundle", format_version: 1
         name, embedding_dim, scale, fingerprint (the embedding space: shared by every file exported from
         the same trained weights), preprocess (PreprocessSpec), extractors (list of ExtractorEntry),
-        base_classes (file name of a class store, or null), shot_offsets (shot-aware calibration,
+        base_classes (file name of a class store, or null), base_exemplars (file name of the base classes'
+        exemplar embeddings for refinement, see exemplars.py, or null), shot_offsets (shot-aware calibration,
         {"1": 0.07, ...}, see shot_offsets.py; empty for none), calibration (int8 calibration notes),
         source, versions (free-form), host (the CPU the files were checked on: arch, features,
         int8_kernels), rejected (files that failed their parity check and were left out, with the figure)
     extractor_fp32.onnx, extractor_int8.onnx, extractor_fp32.tflite, extractor_int8.tflite, ...
     base_classes.npz    (class-store format, see store.py)
+    base_exemplars.npz  (see exemplars.py)
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from .manifest_fields import shot_offsets_of as _shot_offsets
 from .shot_offsets import ShotOffsets
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .extractor import Extractor, ExtractorOptions
     from .store import StoreData
 
@@ -82,6 +86,7 @@ class Manifest:
     preprocess: PreprocessSpec
     extractors: tuple[ExtractorEntry, ...]
     base_classes: str | None = None
+    base_exemplars: str | None = None
     shot_offsets: ShotOffsets | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +106,10 @@ class Manifest:
             raise ValueError("a bundle needs at least one extractor file")
         if self.base_classes is not None and Path(self.base_classes).name != self.base_classes:
             raise ValueError(f"base_classes must be a plain file name inside the bundle, got {self.base_classes!r}")
+        if self.base_exemplars is not None and (self.base_classes is None
+                                                or Path(self.base_exemplars).name != self.base_exemplars):
+            raise ValueError(f"base_exemplars must be a plain file name inside the bundle, beside base_classes, got "
+                             f"{self.base_exemplars!r}")
         if not 1 <= self.embedding_dim <= 65536:
             raise ValueError(f"embedding_dim must be in [1, 65536], got {self.embedding_dim}")
 
@@ -115,6 +124,7 @@ class Manifest:
             "preprocess": self.preprocess.to_dict(),
             "extractors": [vars(e).copy() for e in self.extractors],
             "base_classes": self.base_classes,
+            "base_exemplars": self.base_exemplars,
             "shot_offsets": self.shot_offsets.to_mapping() if self.shot_offsets else {},
             "calibration": self.calibration,
             "source": self.source,
@@ -142,6 +152,7 @@ class Manifest:
                 preprocess=PreprocessSpec.from_dict(_field(d, "preprocess", dict)),
                 extractors=tuple(_entry(e) for e in _field(d, "extractors", list)),
                 base_classes=_field(d, "base_classes", str, None),
+                base_exemplars=_field(d, "base_exemplars", str, None),
                 shot_offsets=_shot_offsets(d.get("shot_offsets")),
                 calibration=_field(d, "calibration", dict, {}),
                 source=_field(d, "source", dict, {}),
@@ -278,6 +289,17 @@ class Bundle:
             expected_fingerprint=self.manifest.fingerprint,
             expected_dim=self.manifest.embedding_dim,
         )
+
+    def base_exemplars(self) -> "tuple[tuple[str, ...], np.ndarray] | None":
+        """(labels (M,), unit embeddings float32 (M, D)) of the base classes' exemplars, for refinement;
+        None when the bundle carries none."""
+        from .exemplars import read_exemplars
+
+        base = self.base_classes()
+        if base is None or not self.manifest.base_exemplars:
+            return None
+        emb, cls = read_exemplars(self.path / self.manifest.base_exemplars, len(base.labels), self.manifest.embedding_dim)
+        return tuple(base.labels[int(c)] for c in cls), emb
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:

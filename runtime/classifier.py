@@ -236,12 +236,14 @@ class ImprintedClassifier:
         """Whether answers come from a refinement rather than the imprinted rows."""
         return self._refinement is not None
 
-    def refine(self, options: RefineOptions = RefineOptions(),
-               on_step: Callable[[int], None] | None = None) -> RefinePlan:
+    def refine(self, options: RefineOptions = RefineOptions(), on_step: Callable[[int], None] | None = None,
+               exemplars: tuple[Sequence[str], np.ndarray] | None = None) -> RefinePlan:
         """Fine-tune a map of the embeddings and the rows on the stored shots, if the held-out check says it
         helps (refine.plan_refinement); answers then come from it until a class changes or `unrefine`.
-        Needs the shots (keep_shots, the Recognizer's default). The training runs outside the lock, so
-        classifying goes on meanwhile; a class changed meanwhile makes it decline."""
+        Needs the shots (keep_shots, the Recognizer's default). exemplars: (labels (M,), unit embeddings
+        (M, D)) that count as shots of those classes for refining only (a bundle's base classes, which keep no
+        shots); labels no longer present are skipped. The training runs outside the lock, so classifying
+        goes on meanwhile; a class changed meanwhile makes it decline."""
         with self._lock:
             if self._shots is None:
                 raise ValueError("refining needs the stored shots: open with keep_shots=True (the default)")
@@ -249,7 +251,17 @@ class ImprintedClassifier:
                 raise ValueError("the classifier has no classes yet: imprint some first")
             data = self.to_store_data()
             offsets = self._offsets[: len(data.labels)].copy() if self.shot_offsets is not None else None
-        plan = plan_refinement(data.sums, data.shots, data.shot_class, self.scale, offsets, options, on_step)
+        shots = data.shots if data.shots is not None else np.zeros((0, self.dim), np.float32)
+        shot_class = data.shot_class if data.shot_class is not None else np.zeros(0, np.int64)
+        if exemplars is not None:
+            labels, emb = exemplars
+            if emb.shape != (len(labels), self.dim):
+                raise ValueError(f"exemplars of shape {emb.shape} for {len(labels)} labels do not fit {self.dim}-d classes")
+            index = {lab: i for i, lab in enumerate(data.labels)}
+            keep = np.array([lab in index for lab in labels], bool)
+            shots = np.concatenate([shots, np.asarray(emb, np.float32)[keep]])
+            shot_class = np.concatenate([shot_class, np.array([index[lab] for lab in labels if lab in index], np.int64)])
+        plan = plan_refinement(data.sums, shots, shot_class, self.scale, offsets, options, on_step)
         if plan.refinement is None:
             return plan
         with self._lock:

@@ -274,8 +274,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
             print("dropped the refinement" if r.unrefine() else "the store had no refinement")
         else:
             opt = RefineOptions(check=not args.no_check)
-            # One training either way (the check's model is the one kept); the bar shows after 1 s.
-            with tqdm(total=opt.steps, desc="refining", unit="step", delay=1.0, leave=False) as bar:
+            # With the check: one training to decide and, if it helps, one on every shot; the bar shows after 1 s.
+            with tqdm(total=opt.steps * (2 if opt.check else 1), desc="refining", unit="step", delay=1.0,
+                      leave=False) as bar:
                 plan = r.refine(opt, on_step=lambda t: bar.update(1))
             print(f"{plan.why} ({plan.seconds:.1f} s)")
             if not plan.refined:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -262,9 +263,15 @@ class Recognizer:
                on_step: Callable[[int], None] | None = None) -> RefinePlan:
         """Refine after imprinting (refine.py) when the stored shots say it helps; `plan.why` says what
         happened. Teaching, removing or merging a class drops the refinement; `unrefine` drops it by hand.
-        Save to keep it."""
+        Save to keep it. A bundle's base classes take part through the exemplars it carries (exemplars.py),
+        read here and dropped afterwards."""
         self._check_open()
-        return self._classifier.refine(options, on_step)
+        exemplars = self._bundle.base_exemplars()
+        plan = self._classifier.refine(options, on_step, exemplars)
+        if not plan.refined and plan.before is None and exemplars is None and self._bundle.manifest.base_classes:
+            plan = replace(plan, why=f"{plan.why}; this bundle's base classes carry no exemplars (export it from a "
+                                     "checkpoint of this version's `imprint train`)")
+        return plan
 
     def unrefine(self) -> bool:
         """Answer from the imprinted rows again; returns whether there was a refinement."""

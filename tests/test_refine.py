@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from imprinting.runtime import ImprintedClassifier, Recognizer, read_store, write_store
-from imprinting.runtime.refine import RefineOptions, loss_and_grads, plan_refinement
+from imprinting.runtime.refine import RefineOptions, fit, loss_and_grads, plan_refinement
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -48,6 +48,19 @@ def test_gradients_match_finite_differences():
             p[idx] += 1e-6
             num[idx] = (a - b) / 2e-6
         np.testing.assert_allclose(g, num, atol=1e-6)
+
+
+def test_training_on_several_cores_gives_the_same_refinement_as_on_one():
+    x, y = _anisotropic(8, 80, 48, seed=6)  # 640 shots: two chunks of 320
+    rows = np.zeros((8, 48), np.float32)
+    np.add.at(rows, y, x)
+    one = fit(x, y, _unit(rows), 10.0, options=RefineOptions(rank=4, steps=10, threads=1))
+    two = fit(x, y, _unit(rows), 10.0, options=RefineOptions(rank=4, steps=10, threads=2))
+    for a, b in zip((one[0].u, one[0].v, one[1]), (two[0].u, two[0].v, two[1])):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert np.abs(one[1] - _unit(rows)).max() > 1e-3  # it trained at all
+    with pytest.raises(ValueError, match="threads must be in"):
+        RefineOptions(threads=-1)
 
 
 def test_refining_declines_without_enough_shots_and_helps_where_imprinting_is_not_the_best_template():

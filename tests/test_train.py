@@ -54,6 +54,10 @@ def test_train_cli_writes_a_checkpoint_that_builds(tmp_path, monkeypatch):
     c = load_checkpoint(ckpt)
     assert c.labels == ("blue", "green", "red") and c.counts == (5, 5, 5)
     assert c.training["epochs"] == 2 and c.config.embedding_dim == 8
+    # Every base class keeps up to 10 exemplar embeddings (all 5 here) for refinement on a device.
+    emb, cls = c.exemplars
+    assert emb.shape == (15, 8) and emb.dtype == torch.float16 and sorted(cls.tolist()) == [0] * 5 + [1] * 5 + [2] * 5
+    np.testing.assert_allclose(emb.float().norm(dim=1).numpy(), 1.0, atol=1e-2)
     model, clf = build_from_checkpoint(c)
     x = torch.zeros(1, 3, 224, 224)
     assert model(x).shape == (1, 8) and clf.weight.shape == (3, 8)
