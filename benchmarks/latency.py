@@ -409,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     if loops:
         text += "\n\n" + loop_agreement(results, loops) + "\n\n" + LOOP_NOTE
     text += f"\n\nRegenerate: `python benchmarks/latency.py {args.bundle} --name {args.name}" \
-            f"{' --threads ' + ' '.join(map(str, args.threads)) if args.threads else ''} --runs {args.runs}`\n"
+            f"{' --threads ' + ' '.join(map(str, args.threads)) if args.threads else ''} --runs {args.runs}" \
+            f"{'' if args.torch else ' --no-torch'}{'' if args.loop else ' --no-loop'}" \
+            f"{'' if args.out == 'benchmarks/results' else ' --out ' + args.out}`\n"
     for r in results:
         r.pop("embeddings", None)
     (out / f"latency-{args.name}.json").write_text(json.dumps({"device": info, "macs": macs, "results": results,
