@@ -260,6 +260,16 @@ def frame_ratios(results: list[dict]) -> str:
         lines.append(f"| {r['name']} | {x:.2f} | {r['e2e']['median']:.2f} | {r['e2e']['median'] / x:.2f}x | "
                      f"{s['preprocess']['median']:.2f} | {r['e2e_capture']['median']:.2f} | "
                      f"{r['e2e_capture']['median'] / x:.2f}x | {s['preprocess_capture']['median']:.2f} |")
+    ok = [r for r in results if r["status"] == "ok" and "e2e_capture" in r]
+    if ok:
+        resize = np.median([r["stages"]["preprocess"]["median"] - r["stages"]["preprocess_capture"]["median"] for r in ok])
+        crop = np.median([r["stages"]["preprocess_capture"]["median"] for r in ok])
+        classify = np.median([r["stages"]["classify"]["median"] for r in ok])
+        lines += ["", f"What the frame adds, medians over the configurations: the resize of a 640x480 frame's centre "
+                      f"box to the input (INTER_AREA) {resize:.2f} ms, crop and normalize {crop:.2f} ms, classifying "
+                      f"among {K_CLASSES} classes {classify:.2f} ms (a float32 matrix-vector product over "
+                      f"{K_CLASSES} x D floats read from memory each frame, see classifier_speed.md). A camera asked "
+                      "for the capture size (`imprint camera` does) needs no resize."]
     return "\n".join(lines)
 
 
@@ -398,12 +408,15 @@ def main(argv: list[str] | None = None) -> int:
         commands = command_memory(bundle, _frames(), Path(tmp))
     print("the camera loop on the 2-thread int8 configurations ...", file=sys.stderr, flush=True)
     loops = loop_runs(bundle, results) if args.loop else []
+    from imprinting.runtime import RecognizerOptions
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = report(results, info, macs, out, args.name) + "\n\n" + frame_ratios(results)
     text += "\n\nPeak resident memory of the commands a user runs (fresh processes, the bundle's default file). The " \
             "configurations above run batch 1 with 8 test frames and 1000 classes; `learn` and `classify` run their " \
-            "photos as one batch of up to 16, so the runtime's memory arena is larger; the camera runs batch 1:\n\n" \
+            f"photos in batches of up to {RecognizerOptions().batch_size}, so the runtime's memory arena is larger; the " \
+            "camera runs batch 1:\n\n" \
             "| command | exit | peak RSS MB |\n|---|---:|---:|\n" + \
             "\n".join(f"| {c['command']} | {c['exit']} | {c['peak_rss_mb']:.0f} |" for c in commands)
     if loops:

@@ -307,7 +307,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  {e.file}: {e.format} {e.precision} {e.layout}{cos}{lat}")
     for r in m.rejected:
         print(f"  rejected at export: {r.get('file')} ({r.get('reason')})")
-    print(f"base classes: {len(base.labels) if base else 0}")
+    print(f"base classes: {len(base.labels) if base else 0}" + (
+        "" if not base else f" ({'with' if m.base_exemplars else 'without'} exemplars for `imprint refine`)"))
     u = bundle_unknown_policy(m)
     far = m.calibration.get("unknown_false_accept")
     print(f"unknown below cosine {u.min_cosine:.3f}" + (f" (chosen at export for a {100 * far:.0f}% false-accept rate)"

@@ -24,7 +24,9 @@ class RecognizerOptions:
     """format/precision pick the bundle's extractor file (None: int8 ONNX first); extractor says how to
     run it; templates_per_class > 1 enables several k-means templates per class (None: what the class store
     was saved with, 1 for a new store; the setting is saved in the store); unknown sets when an
-    answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds the images run through the extractor at once;
+    answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds
+    the images run through the extractor at once (4: on a CPU larger batches are no faster and the runtime's
+    memory grows with them, 231 MB at 16 against 124 MB at 4 for int8 ONNX, benchmarks/results/batch_size.md);
     shot_calibration applies the bundle's shot offsets (if it has any) when classifying; keep_shots stores
     every taught shot's embedding with its class (D x 4 bytes each), so answers can be explained
     (Recognizer.explain) and classes refined or re-templated later; mirror_shots imprints each taught image
@@ -37,7 +39,7 @@ class RecognizerOptions:
     extractor: ExtractorOptions = ExtractorOptions()
     templates_per_class: int | None = None
     unknown: UnknownPolicy | None = None
-    batch_size: int = 16
+    batch_size: int = 4
     shot_calibration: bool = True
     keep_shots: bool = True
     mirror_shots: bool = False
