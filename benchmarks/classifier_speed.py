@@ -86,6 +86,18 @@ def main() -> None:
         lines.append(f"| {r['K']:,} | {r['D']} | {r['imprint_new_us']:.1f} | {r['add_shot_us']:.1f} | {r['bare_us']:.1f} | "
                      f"{r['classify_us']:.1f} | {r['classify_us'] / r['bare_us']:.2f} | "
                      f"{r['classify_batch64_us']:.1f} | {r['matrix_mb']:.1f} | {r['held_mb']:.1f} |")
+    lines += ["", "Lower-precision rows, bare products over the same K x D matrix (float16 rows @ float16 q; int8 rows @ int8 "
+              "q summed in int32): NumPy has no BLAS for them, so they save memory but cost time; the classifier keeps "
+              "float32.", "", "| K | D | float32 (us) | float16 (us) | int8 (us) | float16 MB | int8 MB |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for k, d in [(k, d) for d in args.dims for k in args.classes if k * d <= 13_000_000]:
+        w, q = unit(rng, k, d), unit(rng, 1, d)[0]
+        w16, q16 = w.astype(np.float16), q.astype(np.float16)
+        w8, q8 = np.round(w * 127 / np.abs(w).max()).astype(np.int8), np.round(q * 127 / np.abs(q).max()).astype(np.int8)
+        reps = max(5, min(500, 500_000 // k))
+        f32, f16 = per_call_us(lambda: w @ q, reps), per_call_us(lambda: w16 @ q16, reps)
+        i8 = per_call_us(lambda: np.einsum("kd,d->k", w8, q8, dtype=np.int32), reps)
+        lines.append(f"| {k:,} | {d} | {f32:.1f} | {f16:.1f} | {i8:.1f} | {w16.nbytes / 2**20:.1f} | {w8.nbytes / 2**20:.1f} |")
     text = "\n".join(lines)
     print(text)
     if args.out:
