@@ -294,7 +294,7 @@ def loop_runs(bundle: Path, results: list[dict], frames: int = 1500) -> list[dic
             cmd = [sys.executable, str(script), str(bundle), "--frames", str(frames), "--threads", "2", "--format",
                    r["format"], "--precision", "int8", "--source", source, "--json"]
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            stats = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else None
+            stats = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 and p.stdout.strip() else None
             out.append({"name": r["name"], "source": source, "stats": stats,
                         "error": None if stats else (p.stderr.strip().splitlines() or ["failed"])[-1]})
     return out
@@ -406,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_config(cfg, args.runs, args.warmup, frames))
         print("peak memory of the imprint commands ...", file=sys.stderr, flush=True)
         commands = command_memory(bundle, _frames(), Path(tmp))
-    print("the camera loop on the 2-thread int8 configurations ...", file=sys.stderr, flush=True)
+    if args.loop:
+        print("the camera loop on the 2-thread int8 configurations ...", file=sys.stderr, flush=True)
     loops = loop_runs(bundle, results) if args.loop else []
     from imprinting.runtime import RecognizerOptions
 

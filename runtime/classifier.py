@@ -263,6 +263,10 @@ class ImprintedClassifier:
             shot_class = np.concatenate([shot_class, np.array([index[lab] for lab in labels if lab in index], np.int64)])
         plan = plan_refinement(data.sums, shots, shot_class, self.scale, offsets, options, on_step)
         if plan.refinement is None:
+            if plan.before is None:  # too few shots: say which classes
+                have = np.bincount(shot_class, minlength=len(data.labels))
+                few = [f"{data.labels[c]!r} ({have[c]})" for c in np.flatnonzero(have < options.min_shots)[:5]]
+                plan = replace(plan, why=f"{plan.why}: {', '.join(few)}{' ...' if len(few) == 5 else ''}")
             return plan
         with self._lock:
             k = len(self._labels)

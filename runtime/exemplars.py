@@ -69,4 +69,7 @@ def read_exemplars(path: str | os.PathLike[str], num_classes: int, dim: int) -> 
     e = e.astype(np.float32)
     if not np.isfinite(e).all():
         raise ValueError(f"base exemplars {path} hold NaN or infinity")
-    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12), c
+    norms = np.linalg.norm(e, axis=1)
+    if len(e) and np.abs(norms - 1).max() > 0.01:  # float16 unit rows are within 0.001 of length 1
+        raise ValueError(f"base exemplars {path} are not unit embeddings (lengths {norms.min():.3f} to {norms.max():.3f})")
+    return e / norms[:, None], c

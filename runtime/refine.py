@@ -76,7 +76,8 @@ class Refinement:
     rows: np.ndarray
     # Refined cosines run lower than imprinted ones (the rows become more discriminative), so they are mapped
     # by cos_scale * cos + cos_shift onto the imprinted cosines' scale, fitted on the held-out shots' top-1
-    # cosines: the unknown threshold and the reported cosines keep their meaning.
+    # cosines (on every shot when refined without the check): the unknown threshold and the reported cosines
+    # keep their meaning.
     cos_scale: float = 1.0
     cos_shift: float = 0.0
 
@@ -116,6 +117,14 @@ class RefinePlan:
         return self.refinement is not None
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -146,7 +155,7 @@ def fit(
     # The loss is a sum over shots, so its gradients are sums over chunks of them: one chunk per core, each
     # in a Python thread (NumPy's products release the GIL). This uses the cores even where BLAS runs one
     # thread (the `imprint` command sets that so that BLAS does not take the cores from the extractor).
-    workers = min(options.threads or os.cpu_count() or 1, max(1, n // 256))
+    workers = min(options.threads or _usable_cores(), max(1, n // 256))
     bounds = np.linspace(0, n, workers + 1).astype(int)
     chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
@@ -238,7 +247,8 @@ def plan_refinement(
     (N, D) with their classes shot_class int (N,): the stored shots (and, for classes taught elsewhere such
     as a bundle's base classes, exemplar embeddings); offsets float32 (K,): the calibration the runtime adds
     to each class's cosine. The held-out shots (one per class) are left out of both the imprinted rows and
-    the refinement they are scored against; when refining wins on them, the map and rows are trained again
+    the refinement they are scored against (a bundle's trained base rows have seen their exemplars, so there
+    the imprinted side scores optimistically and the check errs towards declining); when refining wins on them, the map and rows are trained again
     on every shot (on_step then counts 2 x steps)."""
     t0 = time.perf_counter()
     k = sums.shape[0]
@@ -270,8 +280,10 @@ def plan_refinement(
                           f"declined: on {int(hold.sum())} held-out shots refining gives loss {after[1]:.3f} (top-1 "
                           f"{after[0]:.3f}) against {before[1]:.3f} ({before[0]:.3f}) for imprinting")
     # It helps: train again on every shot, the held-out ones too (one more shot per class is worth more than
-    # the decision's exact match with what is returned).
+    # the decision's exact match with what is returned). The cosine calibration stays the one fitted on the
+    # held-out shots, out of sample: the same training with one shot fewer per class.
+    held = _calibrated(emap, r1, r0, shots[hold])
     emap, new = fit(shots, shot_class, rows, scale, offsets, options, on_step)
-    return RefinePlan(_calibrated(emap, new, rows, shots), before, after, time.perf_counter() - t0,
+    return RefinePlan(Refinement(emap, new, held.cos_scale, held.cos_shift), before, after, time.perf_counter() - t0,
                       f"refined {k} classes: on {int(hold.sum())} held-out shots loss {before[1]:.3f} -> "
                       f"{after[1]:.3f}, top-1 {before[0]:.3f} -> {after[0]:.3f}")

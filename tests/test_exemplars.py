@@ -33,6 +33,12 @@ def test_damaged_or_mismatched_exemplars_are_refused_with_the_reason(tmp_path):
         z.writestr("extra.npy", b"\x80\x04")
     with pytest.raises(ValueError, match="corrupt: members"):
         read_exemplars(tmp_path / "e.npz", num_classes=4, dim=8)
+    np.savez(tmp_path / "obj.npz", embeddings=np.array([{"x": 1}], dtype=object), classes=np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="corrupt"):  # an object array would need pickle: refused
+        read_exemplars(tmp_path / "obj.npz", num_classes=4, dim=8)
+    np.savez(tmp_path / "zero.npz", embeddings=np.zeros((2, 8), np.float16), classes=np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="not unit embeddings"):
+        read_exemplars(tmp_path / "zero.npz", num_classes=4, dim=8)
     with pytest.raises(ValueError, match="do not exist"):
         read_exemplars(tmp_path / "none.npz", num_classes=4, dim=8)
     with pytest.raises(ValueError, match="per_class must be >= 1"):

@@ -79,6 +79,7 @@ def test_checkpoint_exports_a_bundle_with_base_classes_and_exemplars_that_refine
         r.learn_embeddings("new", centres[0] + 0.3 * rng.standard_normal((12, 8)).astype(np.float32))
         plan = r.refine(RefineOptions(rank=2, check=False))
         assert not plan.refined and "3 of 4 classes have fewer than 10" in plan.why and "no exemplars" in plan.why
+        assert "'a' (0), 'b' (0), 'c' (0)" in plan.why  # which classes, with their shots
     # A damaged exemplar file is refused with the reason, not trained on.
     manifest["base_exemplars"] = "base_exemplars.npz"
     (out / "manifest.json").write_text(json.dumps(manifest))

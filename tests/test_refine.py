@@ -81,6 +81,28 @@ def test_refining_declines_without_enough_shots_and_helps_where_imprinting_is_no
     assert abs(np.median(plan.refinement.cosines(t).max(1)) - np.median((t @ _unit(sums).T).max(1))) < 0.1
 
 
+def test_a_refinement_that_helps_is_trained_again_on_every_shot_and_one_that_does_not_is_declined():
+    x, y = _anisotropic(10, 12, 64, seed=1)
+    sums = np.zeros((10, 64), np.float32)
+    np.add.at(sums, y, x)
+    opt = RefineOptions(rank=8, lr=3e-3, steps=50)
+    plan = plan_refinement(sums, x, y, 10.0, options=opt)
+    assert plan.refined and plan.after[1] < plan.before[1]
+    emap, rows = fit(x, y, _unit(sums), 10.0, options=opt)  # the same training on all shots
+    np.testing.assert_allclose(plan.refinement.rows, rows, atol=1e-5)
+    np.testing.assert_allclose(plan.refinement.map.u, emap.u, atol=1e-5)
+    # Training with far too large steps (lr 0.5) on classes the imprinted rows already separate leaves the
+    # held-out loss above the imprinted rows': the check declines.
+    rng = np.random.default_rng(0)
+    means = _unit(rng.standard_normal((4, 32)))
+    yy = np.repeat(np.arange(4), 10)
+    xx = _unit(means[yy] + 0.01 * rng.standard_normal((40, 32)).astype(np.float32))
+    s2 = np.zeros((4, 32), np.float32)
+    np.add.at(s2, yy, xx)
+    worse = plan_refinement(s2, xx, yy, 10.0, options=RefineOptions(rank=4, lr=0.5, steps=20))
+    assert not worse.refined and worse.after[1] >= worse.before[1] and worse.why.startswith("declined: on 4 held-out")
+
+
 def test_a_refinement_is_saved_answers_until_a_class_changes_and_can_be_undone(tmp_path):
     x, y = _anisotropic(6, 12, 32, seed=3)
     clf = ImprintedClassifier(32, 10.0, "fp", keep_shots=True)
