@@ -114,6 +114,8 @@ def test_preprocess_matches_the_extractor_layout(tiny_bundle):
     ({"shot_offsets": [0.1, 0.2]}, "shot_offsets must map"),
     ({"shot_offsets": {"1": "lots"}}, "shot_offsets must map"),
     ({"extractors": "extractor_fp32.onnx"}, "field .extractors. must be list"),
+    ({"base_exemplars": "base_exemplars.npz"}, "base_exemplars must be a plain file name inside the bundle, beside"),
+    ({"base_classes": "b.npz", "base_exemplars": "../e.npz"}, "base_exemplars must be a plain file name"),
 ])
 def test_absurd_manifest_fields_are_refused_with_the_field_named(tiny_bundle, tmp_path, change, message):
     import shutil
