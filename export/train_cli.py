@@ -52,14 +52,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from imprinting.runtime.exemplars import pick_exemplars
     from imprinting.runtime.preprocess import PreprocessSpec
 
     from .checkpoint import Checkpoint, save_checkpoint
     from .datasets import cub_base, image_folder
     from .distributed import close_distributed, rank_and_world
     from .lowshot import shot_offsets
-    from imprinting.runtime.exemplars import pick_exemplars
-
     from .model import ExtractorConfig, imprint_weights
 
     if args.views < 0 or args.blocks < 0:

@@ -258,9 +258,10 @@ class ImprintedClassifier:
             if emb.shape != (len(labels), self.dim):
                 raise ValueError(f"exemplars of shape {emb.shape} for {len(labels)} labels do not fit {self.dim}-d classes")
             index = {lab: i for i, lab in enumerate(data.labels)}
-            keep = np.array([lab in index for lab in labels], bool)
-            shots = np.concatenate([shots, np.asarray(emb, np.float32)[keep]])
-            shot_class = np.concatenate([shot_class, np.array([index[lab] for lab in labels if lab in index], np.int64)])
+            found = [(j, index[lab]) for j, lab in enumerate(labels) if lab in index]
+            rows, classes = (np.array(v, np.int64) for v in zip(*found)) if found else (np.zeros(0, np.int64),) * 2
+            shots = np.concatenate([shots, np.asarray(emb, np.float32)[rows]])
+            shot_class = np.concatenate([shot_class, classes])
         plan = plan_refinement(data.sums, shots, shot_class, self.scale, offsets, options, on_step)
         if plan.refinement is None:
             if plan.before is None:  # too few shots: say which classes

@@ -8,8 +8,8 @@ rest), with Adam for a fixed number of steps from the imprinted rows and the ide
 
 `plan_refinement` decides by itself whether it helps: it declines unless every class has at least
 `min_shots` stored shots, holds out one shot of every class, refines on the rest, and refines for real (on
-every shot) only when the held-out shots' cross-entropy is lower than with the imprinted rows. Everything here is pure NumPy:
-arrays in, arrays out.
+every shot) only when the held-out shots' cross-entropy is lower than with the imprinted rows. Everything
+here is pure NumPy: arrays in, arrays out.
 """
 
 from __future__ import annotations
@@ -248,8 +248,8 @@ def plan_refinement(
     as a bundle's base classes, exemplar embeddings); offsets float32 (K,): the calibration the runtime adds
     to each class's cosine. The held-out shots (one per class) are left out of both the imprinted rows and
     the refinement they are scored against (a bundle's trained base rows have seen their exemplars, so there
-    the imprinted side scores optimistically and the check errs towards declining); when refining wins on them, the map and rows are trained again
-    on every shot (on_step then counts 2 x steps)."""
+    the imprinted side scores optimistically and the check errs towards declining); when refining wins on
+    them, the map and rows are trained again on every shot (on_step then counts 2 x steps)."""
     t0 = time.perf_counter()
     k = sums.shape[0]
     rows = _unit(np.asarray(sums, np.float32))
