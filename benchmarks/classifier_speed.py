@@ -21,7 +21,7 @@ import imprinting  # noqa: F401  (before numpy: its BLAS thread setting, as in t
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from imprinting.runtime import ImprintedClassifier  # noqa: E402
+from imprinting.runtime import ClassSet, ImprintedClassifier  # noqa: E402
 from imprinting.runtime.host import describe  # noqa: E402
 
 
@@ -43,23 +43,28 @@ def per_call_us(fn, repeat: int, rounds: int = 5) -> float:
 
 def measure(k: int, d: int, rng: np.random.Generator) -> dict:
     protos = unit(rng, k, d)
-    clf = ImprintedClassifier(d, 10.0, "bench", capacity=64)
+    classes = ClassSet(d, 10.0, "bench")
+    clf = ImprintedClassifier(classes)
     t0 = time.perf_counter()
     for i in range(k):
-        clf.imprint(f"c{i}", protos[i])  # grows from 64 rows by doubling
+        classes.learn(f"c{i}", protos[i])  # grows from 64 rows by doubling
     imprint_new_us = (time.perf_counter() - t0) / k * 1e6
     shots = unit(rng, 256, d)
     it = iter(range(10**9))
-    add_us = per_call_us(lambda: clf.add_shots(f"c{next(it) % k}", shots[next(it) % 256]), 2000)
+    # Each call a new shot (a repeat would be skipped): a perturbed copy of one of 256.
+    add_us = per_call_us(lambda: classes.learn(f"c{next(it) % k}", shots[next(it) % 256] + 1e-3 * (next(it) % 997)), 2000)
     q = unit(rng, 1, d)[0]
     reps = max(20, min(2000, 2_000_000 // k))
-    rows = clf._sums[:k]  # the classifier's own matrix, for the bare product
+    rows = classes.arrays()[0]  # the classifier's own matrix, for the bare product
     bare_us = per_call_us(lambda: rows @ q, reps)
     classify_us = per_call_us(lambda: clf.classify(q, top_k=5), reps)
     q64 = unit(rng, 64, d)
     batch_us = per_call_us(lambda: clf.classify(q64, top_k=5), max(3, reps // 64)) / 64
-    matrix_mb = clf._sums[:k].nbytes / 2**20
-    held_mb = (clf._sums.nbytes + clf._inv_norms.nbytes + clf._counts.nbytes) / 2**20
+    sums, inv_norms, counts, kept = classes.arrays()
+    matrix_mb = sums.nbytes / 2**20
+    # What the class set holds: the preallocated rows (amortized doubling) and every kept shot.
+    held_mb = (classes._sums.nbytes + classes._inv_norms.nbytes + classes._counts.nbytes
+               + sum(s.nbytes for per in kept for s in per)) / 2**20
     return dict(K=k, D=d, imprint_new_us=imprint_new_us, add_shot_us=add_us, bare_us=bare_us, classify_us=classify_us,
                 classify_batch64_us=batch_us, matrix_mb=matrix_mb, held_mb=held_mb)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from imprinting.export import lowshot
 from imprinting.export.cub import NUM_BASE, Cub, draw_shots
-from imprinting.runtime import ImprintedClassifier
+from imprinting.runtime import ClassSet, ImprintedClassifier
 from imprinting.runtime.shot_offsets import ShotOffsets
 from imprinting.runtime.store import StoreData
 
@@ -37,25 +37,29 @@ class ProtocolOutput:
     base_rows: np.ndarray
 
 
+def _learn(classes: ClassSet, c: int, e: np.ndarray) -> None:
+    # Ids by position, not content: CUB holds a few duplicate photos, and each image counts as the paper counts it.
+    classes.learn(f"class {c}", e, ids=[f"{c}/{j}" for j in range(len(e))])
+
+
 def _runtime_classifier(dim: int, base: StoreData | None, train_emb: np.ndarray, train_lab: np.ndarray,
                         offsets: ShotOffsets | None) -> ImprintedClassifier:
     """A device's classifier with the 100 base classes: the bundle's, or imprinted from training images."""
-    clf = ImprintedClassifier(dim, 10.0, "benchmark", shot_offsets=offsets, capacity=2 * NUM_BASE)
     if base is not None:
-        clf.extend(base)
+        classes = ClassSet(dim, base.scale, base.extractor_fingerprint)
+        classes.merge(base)
     else:
+        classes = ClassSet(dim, 10.0, "benchmark")
         for c in range(NUM_BASE):
-            clf.imprint(f"class {c}", train_emb[train_lab == c])
-    return clf
+            _learn(classes, c, train_emb[train_lab == c])
+    return ImprintedClassifier(classes, shot_offsets=offsets)
 
 
 def _with_novel(clf_base: ImprintedClassifier, rows_by_class: dict[int, np.ndarray]) -> ImprintedClassifier:
-    clf = ImprintedClassifier(clf_base.dim, clf_base.scale, "benchmark", shot_offsets=clf_base.shot_offsets,
-                              capacity=2 * NUM_BASE)
-    clf.extend(clf_base.to_store_data())
+    classes = ClassSet.from_store_data(clf_base.classes.to_store_data())
     for c, e in rows_by_class.items():
-        clf.imprint(f"class {c}", e)
-    return clf
+        _learn(classes, c, e)
+    return ImprintedClassifier(classes, shot_offsets=clf_base.shot_offsets)
 
 
 def protocol_predictions(

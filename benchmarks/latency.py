@@ -64,7 +64,7 @@ def worker(cfg: dict) -> dict:
     """Run one configuration; the first timestamp is taken right after the first embedding exists."""
     import cv2
 
-    from imprinting.runtime import ImprintedClassifier
+    from imprinting.runtime import ClassSet, ImprintedClassifier
     from imprinting.runtime.preprocess import PreprocessSpec, capture_size, preprocess
 
     spec = PreprocessSpec(**cfg["preprocess"])
@@ -98,10 +98,11 @@ def worker(cfg: dict) -> dict:
     stages: dict[str, list[float]] = {k: [] for k in ("decode", "preprocess", "extract", "classify", "imprint",
                                                        "preprocess_capture")}
     rng = np.random.default_rng(0)
-    clf = ImprintedClassifier(first.shape[1], 10.0, "bench")
+    classes = ClassSet(first.shape[1], 10.0, "bench")
+    clf = ImprintedClassifier(classes)
     protos = rng.standard_normal((K_CLASSES, first.shape[1]), dtype=np.float32)
     for i in range(K_CLASSES):
-        clf.imprint(f"c{i}", protos[i])
+        classes.learn(f"c{i}", protos[i])
     emb = []
     for i in range(cfg["runs"]):
         f = frames[i % len(frames)]
@@ -114,7 +115,7 @@ def worker(cfg: dict) -> dict:
         t3 = time.perf_counter()
         clf.classify(e[0], top_k=5)
         t4 = time.perf_counter()
-        clf.add_shots(f"c{i % K_CLASSES}", e[0])
+        classes.learn(f"c{i % K_CLASSES}", e[0], ids=[str(i)])
         t5 = time.perf_counter()
         preprocess(small[i % len(small)], spec, layout)
         t6 = time.perf_counter()

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cub_trials import int8_unit_embeddings, trial_parser, write_results  # noqa: E402
 
 from imprinting.export.cub import NUM_BASE, load_cub  # noqa: E402
-from imprinting.runtime import ImprintedClassifier, load_bundle  # noqa: E402
+from imprinting.runtime import ClassSet, ImprintedClassifier, load_bundle  # noqa: E402
 from imprinting.runtime.host import describe  # noqa: E402
 from imprinting.runtime.recognizer_options import bundle_unknown_policy  # noqa: E402
 
@@ -36,10 +36,11 @@ def trial(emb: np.ndarray, cub, n: int, seed: int, policy, scale: float) -> tupl
     novel = rng.permutation(np.arange(NUM_BASE, len(cub.class_names)))
     taught = novel[:50]  # the other 50 are never taught
     train, test = cub.indices(train=True, base=False), cub.indices(train=False, base=False)
-    clf = ImprintedClassifier(emb.shape[1], scale, "open-set", unknown=policy)
+    classes = ClassSet(emb.shape[1], scale, "open-set")
     for c in taught:
         pool = rng.permutation(train[cub.labels[train] == c])
-        clf.imprint(str(c), emb[pool[:n]])
+        classes.learn(str(c), emb[pool[:n]], ids=[str(i) for i in pool[:n]])
+    clf = ImprintedClassifier(classes, unknown=policy)
     t_lab = cub.labels[test]
     res = clf.classify(emb[test], top_k=1)
     said = np.array([-1 if r.label is None else int(r.label) for r in res])

@@ -9,6 +9,7 @@
 
 from .bundle import Bundle, ExtractorEntry, Manifest, load_bundle
 from .classifier import ImprintedClassifier
+from .classset import ClassSet, Learned
 from .ranking import UnknownPolicy
 from .unit import normalize_embeddings
 from .extractor import Extractor, ExtractorOptions, load_extractor
@@ -16,13 +17,13 @@ from .images import decode_image, load_image
 from .preprocess import PreprocessSpec, preprocess
 from .recognizer import Recognizer
 from .recognizer_options import RecognizerOptions
-from .results import Category, Classification
+from .results import Category, Classification, LearnReport
 from .shot_offsets import ShotOffsets
 from .store import StoreData, read_store, write_store
 
 __all__ = [
-    "Bundle", "Category", "Classification", "ExtractorEntry", "Extractor", "ExtractorOptions", "ImprintedClassifier",
-    "Manifest", "PreprocessSpec", "Recognizer", "RecognizerOptions", "ShotOffsets", "StoreData", "UnknownPolicy",
+    "Bundle", "Category", "ClassSet", "Classification", "ExtractorEntry", "Extractor", "ExtractorOptions", "ImprintedClassifier",
+    "Learned", "LearnReport", "Manifest", "PreprocessSpec", "Recognizer", "RecognizerOptions", "ShotOffsets", "StoreData", "UnknownPolicy",
     "decode_image", "load_bundle", "load_extractor", "load_image", "normalize_embeddings", "preprocess",
     "read_store", "write_store",
 ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -163,7 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(body, _Binary):
             data, kind = body.data, body.content_type
         else:
-            data, kind = json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8"
+            data, kind = json.dumps(_finite(body), ensure_ascii=False, allow_nan=False).encode("utf-8"), \
+                "application/json; charset=utf-8"
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
@@ -286,6 +288,18 @@ _ROUTES: dict[str, dict[str, Any]] = {
     "/store": {"GET": _Handler._store},
     "/store/merge": {"POST": _Handler._merge},
 }
+
+
+def _finite(x: Any) -> Any:
+    """x with every NaN or infinity replaced by None: JSON has no such numbers, and a client's parser would
+    reject the whole answer."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def _wait(outcome: Outcome, timeout: float = COMMAND_TIMEOUT_S) -> int:

@@ -16,9 +16,8 @@ import numpy as np
 from .api import ApiServer
 from . import events as ev
 from .events import Event
-from .bundle import Bundle, load_bundle
+from .bundle import load_bundle
 from .loop import CameraLoop, LoopOptions
-from .preprocess import capture_size
 from .recognizer import Recognizer
 from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
 from .sources import SourceOptions, open_source
@@ -26,12 +25,12 @@ from .sources import SourceOptions, open_source
 STDIN_HELP = "commands: teach LABEL [N] | add [N] | undo | rename OLD NEW | remove LABEL | list | stats | save | quit"
 
 
-def _capture_size(text: str, bundle: Bundle) -> tuple[int, int] | None:
+def _capture_size(text: str, r: Recognizer) -> tuple[int, int] | None:
     """--capture-size as (width, height), or None for the camera's own."""
     if text == "default":
         return None
     if text == "model":
-        return capture_size(bundle.manifest.preprocess)
+        return r.capture_size()
     w, sep, h = text.lower().partition("x")
     if not (sep and w.isdigit() and h.isdigit()):
         raise ValueError(f"--capture-size must be 'model', 'default' or WIDTHxHEIGHT such as 640x480, got {text!r}")
@@ -83,10 +82,9 @@ def cmd_camera(args: argparse.Namespace) -> int:
         problem = window_problem()
         if problem:
             raise ValueError(f"--show: {problem}")
-    bundle = load_bundle(args.bundle)
-    source = open_source(args.source, SourceOptions(realtime=args.realtime, loop=args.loop, fps=args.fps,
-                                                    capture_size=_capture_size(args.capture_size, bundle)))
-    with Recognizer(bundle, args.store, options) as r:
+    with Recognizer(load_bundle(args.bundle), args.store, options) as r:
+        source = open_source(args.source, SourceOptions(realtime=args.realtime, loop=args.loop, fps=args.fps,
+                                                        capture_size=_capture_size(args.capture_size, r)))
         emit = _printer(sys.stdout, args.events)
         window = _Window() if args.show else None
         loop = CameraLoop(r, source, loop_options, on_event=emit, on_frame=window.draw if window else None)

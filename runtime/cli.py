@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
-from .bundle import load_bundle
-from .classifier import ImprintedClassifier
-from .folders import class_folders, embed_files, evaluate, image_files, plot_confusion
+from .classset import ClassSet
 from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
-from .recognizer import Recognizer
-from .recognizer_options import bundle_unknown_policy
+from .folders import class_folders, evaluate, image_files, plot_confusion
 from .labels import validate_label
+from .merge import combine
+from .recognizer import Recognizer
 from .store import read_store, write_store
-from .store_sync import save_merged
+from .store_sync import editing, real_path, subset
 
 
 def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +100,8 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a model bundle: files, parity, where it was made and with what")
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true", help="print the manifest and this host as JSON")
+    from .info_cli import cmd_info
+
     p.set_defaults(func=cmd_info)
 
 
@@ -111,25 +114,22 @@ def cmd_learn(args: argparse.Namespace) -> int:
     taught, any_repeats = 0, False
     with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
         for label, files in jobs.items():
-            label = validate_label(label)
-            emb = embed_files(r, files, skip_digests=r.known_digests(label), shots=True)
-            any_repeats |= bool(emb.repeats)
-            for f in emb.repeats:
-                print(f"skipped {f}: this photo is taught to {label!r} already", file=sys.stderr)
-            if not emb.files and emb.repeats and not emb.failed:
-                print(f"nothing new for {label!r}: every photo was taught already ({r.shots(label)} shots)")
-                continue
-            if not emb.files:
-                reason = emb.failed[0][1] if emb.failed else "no image files"
-                if not args.folders:
-                    raise ValueError(reason)  # nothing to teach: one line, and no store is written
-                print(f"nothing taught for {label!r}: {reason}", file=sys.stderr)
-                continue
-            for f, why in emb.failed:
+            report = r.learn(label, files)
+            any_repeats |= bool(report.repeats)
+            for f in report.repeats:
+                print(f"skipped {f}: this photo is taught to {report.label!r} already", file=sys.stderr)
+            for f, why in report.failed:
                 print(f"skipped {f}: {why}", file=sys.stderr)
-            shots = r.learn_embeddings(label, emb.embeddings, unit=True, digests=emb.digests)
-            taught += 1
-            print(f"learned {label!r} from {len(emb.files)} image(s) ({shots} shots)")
+            if report.added:
+                taught += 1
+                print(f"learned {report.label!r} from {len(report.added)} image(s) ({report.shots} shots)")
+            elif report.repeats and not report.failed:
+                print(f"nothing new for {report.label!r}: every photo was taught already ({report.shots} shots)")
+            elif not args.folders:
+                raise ValueError(report.failed[0][1] if report.failed else "no image files")  # nothing is saved
+            else:
+                print(f"nothing taught for {report.label!r}: "
+                      f"{report.failed[0][1] if report.failed else 'no image files'}", file=sys.stderr)
         if not taught and not any_repeats:
             raise ValueError(f"no class under {args.folders} had a readable image; nothing was saved")
         r.save()
@@ -144,15 +144,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
         if len(r) == 0:
             raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} --label NAME IMAGE...`")
-        emb = embed_files(r, files)
-        results = r.classify(emb.embeddings, top_k=args.top_k, unit=True) if emb.files else []
+        emb = r.embed_each(files)
+        results = r.classify(emb.embeddings, top_k=args.top_k) if emb.ok else []
         why = [{c.label: r.nearest_shots(e, c.label) for c in res.categories} if args.explain else {}
                for e, res in zip(emb.embeddings, results)]
+    good, failed = [files[i] for i in emb.ok], [(files[i], why) for i, why in emb.failed]
     rows = csv.writer(sys.stdout) if args.csv else None
     if rows:
         rows.writerow(["image", "label", "cosine"])
     counts: dict[str, int] = {}
-    for image, res, near in zip(emb.files, results, why):
+    for image, res, near in zip(good, results, why):
         counts[res.label or "unknown"] = counts.get(res.label or "unknown", 0) + 1
         if args.json:
             extra = {"nearest_shots": {lab: [{"shot": i, "cosine": c} for i, c in v] for lab, v in near.items()}} if near else {}
@@ -165,12 +166,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
             for c in res.categories if near else ():
                 shots = ", ".join(f"shot {i} {cos:.3f}" for i, cos in near[c.label]) or "no stored shots"
                 print(f"    {c.label}: {c.shots} shots; nearest {shots}")
-    for f, why in emb.failed:
-        print(f"skipped {f}: {why}", file=sys.stderr)
+    for f, reason in failed:
+        print(f"skipped {f}: {reason}", file=sys.stderr)
     if len(files) > 1:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-        print(f"{len(emb.files)} classified ({summary}); {len(emb.failed)} unreadable", file=sys.stderr)
-    return 1 if emb.failed and not emb.files else 0
+        print(f"{len(good)} classified ({summary}); {len(failed)} unreadable", file=sys.stderr)
+    return 1 if failed and not good else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -199,13 +200,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_classes(store: str) -> ImprintedClassifier:
-    return ImprintedClassifier.from_store_data(read_store(store))
-
-
 def cmd_classes_list(args: argparse.Namespace) -> int:
-    clf = _load_classes(args.store)
-    rows = [{"label": lab, "shots": clf.count(lab)} for lab in clf.labels]
+    classes = ClassSet.from_store_data(read_store(args.store))
+    rows = [{"label": lab, "shots": classes.count(lab)} for lab in classes.labels]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
     else:
@@ -216,55 +213,48 @@ def cmd_classes_list(args: argparse.Namespace) -> int:
 
 
 def cmd_classes_rename(args: argparse.Namespace) -> int:
-    base = read_store(args.store)
-    clf = ImprintedClassifier.from_store_data(base)
-    clf.rename(args.old, args.new)
-    save_merged(args.store, base, clf.to_store_data())
-    print(f"renamed {args.old!r} to {args.new.strip()!r}")
+    with editing(args.store) as classes:
+        classes.rename(args.old, args.new)
+    print(f"renamed {args.old!r} to {validate_label(args.new)!r}")
     return 0
 
 
 def cmd_classes_remove(args: argparse.Namespace) -> int:
-    base = read_store(args.store)
-    clf = ImprintedClassifier.from_store_data(base)
-    clf.remove(args.label)
-    save_merged(args.store, base, clf.to_store_data())
-    print(f"removed {args.label!r}; {len(clf)} classes left")
+    with editing(args.store) as classes:
+        classes.remove(args.label)
+        left = len(classes)
+    print(f"removed {args.label!r}; {left} classes left")
     return 0
 
 
 def cmd_classes_merge(args: argparse.Namespace) -> int:
-    from .store_sync import combine
-
     merged = combine([read_store(p) for p in args.stores], args.rename_conflicts)
-    write_store(args.out, merged)
+    write_store(real_path(args.out), merged)
     print(f"merged {len(args.stores)} stores: {len(merged.labels)} classes, {int(merged.counts.sum())} shots in {args.out}")
     return 0
 
 
 def cmd_classes_export(args: argparse.Namespace) -> int:
-    from .store_sync import subset
-
+    if Path(args.out).exists() and real_path(args.out) == real_path(args.store):
+        raise ValueError(f"--out {args.out} is the store itself: exporting onto it would drop every other class; "
+                         "choose another file")
     part = subset(read_store(args.store), [validate_label(lab) for lab in args.label])
-    write_store(args.out, part)
+    write_store(real_path(args.out), part)
     print(f"exported {', '.join(part.labels)} to {args.out}")
     return 0
 
 
 def cmd_classes_import(args: argparse.Namespace) -> int:
-    from .store_sync import combine
-
     incoming = read_store(args.file)
-    base = read_store(args.store) if Path(args.store).exists() else None
-    ours = combine([base, incoming] if base is not None else [incoming], args.rename_conflicts)
-    save_merged(args.store, base, ours)
-    print(f"imported {len(incoming.labels)} classes from {args.file} into {args.store}")
+    with editing(args.store, create_like=incoming) as classes:
+        changed = classes.merge(incoming, args.rename_conflicts)
+    what = f"{len(changed)} new or grown: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}" if changed \
+        else "nothing new: the store holds every shot already"
+    print(f"imported {len(incoming.labels)} classes from {args.file} into {args.store} ({what})")
     return 0
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .refine import RefineOptions
 
     if not Path(args.store).is_file():
@@ -275,9 +265,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
         else:
             opt = RefineOptions(check=not args.no_check)
             # With the check: one training to decide and, if it helps, one on every shot; the bar shows after 1 s.
-            with tqdm(total=opt.steps * (2 if opt.check else 1), desc="refining", unit="step", delay=1.0,
-                      leave=False) as bar:
-                plan = r.refine(opt, on_step=lambda t: bar.update(1))
+            with _progress(opt.steps * (2 if opt.check else 1), "refining", "step") as step:
+                plan = r.refine(opt, on_step=lambda t: step())
             print(f"{plan.why} ({plan.seconds:.1f} s)")
             if not plan.refined:
                 return 0
@@ -285,39 +274,13 @@ def cmd_refine(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from .host import host_info, library_versions
-
-    b = load_bundle(args.bundle)
-    m = b.manifest
-    base = b.base_classes()
-    here = host_info()
-    if args.json:
-        print(json.dumps({"bundle": str(args.bundle), "manifest": m.to_dict(), "base_classes": len(base.labels) if base else 0,
-                          "this_host": {**here, "versions": library_versions()}, "default_file": m.select().file}, indent=1))
-        return 0
-    print(f"bundle {Path(args.bundle)}: {m.name}, {m.embedding_dim}-d embeddings, scale {m.scale:.3f}")
-    print(f"fingerprint {m.fingerprint}")
-    pp = m.preprocess
-    print(f"preprocess: resize ({pp.resize_mode}, {pp.interpolation}) to {pp.resize_size}, centre crop {pp.input_size}, "
-          f"(x - {list(pp.mean)}) / {list(pp.std)}")
-    for e in m.extractors:
-        cos = f", parity cosine {e.parity_cosine:.4f}" if e.parity_cosine is not None else ""
-        lat = f", {e.latency_ms:.2f} ms (1 thread)" if e.latency_ms is not None else ""
-        print(f"  {e.file}: {e.format} {e.precision} {e.layout}{cos}{lat}")
-    for r in m.rejected:
-        print(f"  rejected at export: {r.get('file')} ({r.get('reason')})")
-    print(f"base classes: {len(base.labels) if base else 0}" + (
-        "" if not base else f" ({'with' if m.base_exemplars else 'without'} exemplars for `imprint refine`)"))
-    u = bundle_unknown_policy(m)
-    far = m.calibration.get("unknown_false_accept")
-    print(f"unknown below cosine {u.min_cosine:.3f}" + (f" (chosen at export for a {100 * far:.0f}% false-accept rate)"
-                                                        if far is not None else " (the runtime's default: this bundle carries none)"))
-    if m.host:
-        print(f"checked on: {m.host.get('cpu')} ({m.host.get('arch')}; {', '.join(m.host.get('features', []))}; "
-              f"int8 kernels {m.host.get('int8_kernels')})")
-    if m.versions:
-        print("made with: " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
-    print(f"this host: {here['cpu']} ({here['arch']}; int8 kernels {here['int8_kernels']}); default file "
-          f"{m.select().file}")
-    return 0
+@contextlib.contextmanager
+def _progress(total: int, desc: str, unit: str) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr (tqdm, when installed: the runtime does not require it); yields step()."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield lambda: None
+        return
+    with tqdm(total=total, desc=desc, unit=unit, delay=1.0, leave=False) as bar:
+        yield lambda: bar.update(1)

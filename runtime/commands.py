@@ -7,8 +7,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 
 class TeachConflict(ValueError):
     """A teach was asked while another one was still collecting frames."""
@@ -47,11 +45,11 @@ def _outcome() -> Outcome:
 
 @dataclass
 class Collecting:
-    """A teach in progress: the frames' embeddings gathered so far."""
+    """A teach in progress: the frames gathered so far (uint8 (H, W, 3) in the source's colour order)."""
 
     label: str
     frames: int
-    embeddings: list
+    images: list
     outcome: Outcome
     after: float = 0.0  # only frames captured after this monotonic time show what the teach was asked for
 
@@ -68,10 +66,12 @@ class Teach:
 
 @dataclass(frozen=True)
 class Learn:
+    """Teach `label` from one image (a path, encoded bytes, or a uint8 array in color_order)."""
+
     label: str
-    embeddings: np.ndarray
+    image: object
+    color_order: str = "RGB"
     outcome: Outcome = _outcome()
-    digests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,20 @@
 """Folder workflows: photos in folders, one class per subfolder, as users keep them.
 
 `image_files` expands files and folders (recursively) into image files; `class_folders` maps each subfolder
-of a root to its images; `embed_files` embeds many files while skipping (and reporting) the ones that cannot
-be read, so one bad file never aborts a batch; `evaluate` teaches n shots per class and scores the rest.
+of a root to its images; `evaluate` teaches n shots per class (Recognizer.learn) and scores the rest. Files
+that cannot be read are skipped and reported (Recognizer.embed_each), so one bad file never aborts a batch.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .images import IMAGE_SUFFIXES, load_image_digest
+from .suffixes import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from .recognizer import Recognizer
@@ -42,55 +42,6 @@ def class_folders(root: str | os.PathLike[str]) -> dict[str, list[Path]]:
     return classes
 
 
-@dataclass
-class Embedded:
-    """Embeddings float32 (n, D) of the files that could be read, those files and their content digests, the
-    others with why, and the files skipped as repeats of a photo already taught (or given twice)."""
-
-    embeddings: np.ndarray
-    files: list[Path]
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    digests: list[str] = field(default_factory=list)
-    repeats: list[Path] = field(default_factory=list)
-
-
-def embed_files(r: "Recognizer", files: Sequence[Path], batch: int = 16,
-                skip_digests: frozenset[str] | None = None, shots: bool = False) -> Embedded:
-    """Embed `files`, skipping each one that cannot be decoded (reported in `failed`, never raised). With
-    skip_digests (the class's known_digests), photos already taught, or given twice, are skipped too; shots:
-    they are being taught (Recognizer.embed_shots: mirrored too when the options say so)."""
-    embed = r.embed_shots if shots else r.embed
-    good: list[Path] = []
-    failed: list[tuple[Path, str]] = []
-    digests: list[str] = []
-    repeats: list[Path] = []
-    seen = set(skip_digests) if skip_digests is not None else None
-    chunks: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
-    for f in files:
-        try:
-            image, digest = load_image_digest(f, min_side=r.manifest.preprocess.resize_size)
-        except ValueError as err:
-            failed.append((f, str(err)))
-            continue
-        if seen is not None:
-            if digest in seen:
-                repeats.append(f)
-                continue
-            seen.add(digest)
-        pending.append(image)
-        good.append(f)
-        digests.append(digest)
-        if len(pending) == batch:
-            chunks.append(embed(pending))
-            pending = []
-    if pending:
-        chunks.append(embed(pending))
-    dim = r.embedding_dim
-    return Embedded(np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), good, failed, digests,
-                    repeats)
-
-
 @dataclass(frozen=True)
 class Evaluation:
     """labels (K,), confusion int (K, K+1) (rows: true class; last column: unknown, or a class not in the folder such as a base class), per-class accuracy,
@@ -111,8 +62,9 @@ class Evaluation:
 
 
 def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: int = 0) -> Evaluation:
-    """Teach each class of `root` from `shots` random images (seeded) into r and classify the
-    others. Classes with fewer than shots + 1 readable images are left out (named in `failed`)."""
+    """Teach each class of `root` from `shots` random readable images (seeded) into r, through
+    Recognizer.learn, and classify the others. Classes with fewer than shots + 1 readable images are left out
+    (named in `failed`)."""
     if shots < 1:
         raise ValueError(f"--shots must be >= 1, got {shots}")
     rng = np.random.default_rng(seed)
@@ -120,24 +72,21 @@ def evaluate(r: "Recognizer", root: str | os.PathLike[str], shots: int, seed: in
     failed: list[tuple[str, str]] = []
     labels: list[str] = []
     for label, files in class_folders(root).items():
-        emb = embed_files(r, files)
-        failed += [(str(f), why) for f, why in emb.failed]
-        if len(emb.files) < shots + 1:
-            failed.append((label, f"{len(emb.files)} readable images; needs at least {shots + 1}"))
+        emb = r.embed_each(files)
+        failed += [(str(files[i]), why) for i, why in emb.failed]
+        if len(emb.ok) < shots + 1:
+            failed.append((label, f"{len(emb.ok)} readable images; needs at least {shots + 1}"))
             continue
-        order = rng.permutation(len(emb.files))
-        taught = emb.embeddings[order[:shots]]
-        if r.options.mirror_shots:  # shots are taught as the Recognizer teaches them (with their mirrors)
-            taught = embed_files(r, [emb.files[i] for i in order[:shots]], shots=True).embeddings
-        r.learn_embeddings(label, taught, unit=True)
-        labels.append(label)
-        tests.append((label, emb.embeddings[order[shots:]]))
+        order = rng.permutation(len(emb.ok))
+        report = r.learn(label, [files[emb.ok[i]] for i in order[:shots]])
+        labels.append(report.label)
+        tests.append((report.label, emb.embeddings[order[shots:]]))
     if not labels:
         raise ValueError(f"no class of {root} has {shots + 1} readable images")
     index = {lab: i for i, lab in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels) + 1), np.int64)
     for label, e in tests:
-        for res in r.classify(e, top_k=1, unit=True):
+        for res in r.classify(e, top_k=1):
             col = len(labels) if res.label is None else index.get(res.label, len(labels))
             confusion[index[label], col] += 1
     return Evaluation(tuple(labels), confusion, shots, tuple(failed))

@@ -11,11 +11,10 @@ import numpy as np
 
 from ._deps import require_cv2
 from .preprocess import check_rgb
+from .suffixes import IMAGE_SUFFIXES  # noqa: F401 (re-exported: where callers found it)
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 _ORDERS = ("RGB", "BGR")
-# The image files every command reads (folders, calibration, datasets): what OpenCV decodes everywhere.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Limits checked before decoding: a 1 MB PNG can declare 20000 x 20000 pixels (1.2 GB decoded).
 MAX_PIXELS = 50_000_000
 MAX_FILE_BYTES = 64 << 20

@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 from dataclasses import fields
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,7 +20,6 @@ import numpy as np
 from . import events as ev
 from .commands import Collecting, Learn, Merge, Outcome, Remove, Rename, Save, Teach, TeachConflict, Undo
 from .events import Event
-from .images import ImageInput, load_image_digest
 from .loop_options import LoopOptions, Smoother
 from .recognizer import Recognizer
 from .sources import FrameGrabber, Source
@@ -36,14 +34,11 @@ class CameraLoop:
     def __init__(self, recognizer: Recognizer, source: Source, options: LoopOptions = LoopOptions(),
                  on_event: Callable[[Event], None] | None = None,
                  on_frame: Callable[[np.ndarray, ev.Prediction], None] | None = None) -> None:
-        self.recognizer = recognizer
-        self.on_frame = on_frame
-        self.source = source
-        self.options = options
+        self.recognizer, self.source, self.options, self.on_frame = recognizer, source, options, on_frame
         self.on_event = on_event or (lambda e: None)
         self._commands: queue.Queue = queue.Queue()
         self._teach: Collecting | None = None
-        self._history: list[tuple[str, np.ndarray, tuple[str, ...]]] = []  # (label, embeddings, digests)
+        self._history: list[tuple[str, tuple[str, ...]]] = []  # (label, ids of the shots a teach added)
         self._smoother = Smoother(options.smoothing)
         self._latest = ev.Prediction(frame=-1)
         self._latest_lock = threading.Lock()
@@ -69,19 +64,15 @@ class CameraLoop:
             raise ValueError(f"frames must be an integer in [1, 1000], got {n!r}")
         return self._queue(Teach(label, n, Outcome("the teach")))
 
-    def teach_image(self, label: str, image: ImageInput, color_order: str = "RGB") -> int:
-        """Teach `label` from one image now (e.g. an upload); returns the class's shot count. The same photo
-        taught to `label` again is not added twice."""
-        label = validate_label(label)
-        rgb, digest = load_image_digest(image, color_order, self.recognizer.manifest.preprocess.resize_size)
-        if digest in self.recognizer.known_digests(label):
-            return self.recognizer.shots(label)
-        cmd = Learn(label, self.recognizer.embed_shots([rgb]), Outcome("taking the image"), (digest,))
+    def teach_image(self, label: str, image: object, color_order: str = "RGB") -> int:
+        """Teach `label` from one image now (e.g. an upload: a path, bytes or a uint8 array); returns the class's
+        shot count. The same photo taught to `label` again is not added twice; an unreadable one is a
+        ValueError."""
+        cmd = Learn(validate_label(label), image, color_order, Outcome("taking the image"))
         if not self.running:
-            self._learn(cmd.label, cmd.embeddings, digests=cmd.digests)
-        else:
-            self._queue(cmd).wait(30.0)
-        return self.recognizer.shots(label) if label in self.recognizer else 0
+            self._learn(cmd.label, [cmd.image], cmd.color_order, cmd.outcome)
+            return cmd.outcome.wait(0)
+        return self._queue(cmd).wait(30.0)
 
     def add_shots(self, frames: int | None = None) -> Outcome:
         """Teach the class in view from the next frames: the recognized one, or while the answer is unknown
@@ -93,7 +84,7 @@ class CameraLoop:
         return self.teach(label, frames)
 
     def undo(self) -> Outcome:
-        """Queue an undo of the latest teach; the outcome's wait() returns when it was done."""
+        """Queue an undo of the latest teach (exactly the shots it added)."""
         return self._queue(Undo())
 
     def rename(self, old: str, new: str) -> Outcome:
@@ -168,7 +159,7 @@ class CameraLoop:
         if self._teach is not None:
             t, self._teach = self._teach, None
             t.outcome.finish(error=ValueError(
-                f"the source ended after {len(t.embeddings)} of {t.frames} frames for {t.label!r}; nothing was taught"))
+                f"the source ended after {len(t.images)} of {t.frames} frames for {t.label!r}; nothing was taught"))
         if self.unsaved and self.options.autosave:
             self._save()  # one last try before the process ends
         final = self.stats()
@@ -183,9 +174,7 @@ class CameraLoop:
             event = ev.Prediction(self.frames, error=str(err))
         else:
             if self._teach is not None and (self.grabber is None or self.grabber.captured_at >= self._teach.after):
-                # With mirror_shots one more extractor run (the mirror), for taught frames only.
-                shot = self.recognizer.embed_shots([frame], self.source.color_order, answer.embedding[None])[0]
-                self._feed_teach(shot)
+                self._feed_teach(frame)
             res = answer.result
             if res is not None:
                 label, score = self._smoother.update(res.label, res.score)
@@ -206,23 +195,30 @@ class CameraLoop:
         return event
 
     # ----- internals ----------------------------------------------------------------------------
-    def _feed_teach(self, e: np.ndarray) -> None:
+    def _feed_teach(self, frame: np.ndarray) -> None:
         t = self._teach
-        t.embeddings.append(e)
-        if len(t.embeddings) < t.frames:
+        t.images.append(np.array(frame, copy=True))  # a grabber may reuse its buffer
+        if len(t.images) < t.frames:
             return
         self._teach = None
-        self._learn(t.label, np.stack(t.embeddings), t.outcome)
+        try:
+            self._learn(t.label, t.images, self.source.color_order, t.outcome)
+        except Exception as err:  # noqa: BLE001 - the teach fails, the loop goes on
+            t.outcome.finish(error=err)
+            self._emit(ev.Error(f"teaching {t.label!r} failed: {err}"))
 
-    def _learn(self, label: str, e: np.ndarray, outcome: Outcome | None = None,
-               digests: tuple[str, ...] = ()) -> None:
-        shots = self.recognizer.learn_embeddings(label, e, unit=True, digests=digests)
-        if outcome is not None:
-            outcome.finish(shots)
-        self._history.append((label, e, digests))
+    def _learn(self, label: str, images: list, color_order: str, outcome: Outcome) -> None:
+        """Teach through Recognizer.learn (the one teaching path); remember what it added for undo."""
+        report = self.recognizer.learn(label, images, color_order)
+        if not report.added and report.failed:
+            raise ValueError(report.failed[0][1])
+        outcome.finish(report.shots)
+        if not report.added:
+            return  # a photo the class holds already: nothing changed
+        self._history.append((report.label, report.added))
         del self._history[:-50]  # undo depth
         self._smoother.reset()
-        self._changed(ev.Taught(label, shots, len(e), len(self.recognizer)))
+        self._changed(ev.Taught(report.label, report.shots, len(report.added), len(self.recognizer)))
 
     def _drain_commands(self) -> None:
         while True:
@@ -232,9 +228,9 @@ class CameraLoop:
                 return
             try:
                 self._apply(cmd)
-            except ValueError as err:
-                cmd.outcome.finish(error=err)
-                self._emit(ev.Error(str(err)))
+            except Exception as err:  # noqa: BLE001 - a bad command (a hostile store, say) never ends the loop
+                cmd.outcome.finish(error=err if isinstance(err, ValueError) else ValueError(f"{type(err).__name__}: {err}"))
+                self._emit(ev.Error(str(err).splitlines()[0] if str(err) else type(err).__name__))
             else:
                 if not cmd.outcome.done and not isinstance(cmd, Teach):
                     cmd.outcome.finish(len(self.recognizer))
@@ -246,25 +242,25 @@ class CameraLoop:
                 if self._started and self._stop.is_set():
                     raise ValueError("the camera loop has ended: there are no frames to teach from")
                 if self._teach is not None:
-                    raise TeachConflict(f"still teaching {self._teach.label!r} ({len(self._teach.embeddings)} of "
+                    raise TeachConflict(f"still teaching {self._teach.label!r} ({len(self._teach.images)} of "
                                         f"{self._teach.frames} frames); try again when it is done")
                 self._teach = Collecting(label, frames, [], outcome, asked_at)
                 self._emit(ev.Teaching(label, frames))
-            case Learn(label, embeddings, outcome, digests):
-                self._learn(label, embeddings, outcome, digests)
+            case Learn(label, image, color_order, outcome):
+                self._learn(label, [image], color_order, outcome)
             case Undo():
                 if not self._history:
                     raise ValueError("nothing to undo")
-                label, e, digests = self._history.pop()
-                r.forget_embeddings(label, e, digests)
+                label, ids = self._history.pop()
+                removed = r.forget(label, ids) if label in r else 0
                 self._smoother.reset()
-                self._changed(ev.Undone(label, len(e), len(r)))
+                self._changed(ev.Undone(label, removed, len(r)))
             case Rename(old, new, _):
-                r.rename(old, new)
-                self._history = [(new if lab == old else lab, e, d) for lab, e, d in self._history]
+                r.class_set.rename(old, new)
+                self._history = [(new if lab == old else lab, ids) for lab, ids in self._history]
                 self._changed(ev.Renamed(old, new, len(r)))
             case Remove(label, _):
-                r.remove(label)
+                r.class_set.remove(label)
                 self._history = [h for h in self._history if h[0] != label]
                 self._smoother.reset()
                 self._changed(ev.Removed(label, len(r)))
@@ -286,7 +282,7 @@ class CameraLoop:
                 self._emit(ev.Error("no store file to save to (start with --store FILE)"))
             return
         try:
-            path: Path = self.recognizer.save()
+            path = self.recognizer.save()
             self.unsaved = False
             self._emit(ev.Saved(str(path), len(self.recognizer)))
         except (OSError, ValueError) as err:

@@ -27,9 +27,9 @@ class RecognizerOptions:
     answer is "unknown" (None: the bundle's calibrated threshold; UnknownPolicy() never); batch_size bounds
     the images run through the extractor at once (4: on a CPU larger batches are no faster and the runtime's
     memory grows with them, 231 MB at 16 against 124 MB at 4 for int8 ONNX, benchmarks/results/batch_size.md);
-    shot_calibration applies the bundle's shot offsets (if it has any) when classifying; keep_shots stores
-    every taught shot's embedding with its class (D x 4 bytes each), so answers can be explained
-    (Recognizer.explain) and classes refined or re-templated later; mirror_shots imprints each taught image
+    shot_calibration applies the bundle's shot offsets (if it has any) when classifying (every taught shot's
+    embedding is kept with its class, D x 4 bytes each, so answers can be explained, classes refined or
+    re-templated, undone and merged exactly); mirror_shots imprints each taught image
     together with its horizontal mirror (the mean of both unit embeddings, still one shot): +0.16 to +1.23
     points on CUB's novel classes (benchmarks/results/mirror_trials.md) for one more extractor run per
     taught image, nothing at recognition."""
@@ -41,7 +41,6 @@ class RecognizerOptions:
     unknown: UnknownPolicy | None = None
     batch_size: int = 4
     shot_calibration: bool = True
-    keep_shots: bool = True
     mirror_shots: bool = False
 
     def __post_init__(self) -> None:

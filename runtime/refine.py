@@ -275,7 +275,7 @@ def plan_refinement(
     # The held-out loss decides, not the top-1: with one shot per class the top-1 moves in steps of 1/K and
     # can stay flat or dip while the refinement is better (benchmarks/results/refine_trials.md compares the
     # rules on pseudo-novel splits of base classes).
-    if after[1] >= before[1]:
+    if not after[1] < before[1]:  # a NaN loss declines too
         return RefinePlan(None, before, after, time.perf_counter() - t0,
                           f"declined: on {int(hold.sum())} held-out shots refining gives loss {after[1]:.3f} (top-1 "
                           f"{after[0]:.3f}) against {before[1]:.3f} ({before[0]:.3f}) for imprinting")

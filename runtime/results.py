@@ -95,3 +95,20 @@ class Classification:
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "unknown": self.unknown, "score": self.score, "cosine": self.cosine,
                 "categories": [c.to_dict() for c in self.categories]}
+
+
+@dataclass(frozen=True)
+class LearnReport:
+    """What Recognizer.learn did: shots added to `label` (their ids, for an undo), the class's shot count after
+    it (0: no such class yet), the inputs skipped as photos the class holds already (or given twice), and the
+    inputs that could not be read, with why."""
+
+    label: str
+    added: tuple[str, ...]
+    shots: int
+    repeats: tuple[str, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "added": len(self.added), "shots": self.shots, "repeats": list(self.repeats),
+                "failed": [{"image": f, "error": why} for f, why in self.failed]}

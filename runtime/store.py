@@ -6,8 +6,11 @@ Format version 1, an uncompressed zip of `.npy` arrays (written by `np.savez`, r
     meta.npy    uint8 (B,)   UTF-8 JSON: {"format": "imprinting-class-store", "format_version": 1,
                              "labels": [...K strings], "scale": s, "embedding_dim": D,
                              "extractor_fingerprint": "...", "templates_per_class": T,
-                             "shot_digests": {label: [32-hex content digests of the photos taught]}}
-                             (shot_digests optional: readers that do not know it ignore it)
+                             "shot_ids": [N ids, one per row of shots]}
+                             (shot_ids: a shot's identity, the photo's content digest when known, else the
+                             content_id of its row; null or absent entries are filled with content ids on
+                             read. Stores before shot ids carried "shot_digests" {label: [digests]}: still
+                             accepted, not written, not used: their shots get content ids)
     sums.npy    float32 (K, D)  per-class sum of unit embeddings
     counts.npy  int64 (K,)      shots per class (>= 1)
     shots.npy   float32 (N, D)  optional: every stored shot (kept for several templates per class)
@@ -28,13 +31,13 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write
-from .labels import validate_label
+from .invariants import check_store_data, content_id
 from .refine import EmbeddingMap, Refinement
 
 STORE_FORMAT = "imprinting-class-store"
@@ -54,8 +57,8 @@ class StoreData:
     templates_per_class: int = 1
     shots: np.ndarray | None = None
     shot_class: np.ndarray | None = None
-    # label -> content digests of the photos taught into it (images.load_image_digest), to skip repeats
-    digests: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # One id per shot row: the photo's content digest (images.load_image_digest) or invariants.content_id.
+    shot_ids: tuple[str, ...] | None = None
     refinement: Refinement | None = None
 
     @property
@@ -65,7 +68,7 @@ class StoreData:
 
 def write_store(path: str | os.PathLike[str], data: StoreData) -> None:
     """Validate `data` and save it atomically to `path` (an `.npz`)."""
-    _validate(data, str(path))
+    check_store_data(data, f"class store {path} would be invalid")
     arrays = _arrays(data)
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
@@ -80,8 +83,8 @@ def _arrays(data: StoreData) -> dict[str, np.ndarray]:
         "extractor_fingerprint": data.extractor_fingerprint,
         "templates_per_class": int(data.templates_per_class),
     }
-    if data.digests:
-        meta["shot_digests"] = {lab: list(d) for lab, d in data.digests.items() if d}
+    if data.shots is not None:
+        meta["shot_ids"] = list(data.shot_ids)
     arrays = {
         "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8),
         "sums": np.ascontiguousarray(data.sums, dtype=np.float32),
@@ -101,7 +104,7 @@ def _arrays(data: StoreData) -> dict[str, np.ndarray]:
 def store_bytes(data: StoreData) -> bytes:
     """The class-store file of `data` as bytes (to send it somewhere), validated as write_store does."""
     buf = io.BytesIO()
-    _validate(data, "to send")
+    check_store_data(data, "class store to send would be invalid")
     np.savez(buf, **_arrays(data))
     return buf.getvalue()
 
@@ -123,40 +126,8 @@ def read_store(
         if not path.is_file():
             raise ValueError(f"class store {path} does not exist or is not a regular file")
     arrays = _load_members(src, str(path))
-    try:
-        meta = json.loads(arrays["meta"].astype(np.uint8).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"class store {path} is corrupt: unreadable metadata ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != STORE_FORMAT:
-        raise ValueError(f"{path} is not an imprinting class store")
-    version = meta.get("format_version")
-    if version != STORE_FORMAT_VERSION:
-        raise ValueError(
-            f"class store {path} has format version {version}; this runtime reads version "
-            f"{STORE_FORMAT_VERSION} (upgrade imprinting to read it)"
-        )
-    labels = meta.get("labels")
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise ValueError(f"class store {path} is corrupt: labels must be a list of strings")
-    try:
-        data = StoreData(
-            labels=tuple(labels),
-            sums=arrays["sums"],
-            counts=arrays["counts"],
-            scale=float(meta["scale"]),
-            extractor_fingerprint=str(meta["extractor_fingerprint"]),
-            templates_per_class=int(meta.get("templates_per_class", 1)),
-            shots=arrays.get("shots"),
-            shot_class=arrays.get("shot_class"),
-            digests=_digests(meta.get("shot_digests", {}), path),
-            refinement=_refinement(arrays, path),
-        )
-        declared_dim = int(meta["embedding_dim"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"class store {path} is corrupt: bad metadata field {err}") from None
-    if data.sums.ndim != 2 or data.sums.shape[1] != declared_dim:
-        raise ValueError(f"class store {path} is corrupt: sums shape {data.sums.shape} but embedding_dim {declared_dim}")
-    _validate(data, str(path))
+    data = _store_data(_meta(arrays["meta"], path), arrays, path)
+    check_store_data(data, f"class store {path} is corrupt")
     if expected_fingerprint is not None and data.extractor_fingerprint != expected_fingerprint:
         raise ValueError(
             f"class store {path} was made with extractor {data.extractor_fingerprint[:16]} but this model is "
@@ -226,41 +197,78 @@ def _digests(value: object, path: Path) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in value.items()}
 
 
-def _validate(data: StoreData, where: str) -> None:
-    k = len(data.labels)
-    if data.sums.ndim != 2 or data.sums.shape[0] != k:
-        raise ValueError(f"class store {where} is corrupt: {k} labels but sums of shape {data.sums.shape}")
-    if data.counts.shape != (k,):
-        raise ValueError(f"class store {where} is corrupt: {k} labels but counts of shape {data.counts.shape}")
-    if not np.issubdtype(data.sums.dtype, np.floating) or not np.issubdtype(data.counts.dtype, np.integer):
-        raise ValueError(f"class store {where} is corrupt: sums must be float and counts integer")
-    if not np.isfinite(data.sums).all():
-        raise ValueError(f"class store {where} is corrupt: sums hold NaN or infinity")
-    if k and (data.counts < 1).any():
-        raise ValueError(f"class store {where} is corrupt: a class has a count below 1")
-    if len(set(data.labels)) != k:
-        raise ValueError(f"class store {where} is corrupt: duplicate labels")
-    for label in data.labels:
-        validate_label(label)
-    if not data.scale > 0:
-        raise ValueError(f"class store {where} is corrupt: scale must be positive, got {data.scale}")
-    if data.templates_per_class < 1:
-        raise ValueError(f"class store {where} is corrupt: templates_per_class must be >= 1")
-    if (data.shots is None) != (data.shot_class is None):
-        raise ValueError(f"class store {where} is corrupt: shots and shot_class must come together")
-    if data.shots is not None:
-        n = data.shot_class.shape[0] if data.shot_class.ndim == 1 else -1
-        if data.shots.ndim != 2 or data.shots.shape != (n, data.sums.shape[1]):
-            raise ValueError(f"class store {where} is corrupt: shots of shape {data.shots.shape} do not match")
-        if n and (data.shot_class.min() < 0 or data.shot_class.max() >= k):
-            raise ValueError(f"class store {where} is corrupt: a shot names a class that does not exist")
-        if not np.isfinite(data.shots).all():
-            raise ValueError(f"class store {where} is corrupt: shots hold NaN or infinity")
-    if data.refinement is not None:
-        data.refinement.check(k, data.sums.shape[1], f"class store {where} is corrupt")
-    stray = set(data.digests) - set(data.labels)
-    if stray:
-        raise ValueError(f"class store {where} is corrupt: shot digests for classes it does not hold: {sorted(stray)[:3]}")
+def _store_data(meta: dict, arrays: dict[str, np.ndarray], path: object) -> StoreData:
+    """StoreData from the metadata and arrays, with types checked (invariants.py checks the numbers)."""
+    version = meta.get("format_version")
+    if version != STORE_FORMAT_VERSION:
+        raise ValueError(
+            f"class store {path} has format version {version}; this runtime reads version "
+            f"{STORE_FORMAT_VERSION} (upgrade imprinting to read it)"
+        )
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"class store {path} is corrupt: labels must be a list of strings")
+    _digests(meta.get("shot_digests", {}), path)  # stores before shot ids: checked, not used
+    counts = arrays["counts"]
+    if counts.dtype.kind not in "iu":
+        raise ValueError(f"class store {path} is corrupt: counts must be integers, got {counts.dtype}")
+    if counts.size and counts.max() > np.iinfo(np.int64).max // 2:  # uint64 beyond int64, or near overflow
+        raise ValueError(f"class store {path} is corrupt: a class count is outside [1, 2^40]")
+    try:
+        shots, scale = arrays.get("shots"), meta["scale"]
+        data = StoreData(
+            labels=tuple(labels),
+            sums=arrays["sums"],
+            counts=counts.astype(np.int64),
+            scale=float(scale) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else scale,
+            extractor_fingerprint=_text(meta["extractor_fingerprint"]),
+            templates_per_class=meta.get("templates_per_class", 1),
+            shots=shots,
+            shot_class=arrays.get("shot_class"),
+            shot_ids=_shot_ids(meta.get("shot_ids"), shots, path),
+            refinement=_refinement(arrays, path),
+        )
+        dim = meta["embedding_dim"]
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"class store {path} is corrupt: bad metadata field {err}") from None
+    if data.sums.ndim != 2 or data.sums.shape[1] != dim:
+        raise ValueError(f"class store {path} is corrupt: sums shape {data.sums.shape} but embedding_dim {dim!r}")
+    return data
+
+
+def _meta(raw: np.ndarray, path: object) -> dict:
+    """The store's JSON metadata; NaN/Infinity constants and absurd nesting are refused, not parsed."""
+    def no_constant(name: str) -> None:
+        raise ValueError(f"class store {path} is corrupt: metadata holds {name}")
+
+    try:
+        meta = json.loads(raw.astype(np.uint8).tobytes().decode("utf-8"), parse_constant=no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"class store {path} is corrupt: unreadable metadata ({err})") from None
+    except RecursionError:
+        raise ValueError(f"class store {path} is corrupt: metadata nested too deeply") from None
+    if not isinstance(meta, dict) or meta.get("format") != STORE_FORMAT:
+        raise ValueError(f"{path} is not an imprinting class store")
+    return meta
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _shot_ids(value: object, shots: np.ndarray | None, path: object) -> tuple[str, ...] | None:
+    """Each shot's id: the file's where given, else (stores before ids, or null entries) its content id."""
+    if shots is None:
+        return None
+    n = shots.shape[0] if shots.ndim == 2 else -1
+    if value is None:
+        value = [None] * max(n, 0)
+    if not isinstance(value, list) or len(value) != n or not all(
+            x is None or (isinstance(x, str) and 0 < len(x) <= 64) for x in value):
+        raise ValueError(f"class store {path} is corrupt: shot_ids must list one id (1-64 characters) per shot")
+    return tuple(x if x is not None else content_id(shots[i]) for i, x in enumerate(value))
 
 
 def _refinement(arrays: dict[str, np.ndarray], path: object) -> Refinement | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imprinting.runtime import ImprintedClassifier, read_store, write_store
+from imprinting.runtime import ClassSet, read_store, write_store
 from imprinting.runtime.store import STORE_FORMAT
 
 D = 24
@@ -23,11 +23,11 @@ def _umask() -> int:
     return mask
 
 
-def classifier(n: int = 5, templates: int = 1, seed: int = 0) -> ImprintedClassifier:
+def classifier(n: int = 5, templates: int = 1, seed: int = 0) -> ClassSet:
     rng = np.random.default_rng(seed)
-    clf = ImprintedClassifier(D, 12.5, "sha256:abc", templates_per_class=templates)
+    clf = ClassSet(D, 12.5, "sha256:abc", templates_per_class=templates)
     for i in range(n):
-        clf.imprint(f"class {i} é", rng.normal(size=(i + 1, D)).astype(np.float32))
+        clf.learn(f"class {i} é", rng.normal(size=(i + 1, D)).astype(np.float32))
     return clf
 
 
@@ -36,13 +36,13 @@ def test_round_trip_keeps_everything(tmp_path):
     path = tmp_path / "store.npz"
     write_store(path, clf.to_store_data())
     data = read_store(path, expected_fingerprint="sha256:abc", expected_dim=D)
-    again = ImprintedClassifier.from_store_data(data)
+    again = ClassSet.from_store_data(data)
     assert again.labels == clf.labels
     assert again.scale == 12.5 and again.templates_per_class == 3
     np.testing.assert_array_equal(data.sums, clf.to_store_data().sums)
     np.testing.assert_array_equal(data.counts, [1, 2, 3, 4, 5])
     np.testing.assert_array_equal(data.shots, clf.to_store_data().shots)
-    np.testing.assert_allclose(again.weights, clf.weights)
+    assert again.to_store_data().shot_ids == clf.to_store_data().shot_ids
     assert not list(tmp_path.glob(".*tmp")), "a temp file was left behind"
     assert path.stat().st_mode & 0o777 == 0o666 & ~_umask(), "saved files get the usual permissions"
     path.chmod(0o640)
@@ -54,10 +54,11 @@ def test_file_is_portable_npz_without_pickle(tmp_path):
     path = tmp_path / "store.npz"
     write_store(path, classifier().to_store_data())
     with zipfile.ZipFile(path) as z:
-        assert sorted(z.namelist()) == ["counts.npy", "meta.npy", "sums.npy"]
+        assert sorted(z.namelist()) == ["counts.npy", "meta.npy", "shot_class.npy", "shots.npy", "sums.npy"]
         assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
         meta = json.loads(np.lib.format.read_array(z.open("meta.npy"), allow_pickle=False).tobytes())
     assert meta["format"] == STORE_FORMAT and meta["labels"][0] == "class 0 é" and meta["embedding_dim"] == D
+    assert len(meta["shot_ids"]) == 15 and all(len(i) == 32 for i in meta["shot_ids"])
 
 
 def _rewrite(path: Path, **arrays) -> None:
@@ -123,7 +124,7 @@ def test_refuses_unknown_format_version(stored):
 
 def test_refuses_inconsistent_arrays(stored):
     _rewrite(stored, counts=np.ones(3, np.int64))
-    with pytest.raises(ValueError, match="5 labels but counts of shape"):
+    with pytest.raises(ValueError, match="5 labels but sums of shape .* and counts of shape"):
         read_store(stored)
 
 
@@ -170,7 +171,7 @@ def test_save_into_a_missing_directory_is_a_clear_error(tmp_path):
 _SLOW_WRITER = r"""
 import sys, time
 import numpy as np
-from imprinting.runtime import ImprintedClassifier, write_store
+from imprinting.runtime import ClassSet, write_store
 real = np.savez
 def slow_savez(f, **arrays):
     f.write(b"PK\x03\x04 partial data that is not a complete zip" * 1000)
@@ -178,8 +179,8 @@ def slow_savez(f, **arrays):
     print("writing", flush=True)
     time.sleep(60)
 np.savez = slow_savez
-clf = ImprintedClassifier(24, 1.0, "sha256:abc")
-clf.imprint("new", np.ones(24, np.float32))
+clf = ClassSet(24, 1.0, "sha256:abc")
+clf.learn("new", np.ones(24, np.float32))
 write_store(sys.argv[1], clf.to_store_data())
 """
 

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
-from imprinting.runtime import ImprintedClassifier, Recognizer
+from imprinting.runtime import ClassSet, ImprintedClassifier, Recognizer
 from imprinting.runtime.store import read_store, write_store
-from imprinting.runtime.store_sync import merge_stores, save_merged
+from imprinting.runtime.merge import three_way as merge_stores
+from imprinting.runtime.store_sync import save_merged
 
 D = 8
 
 
-def _clf(classes: dict[str, np.ndarray]) -> ImprintedClassifier:
-    clf = ImprintedClassifier(D, 10.0, "fp")
+def _clf(classes: dict[str, np.ndarray]) -> ClassSet:
+    clf = ClassSet(D, 10.0, "fp")
     for label, e in classes.items():
-        clf.imprint(label, e)
+        clf.learn(label, e)
     return clf
 
 
@@ -31,13 +32,13 @@ def test_two_writers_from_one_base_merge_exactly(tmp_path):
     base_clf = _clf({"cat": _e(0, 2), "dog": _e(1)})
     write_store(path, base_clf.to_store_data())
     base = read_store(path)
-    a = ImprintedClassifier.from_store_data(base)
-    a.add_shots("cat", _e(2))
-    a.imprint("mug", _e(3))
+    a = ClassSet.from_store_data(base)
+    a.learn("cat", _e(2))
+    a.learn("mug", _e(3))
     a.remove("dog")
-    b = ImprintedClassifier.from_store_data(base)
-    b.add_shots("cat", _e(4, 3))
-    b.imprint("book", _e(5))
+    b = ClassSet.from_store_data(base)
+    b.learn("cat", _e(4, 3))
+    b.learn("book", _e(5))
     save_merged(path, base, a.to_store_data())
     merged = read_store(path)
     save_merged(path, base, b.to_store_data())  # b saved later, from the same old base
@@ -53,22 +54,26 @@ def test_two_writers_from_one_base_merge_exactly(tmp_path):
 
 def test_shots_added_elsewhere_to_a_class_removed_here_are_kept():
     base = _clf({"cat": _e(0)}).to_store_data()
-    theirs_clf = ImprintedClassifier.from_store_data(base)
-    theirs_clf.add_shots("cat", _e(1))
-    ours = ImprintedClassifier(D, 10.0, "fp").to_store_data()  # we removed cat
+    theirs_clf = ClassSet.from_store_data(base)
+    theirs_clf.learn("cat", _e(1))
+    ours = ClassSet(D, 10.0, "fp").to_store_data()  # we removed cat
     out = merge_stores(base, ours, theirs_clf.to_store_data())
     assert out.labels == ("cat",) and out.counts.tolist() == [1]
     np.testing.assert_allclose(out.sums[0], _clf({"x": _e(1)}).to_store_data().sums[0], atol=1e-6)
 
 
-def test_a_store_of_another_model_on_disk_is_not_merged_into():
+def test_a_store_of_another_model_on_disk_is_not_merged_into(tmp_path):
     import pytest
 
     base = _clf({"cat": _e(0)}).to_store_data()
-    other = ImprintedClassifier(D, 10.0, "another-model")
-    other.imprint("x", _e(1))
-    with pytest.raises(ValueError, match="another model"):
+    other = ClassSet(D, 10.0, "another-model")
+    other.learn("x", _e(1))
+    write_store(tmp_path / "s.npz", other.to_store_data())
+    with pytest.raises(ValueError, match="replaced by one for another model"):
+        save_merged(tmp_path / "s.npz", base, base)
+    with pytest.raises(ValueError, match="different models"):
         merge_stores(base, base, other.to_store_data())
+    assert read_store(tmp_path / "s.npz").labels == ("x",)
 
 
 def _teach_and_save(bundle: str, store: str, image: str, worker: int, rounds: int) -> None:
@@ -108,7 +113,8 @@ def test_a_recognizer_sees_classes_saved_by_another_after_its_own_save(tiny_bund
 def test_stores_taught_on_two_devices_merge_into_the_store_taught_with_all_shots(tmp_path):
     import pytest
 
-    from imprinting.runtime.store_sync import combine, subset
+    from imprinting.runtime.merge import combine
+    from imprinting.runtime.store_sync import subset
 
     shots = {"cat": _e(10, 4), "dog": _e(11, 3), "mug": _e(12, 2)}
     one = _clf(shots).to_store_data()
@@ -121,13 +127,13 @@ def test_stores_taught_on_two_devices_merge_into_the_store_taught_with_all_shots
         assert merged.counts[j] == one.counts[i]
         np.testing.assert_allclose(merged.sums[j], one.sums[i], rtol=1e-5, atol=1e-6)
     q = _e(13, 20)
-    c1, c2 = ImprintedClassifier.from_store_data(one), ImprintedClassifier.from_store_data(merged)
+    c1, c2 = (ImprintedClassifier(ClassSet.from_store_data(d)) for d in (one, merged))
     assert [r.top.label for r in c1.classify(q)] == [r.top.label for r in c2.classify(q)]
     kept = combine([a, b], rename_conflicts=True)
     assert sorted(kept.labels) == ["cat", "cat (2)", "dog", "mug"]
     assert subset(merged, ["mug"]).labels == ("mug",)
-    other = ImprintedClassifier(D, 10.0, "another-model")
-    other.imprint("x", _e(1))
+    other = ClassSet(D, 10.0, "another-model")
+    other.learn("x", _e(1))
     with pytest.raises(ValueError, match="different models"):
         combine([a, other.to_store_data()])
 
@@ -145,7 +151,7 @@ def test_classes_merge_export_import_from_the_cli(tmp_path, capsys):
     assert dict(zip(*(lambda s: (s.labels, s.counts.tolist()))(read_store(tmp_path / "a.npz")))) == {"cat": 2, "dog": 1, "mug": 1}
     from imprinting.runtime.store import StoreData
 
-    write_store(tmp_path / "x.npz", StoreData(("z",), np.ones((1, D), np.float32), np.ones(1, np.int64), 10.0, "other"))
+    write_store(tmp_path / "x.npz", StoreData(("z",), np.full((1, D), 0.25, np.float32), np.ones(1, np.int64), 10.0, "other"))
     assert main(["classes", "merge", str(tmp_path / "a.npz"), str(tmp_path / "x.npz"), "--out", str(tmp_path / "y.npz")]) == 1
     assert "different models" in capsys.readouterr().err
 
@@ -153,7 +159,7 @@ def test_classes_merge_export_import_from_the_cli(tmp_path, capsys):
 _LOOPING_WRITER = r"""
 import sys
 import numpy as np
-from imprinting.runtime import ImprintedClassifier
+from imprinting.runtime import ClassSet
 from imprinting.runtime.store import read_store
 from imprinting.runtime.store_sync import save_merged
 from pathlib import Path
@@ -161,8 +167,8 @@ path, tag = Path(sys.argv[1]), sys.argv[2]
 rng = np.random.default_rng(abs(hash(tag)) % 2**32)
 for i in range(10**6):
     base = read_store(path) if path.exists() else None
-    clf = ImprintedClassifier.from_store_data(base) if base else ImprintedClassifier(8, 10.0, "fp")
-    clf.imprint(f"{tag}-{i}", rng.standard_normal(8).astype(np.float32))
+    clf = ClassSet.from_store_data(base) if base else ClassSet(8, 10.0, "fp")
+    clf.learn(f"{tag}-{i}", rng.standard_normal(8).astype(np.float32))
     save_merged(path, base, clf.to_store_data())
     print(f"{tag}-{i}", flush=True)
 """
