@@ -1,4 +1,4 @@
-"""Writing the parts of a model bundle that are not extractor files: base classes and the manifest."""
+"""Writing the parts of a model bundle that are not extractor files: base classes, probes and library versions."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from imprinting.runtime.bundle import BASE_CLASSES_FILE, PRECISIONS, PROBES_FILE, ProbeSet, file_sha256
+from imprinting.runtime.preprocess import PreprocessSpec, centre_crop_resized
+from imprinting.runtime.probes import write_probes
 from imprinting.runtime.store import StoreData, write_store
 
-log = logging.getLogger(__name__)
+from .parity import ParityThresholds
 
-BASE_CLASSES_FILE = "base_classes.npz"
+log = logging.getLogger(__name__)
 
 
 def write_base_classes(
@@ -36,6 +39,19 @@ def write_base_classes(
     )
     write_store(bundle_dir / BASE_CLASSES_FILE, data)
     return BASE_CLASSES_FILE
+
+
+def write_probe_set(bundle_dir: Path, images: list[np.ndarray], reference: np.ndarray, count: int,
+                    spec: PreprocessSpec, thresholds: ParityThresholds) -> ProbeSet | None:
+    """Store the first `count` images (uint8 RGB (H, W, 3)) as the crops (N, S, S, 3) the model sees, with
+    their PyTorch fp32 embeddings reference[:count] float32 (N, D), for the device's self-check (probes.npz);
+    reference must be PyTorch's output for preprocess(images, spec). None (nothing written) for count 0."""
+    if count == 0:
+        return None
+    crops = np.stack([centre_crop_resized(im, spec) for im in images[:count]])
+    write_probes(bundle_dir / PROBES_FILE, crops, reference[: len(crops)])
+    return ProbeSet(PROBES_FILE, len(crops), file_sha256(bundle_dir / PROBES_FILE),
+                    {p: thresholds.cosine(p) for p in PRECISIONS})
 
 
 def library_versions() -> dict[str, Any]:

@@ -8,21 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from imprinting.runtime.bundle import EXTRACTOR_FILES, PRECISIONS, Manifest
 from imprinting.runtime.bundle import FORMATS as FORMAT_NAMES  # the one list of formats and precisions
-from imprinting.runtime.bundle import PRECISIONS, Manifest
 from imprinting.runtime.preprocess import PreprocessSpec
 from imprinting.runtime.shot_offsets import ShotOffsets
 
 from .model import CosineClassifier
 from .parity import ParityReport, ParityThresholds
 
-# (format, precision) -> (file name, input layout). Kept as data so the CLI lists and validates from it.
-FORMATS: dict[tuple[str, str], tuple[str, str]] = {
-    ("onnx", "fp32"): ("extractor_fp32.onnx", "NCHW"),
-    ("onnx", "int8"): ("extractor_int8.onnx", "NCHW"),
-    ("tflite", "fp32"): ("extractor_fp32.tflite", "NHWC"),
-    ("tflite", "int8"): ("extractor_int8.tflite", "NHWC"),
-}
+# (format, precision) -> (file name, input layout): the bundle layout the runtime owns (runtime/manifest.py).
+FORMATS: dict[tuple[str, str], tuple[str, str]] = EXTRACTOR_FILES
 DEFAULT_SCALE = 10.0  # softmax temperature for a plain pretrained extractor, which has no learned s
 
 
@@ -43,6 +38,8 @@ class ExportOptions:
     latency_runs: if > 0, time each file single-threaded at batch 1 (median of this many runs).
     unknown_false_accept: the share of photos of never-taught classes that the bundle's "unknown" threshold
     may let through (see unknown_threshold.py).
+    probe_count: parity images stored in the bundle with their PyTorch fp32 embeddings (probes.npz) for the
+    device's self-check (0: none; at most parity_count).
     """
 
     formats: tuple[str, ...] = FORMAT_NAMES
@@ -59,6 +56,7 @@ class ExportOptions:
     seed: int = 0
     latency_runs: int = 0
     unknown_false_accept: float = 0.05
+    probe_count: int = 8
 
     def __post_init__(self) -> None:
         for value, known, what in ((self.formats, FORMAT_NAMES, "format"), (self.precisions, PRECISIONS, "precision")):
@@ -77,6 +75,9 @@ class ExportOptions:
             raise ValueError(f"parity_count must be >= 1, got {self.parity_count}")
         if not 0 < self.unknown_false_accept < 0.5:
             raise ValueError(f"unknown_false_accept must be in (0, 0.5), got {self.unknown_false_accept}")
+        if not 0 <= self.probe_count <= min(self.parity_count, 64):
+            raise ValueError(f"probe_count must be in [0, min(parity_count, 64)] = [0, {min(self.parity_count, 64)}], "
+                             f"got {self.probe_count}")
         if self.float_prefix_convs < 0:
             raise ValueError(f"float_prefix_convs must be >= 0, got {self.float_prefix_convs}")
 

@@ -20,12 +20,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from imprinting.runtime.bundle import MANIFEST, ExtractorEntry, Manifest, file_sha256, write_manifest
+from imprinting.runtime.bundle import BUNDLE_FILES, MANIFEST, ExtractorEntry, Manifest, file_sha256, write_manifest
 from imprinting.runtime.exemplars import EXEMPLARS_FILE, write_exemplars
 from imprinting.runtime.host import host_info
 from imprinting.runtime.preprocess import preprocess
 
-from .bundle_writer import BASE_CLASSES_FILE, library_versions, write_base_classes
+from .bundle_writer import library_versions, write_base_classes, write_probe_set
 from .calibration import default_image_sets
 from .export_options import DEFAULT_SCALE, FORMATS, BaseClasses, ExportOptions, ExportResult, FileReport, ParityError
 from .model import ImprintExtractor, state_fingerprint
@@ -52,8 +52,7 @@ def _prepare_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a directory for the bundle")
     if out.is_dir():
-        ours = {MANIFEST, BASE_CLASSES_FILE, *(name for name, _ in FORMATS.values())}
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in BUNDLE_FILES)
         if foreign:
             raise ValueError(
                 f"--out {out} holds files that are not part of a bundle ({', '.join(foreign[:3])}); "
@@ -276,6 +275,8 @@ def _manifest(run: _Export, files: tuple[FileReport, ...]) -> Manifest:
             {"file": r.file, "format": r.format, "precision": r.precision, "parity_cosine": round(r.parity.mean_cosine, 6),
              "reason": r.parity.message} for r in run.rejected
         ),
+        probes=write_probe_set(run.out, run.parity_images, run.reference, options.probe_count, options.preprocess,
+                               options.thresholds),
     )
 
 

@@ -41,6 +41,8 @@ class OnnxExtractor:
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise ValueError(f"cannot load ONNX extractor {path}: {str(err).splitlines()[0]}") from None
         self.path = path
+        self.engine_version = str(getattr(ort, "__version__", "unknown"))
+        self.device = ",".join(self._session.get_providers())
         self._lock = threading.Lock()
         inp = self._session.get_inputs()[0]
         out = self._session.get_outputs()[0]

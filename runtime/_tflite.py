@@ -38,6 +38,8 @@ class TFLiteExtractor:
         except (ValueError, RuntimeError) as err:
             raise ValueError(f"cannot load TFLite extractor {path}: {str(err).splitlines()[0]}") from None
         self.path = path
+        self.engine_version = _litert_version()
+        self.device = f"delegate:{Path(options.delegate).name}" if options.delegate else "cpu"
         inp = self._interp.get_input_details()[0]
         out = self._interp.get_output_details()[0]
         self._in, self._out = inp, out
@@ -72,3 +74,14 @@ class TFLiteExtractor:
     def close(self) -> None:
         with self._lock:
             self._interp = None
+
+
+def _litert_version() -> str:
+    from importlib import metadata
+
+    for dist in ("ai-edge-litert", "tflite-runtime"):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            pass
+    return "unknown"

@@ -1,19 +1,7 @@
-"""The model bundle: a directory holding `manifest.json`, extractor files and (optionally) base classes.
+"""The model bundle: a directory holding `manifest.json`, extractor files, probes and (optionally) base classes.
 
-Format (version 1), documented in docs/formats.md:
-
-    manifest.json
-        format: "imprinting-bundle", format_version: 1
-        name, embedding_dim, scale, fingerprint (the embedding space: shared by every file exported from
-        the same trained weights), preprocess (PreprocessSpec), extractors (list of ExtractorEntry),
-        base_classes (file name of a class store, or null), base_exemplars (file name of the base classes'
-        exemplar embeddings for refinement, see exemplars.py, or null), shot_offsets (shot-aware calibration,
-        {"1": 0.07, ...}, see shot_offsets.py; empty for none), calibration (int8 calibration notes),
-        source, versions (free-form), host (the CPU the files were checked on: arch, features,
-        int8_kernels), rejected (files that failed their parity check and were left out, with the figure)
-    extractor_fp32.onnx, extractor_int8.onnx, extractor_fp32.tflite, extractor_int8.tflite, ...
-    base_classes.npz    (class-store format, see store.py)
-    base_exemplars.npz  (see exemplars.py)
+The manifest's dataclasses and the file layout live in manifest.py (re-exported here); this module reads and
+writes a bundle on disk and opens its extractor files, each checked on its probes first (selfcheck.py).
 """
 
 from __future__ import annotations
@@ -21,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .preprocess import PreprocessSpec
-from .manifest_fields import field_of as _field
-from .manifest_fields import shot_offsets_of as _shot_offsets
-from .shot_offsets import ShotOffsets
+from .manifest import (BASE_CLASSES_FILE, BUNDLE_FILES, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, EXTRACTOR_FILES,
+                       FORMATS, MANIFEST, PRECISIONS, PROBES_FILE, ExtractorEntry, Manifest, ProbeSet)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,164 +22,11 @@ if TYPE_CHECKING:
     from .extractor import Extractor, ExtractorOptions
     from .store import StoreData
 
-BUNDLE_FORMAT = "imprinting-bundle"
-BUNDLE_FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = ["BASE_CLASSES_FILE", "BUNDLE_FILES", "BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "EXTRACTOR_FILES", "FORMATS",
+           "MANIFEST", "PRECISIONS", "PROBES_FILE", "Bundle", "ExtractorEntry", "Manifest", "ProbeSet", "file_sha256",
+           "load_bundle", "read_manifest", "verify_file", "write_manifest"]
+
 _MAX_MANIFEST_BYTES = 1 << 20
-# The one list of extractor formats and precisions (the export, the CLIs and the manifest checks use it).
-FORMATS = ("onnx", "tflite")
-PRECISIONS = ("fp32", "int8")
-
-
-@dataclass(frozen=True)
-class ExtractorEntry:
-    """One extractor file of a bundle.
-
-    `layout` is the input layout ("NCHW" or "NHWC"); `normalized` says whether the graph already
-    L2-normalizes its output (the runtime normalizes in NumPy either way); `sha256` guards the file;
-    `parity_cosine` is the mean cosine against PyTorch fp32 measured at export; `latency_ms` its batch-1
-    single-thread latency on the manifest's host, when the export measured it.
-    """
-
-    file: str
-    format: str
-    precision: str
-    layout: str = "NCHW"
-    sha256: str = ""
-    normalized: bool = True
-    parity_cosine: float | None = None
-    latency_ms: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"extractor format must be one of {list(FORMATS)}, got {self.format!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"extractor precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.layout not in ("NCHW", "NHWC"):
-            raise ValueError(f"extractor layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
-        if Path(self.file).name != self.file:
-            raise ValueError(f"extractor file must be a plain file name inside the bundle, got {self.file!r}")
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The parsed `manifest.json` of a bundle."""
-
-    name: str
-    embedding_dim: int
-    scale: float
-    fingerprint: str
-    preprocess: PreprocessSpec
-    extractors: tuple[ExtractorEntry, ...]
-    base_classes: str | None = None
-    base_exemplars: str | None = None
-    shot_offsets: ShotOffsets | None = None
-    calibration: dict[str, Any] = field(default_factory=dict)
-    source: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, Any] = field(default_factory=dict)
-    host: dict[str, Any] = field(default_factory=dict)
-    rejected: tuple[dict[str, Any], ...] = ()
-    format_version: int = BUNDLE_FORMAT_VERSION
-
-    def __post_init__(self) -> None:
-        if self.embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
-        if not 0 < self.scale <= 1000:
-            raise ValueError(f"scale must be in (0, 1000] (a softmax temperature; Lite0 learns about 10), got {self.scale}")
-        if not self.fingerprint:
-            raise ValueError("fingerprint must be a non-empty string")
-        if not self.extractors:
-            raise ValueError("a bundle needs at least one extractor file")
-        if self.base_classes is not None and Path(self.base_classes).name != self.base_classes:
-            raise ValueError(f"base_classes must be a plain file name inside the bundle, got {self.base_classes!r}")
-        if self.base_exemplars is not None and (self.base_classes is None
-                                                or Path(self.base_exemplars).name != self.base_exemplars):
-            raise ValueError(f"base_exemplars must be a plain file name inside the bundle, beside base_classes, got "
-                             f"{self.base_exemplars!r}")
-        if not 1 <= self.embedding_dim <= 65536:
-            raise ValueError(f"embedding_dim must be in [1, 65536], got {self.embedding_dim}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": BUNDLE_FORMAT,
-            "format_version": self.format_version,
-            "name": self.name,
-            "embedding_dim": self.embedding_dim,
-            "scale": self.scale,
-            "fingerprint": self.fingerprint,
-            "preprocess": self.preprocess.to_dict(),
-            "extractors": [vars(e).copy() for e in self.extractors],
-            "base_classes": self.base_classes,
-            "base_exemplars": self.base_exemplars,
-            "shot_offsets": self.shot_offsets.to_mapping() if self.shot_offsets else {},
-            "calibration": self.calibration,
-            "source": self.source,
-            "versions": self.versions,
-            "host": self.host,
-            "rejected": list(self.rejected),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
-        if d.get("format") != BUNDLE_FORMAT:
-            raise ValueError(f"not an imprinting bundle manifest (format is {d.get('format')!r})")
-        version = d.get("format_version")
-        if version != BUNDLE_FORMAT_VERSION:
-            raise ValueError(
-                f"bundle format version {version} is not supported by this runtime "
-                f"(it reads version {BUNDLE_FORMAT_VERSION}); upgrade imprinting or re-export the bundle"
-            )
-        try:
-            return cls(
-                name=_field(d, "name", str),
-                embedding_dim=_field(d, "embedding_dim", int),
-                scale=float(_field(d, "scale", (int, float))),
-                fingerprint=_field(d, "fingerprint", str),
-                preprocess=PreprocessSpec.from_dict(_field(d, "preprocess", dict)),
-                extractors=tuple(_entry(e) for e in _field(d, "extractors", list)),
-                base_classes=_field(d, "base_classes", str, None),
-                base_exemplars=_field(d, "base_exemplars", str, None),
-                shot_offsets=_shot_offsets(d.get("shot_offsets")),
-                calibration=_field(d, "calibration", dict, {}),
-                source=_field(d, "source", dict, {}),
-                versions=_field(d, "versions", dict, {}),
-                host=_field(d, "host", dict, {}),
-                rejected=tuple(_field(d, "rejected", list, [])),
-                format_version=version,
-            )
-        except (KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"bundle manifest is missing or has a malformed field: {err}") from None
-
-    def select(self, format: str | None = None, precision: str | None = None) -> ExtractorEntry:
-        """The extractor entry to run. Unless asked: the fastest file when the export timed them on a CPU with
-        this machine's int8 kernels (see host.py), else int8 before fp32, ONNX before TFLite."""
-        from .host import host_info
-
-        order = {"int8": 0, "fp32": 1}
-        candidates = [
-            e
-            for e in self.extractors
-            if (format is None or e.format == format) and (precision is None or e.precision == precision)
-        ]
-        if not candidates:
-            have = ", ".join(f"{e.format}/{e.precision}" for e in self.extractors)
-            raise ValueError(f"bundle {self.name!r} has no {format or 'any'}/{precision or 'any'} extractor; it has: {have}")
-        timed = [e for e in candidates if e.latency_ms is not None]
-        if len(timed) == len(candidates) and self.host.get("int8_kernels") == host_info()["int8_kernels"]:
-            return min(timed, key=lambda e: e.latency_ms)
-        return min(candidates, key=lambda e: (order[e.precision], e.format != "onnx"))
-
-
-def _entry(e: Any) -> "ExtractorEntry":
-    if not isinstance(e, dict):
-        raise ValueError(f"bundle manifest: each extractor must be an object, got {type(e).__name__}")
-    for key in ("file", "format", "precision", "layout", "sha256"):
-        if key in e and not isinstance(e[key], str):
-            raise ValueError(f"bundle manifest: extractor field {key!r} must be a string")
-    for key in ("parity_cosine", "latency_ms"):
-        if e.get(key) is not None and (isinstance(e[key], bool) or not isinstance(e[key], (int, float))):
-            raise ValueError(f"bundle manifest: extractor field {key!r} must be a number")
-    return ExtractorEntry(**e)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -261,22 +94,47 @@ class Bundle:
     def open_extractor(
         self, format: str | None = None, precision: str | None = None, options: "ExtractorOptions | None" = None
     ) -> "Extractor":
-        """Load the chosen extractor file (int8 ONNX first by default), checked against the manifest."""
-        from .extractor import ExtractorOptions, load_extractor
+        """Open the best file of `manifest.candidates(format, precision)` that passes its self-check on this
+        host (selfcheck.py: probes run once per file, engine, provider and int8 kernel family, then cached).
+        A file that fails is logged in one line and the next candidate opened; options.self_check="strict"
+        makes it a ValueError. The extractor's `entry` attribute names the file it runs."""
+        from .extractor import ExtractorOptions
+        from .selfcheck import open_checked
 
-        entry = self.manifest.select(format, precision)
-        ex = load_extractor(verify_file(self.path, entry), options or ExtractorOptions())
+        return open_checked(self, format, precision, options or ExtractorOptions())
+
+    def load_entry(self, entry: ExtractorEntry, options: "ExtractorOptions") -> "Extractor":
+        """Load one extractor file, checked against the manifest (sha256, embedding size, input layout)."""
+        from .extractor import load_extractor
+
+        ex = load_extractor(verify_file(self.path, entry), options)
         if ex.embedding_dim != self.manifest.embedding_dim:
+            ex.close()
             raise ValueError(
                 f"bundle {self.path}: {entry.file} outputs {ex.embedding_dim}-d embeddings but the manifest "
                 f"says {self.manifest.embedding_dim}; re-export the bundle"
             )
         if ex.input_size != self.manifest.preprocess.input_size or ex.layout != entry.layout:
+            ex.close()
             raise ValueError(
                 f"bundle {self.path}: {entry.file} takes {ex.layout} {ex.input_size}px input but the manifest "
                 f"says {entry.layout} {self.manifest.preprocess.input_size}px; re-export the bundle"
             )
         return ex
+
+    def probes(self) -> "tuple[np.ndarray, np.ndarray] | None":
+        """(uint8 crops (N, S, S, 3), PyTorch fp32 embeddings float32 (N, D)) of the bundle's probes, checked
+        against the manifest's sha256; None for a bundle made before probes existed."""
+        from .probes import read_probes
+
+        p = self.manifest.probes
+        if p is None:
+            return None
+        path = self.path / p.file
+        if p.sha256 and path.is_file() and file_sha256(path) != p.sha256:
+            raise ValueError(f"probes {path} are damaged or were replaced (sha256 differs from the manifest's); "
+                             "re-export the bundle")
+        return read_probes(path, self.manifest.preprocess.input_size, self.manifest.embedding_dim)
 
     def base_classes(self) -> "StoreData | None":
         """The bundle's base classes, or None for a plain pretrained extractor."""

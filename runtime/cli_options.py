@@ -22,6 +22,9 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
     p.add_argument("--format", choices=FORMATS, help="extractor file format (default: the bundle's fastest here)")
     p.add_argument("--precision", choices=PRECISIONS, help="extractor precision (default: the bundle's fastest here)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--strict-check", action="store_true",
+                   help="fail when the chosen file misses its self-check on this device (default: log one line and "
+                   "run the next file of the bundle)")
     p.add_argument("--mirror", action="store_true",
                    help="teach each image together with its horizontal mirror (a little more accurate; one more "
                    "extractor run per taught image)")
@@ -34,7 +37,9 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
 def recognizer_options(args: argparse.Namespace) -> RecognizerOptions:
     unknown = unknown_option(getattr(args, "min_cosine", None), getattr(args, "min_margin", None))
     return RecognizerOptions(
-        format=args.format, precision=args.precision, extractor=ExtractorOptions(threads=args.threads),
+        format=args.format, precision=args.precision,
+        extractor=ExtractorOptions(threads=args.threads,
+                                   self_check="strict" if getattr(args, "strict_check", False) else "on"),
         templates_per_class=getattr(args, "templates", None), unknown=unknown,
         mirror_shots=getattr(args, "mirror", False),
     )

@@ -10,6 +10,9 @@ from typing import Any, Protocol
 import numpy as np
 
 
+SELF_CHECK_MODES = ("on", "strict", "off")
+
+
 @dataclass(frozen=True)
 class ExtractorOptions:
     """How to run an extractor.
@@ -17,20 +20,32 @@ class ExtractorOptions:
     threads: intra-op threads (None: the backend's default). providers: onnxruntime execution providers
     in order of preference (None: CPU). delegate: path of a TFLite delegate library (an NPU or Edge TPU
     delegate such as libedgetpu.so.1) with delegate_options passed to it.
+    self_check: what a bundle does with a file that fails its probes on this host (selfcheck.py): "on"
+    (log one line and open the next candidate), "strict" (raise ValueError) or "off" (do not check).
+    check_cache: the directory where verdicts are kept (None: $IMPRINT_CHECK_CACHE, else
+    $XDG_CACHE_HOME/imprinting/selfcheck or ~/.cache/imprinting/selfcheck; "off": check every time).
     """
 
     threads: int | None = None
     providers: tuple[str, ...] | None = None
     delegate: str | None = None
     delegate_options: dict[str, Any] = field(default_factory=dict)
+    self_check: str = "on"
+    check_cache: str | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+        if self.self_check not in SELF_CHECK_MODES:
+            raise ValueError(f"self_check must be one of {list(SELF_CHECK_MODES)}, got {self.self_check!r}")
 
 
 class Extractor(Protocol):
-    """A loaded extractor. run(): float32 batch in `layout` -> raw float32 (n, embedding_dim)."""
+    """A loaded extractor. run(): float32 batch in `layout` -> raw float32 (n, embedding_dim).
+
+    Backends also name what runs the file, for the self-check's key: `engine_version` (the library's
+    version) and `device` (onnxruntime's providers, or the TFLite delegate); Bundle.open_extractor adds
+    `entry`, the bundle file it runs."""
 
     path: Path
     layout: str

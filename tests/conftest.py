@@ -11,6 +11,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny import pattern_image, write_tiny_bundle  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _self_check_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Self-check verdicts go to a temporary directory, never the user's ~/.cache (runtime/selfcheck.py)."""
+    import os
+
+    old = os.environ.get("IMPRINT_CHECK_CACHE")
+    os.environ["IMPRINT_CHECK_CACHE"] = str(tmp_path_factory.mktemp("selfcheck-cache"))
+    yield
+    if old is None:
+        os.environ.pop("IMPRINT_CHECK_CACHE", None)
+    else:
+        os.environ["IMPRINT_CHECK_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("onnx")

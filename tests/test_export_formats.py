@@ -151,7 +151,43 @@ def test_plain_extractor_has_no_base_classes(tmp_path):
     assert load_bundle(tmp_path).base_classes() is None
     # Re-exporting into a bundle replaces it: files of formats not exported again do not linger.
     export_bundle(tiny_extractor(dim=0), tmp_path, _options(formats=("tflite",), precisions=("fp32",)))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["extractor_fp32.tflite", "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["extractor_fp32.tflite", "manifest.json", "probes.npz"]
+
+
+def test_the_bundle_carries_probes_that_every_file_passes_here(exported, tmp_path):
+    from imprinting.runtime.extractor import ExtractorOptions
+    from imprinting.runtime.preprocess import normalize
+    from imprinting.runtime.selfcheck import check
+
+    model, _, result = exported
+    bundle = load_bundle(result.bundle_dir)
+    probes = bundle.manifest.probes
+    assert probes.file == "probes.npz" and probes.count == 8 and probes.thresholds == {"fp32": 0.999, "int8": 0.99}
+    crops, emb = bundle.probes()
+    assert crops.dtype == np.uint8 and crops.shape == (8, 64, 64, 3) and emb.shape == (8, 16)
+    with torch.no_grad():  # the references are PyTorch fp32 on exactly the stored crops
+        ref = model(torch.from_numpy(normalize(crops, SPEC, "NCHW"))).numpy()
+    np.testing.assert_allclose(emb, ref, rtol=1e-5, atol=1e-6)
+    for e in bundle.manifest.extractors:
+        ex = bundle.load_entry(e, ExtractorOptions())
+        verdict = check(bundle, e, ex, cache=str(tmp_path))
+        ex.close()
+        assert verdict.passed and verdict.probes == 8 and verdict.mean_cosine >= verdict.threshold, verdict
+
+
+def test_a_bundle_can_be_exported_again_into_its_own_folder(tmp_path):
+    """Every file a bundle may hold (base classes, exemplars, probes) belongs to the one layout list."""
+    from imprinting.runtime.bundle import BUNDLE_FILES
+
+    clf = CosineClassifier(len(LABELS), 16, scale=7.0)
+    unit = np.eye(5, 16, dtype=np.float32)
+    base = BaseClasses(LABELS, clf, COUNTS, exemplars=(unit, np.arange(5)))
+    opts = _options(formats=("onnx",), precisions=("fp32",))
+    export_bundle(tiny_extractor(), tmp_path, opts, base=base)
+    first = {p.name for p in tmp_path.iterdir()}
+    assert {"base_classes.npz", "base_exemplars.npz", "probes.npz"} <= first <= BUNDLE_FILES
+    export_bundle(tiny_extractor(), tmp_path, opts, base=base)
+    assert {p.name for p in tmp_path.iterdir()} == first and load_bundle(tmp_path).base_exemplars() is not None
 
 
 def test_base_classes_must_fit_the_extractor(tmp_path):
@@ -167,6 +203,8 @@ def test_bad_options_say_what_to_do(tmp_path):
         ExportOptions(precisions=("fp16",))
     with pytest.raises(ValueError, match="choose at least one format"):
         ExportOptions(formats=())
+    with pytest.raises(ValueError, match=r"probe_count must be in \[0, min\(parity_count, 64\)\] = \[0, 4\]"):
+        ExportOptions(parity_count=4, probe_count=5)
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not part of a bundle.*notes.txt"):
         export_bundle(tiny_extractor(), tmp_path, _options())
