@@ -9,8 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from imprinting.runtime import ImprintedClassifier, Recognizer, read_store, write_store
+from imprinting.runtime import ClassSet, ImprintedClassifier, Recognizer, read_store, write_store
 from imprinting.runtime.refine import RefineOptions, fit, loss_and_grads, plan_refinement
+from imprinting.runtime.refining import refine_classes, unrefine
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -105,23 +106,32 @@ def test_a_refinement_that_helps_is_trained_again_on_every_shot_and_one_that_doe
 
 def test_a_refinement_is_saved_answers_until_a_class_changes_and_can_be_undone(tmp_path):
     x, y = _anisotropic(6, 12, 32, seed=3)
-    clf = ImprintedClassifier(32, 10.0, "fp", keep_shots=True)
+    classes = ClassSet(32, 10.0, "fp")
+    clf = ImprintedClassifier(classes)
+    with pytest.raises(ValueError, match="no classes yet"):
+        refine_classes(ClassSet(32, 10.0, "fp"))
     for c in range(6):
-        clf.imprint(f"c{c}", x[y == c])
-    with pytest.raises(ValueError, match="keep_shots"):
-        ImprintedClassifier(32, 10.0, "fp").refine()
-    plan = clf.refine(RefineOptions(rank=4, lr=3e-3, steps=50, check=False))
-    assert plan.refined and clf.refined
+        classes.learn(f"c{c}", x[y == c])
+    plan = refine_classes(classes, RefineOptions(rank=4, lr=3e-3, steps=50, check=False))
+    assert plan.refined and classes.refinement is not None
     t, _ = _anisotropic(6, 20, 32, seed=4)
     before = clf.scores(t)
-    write_store(tmp_path / "s.npz", clf.to_store_data())
-    again = ImprintedClassifier.from_store_data(read_store(tmp_path / "s.npz"), keep_shots=True)
-    assert again.refined
+    write_store(tmp_path / "s.npz", classes.to_store_data())
+    again = ImprintedClassifier(ClassSet.from_store_data(read_store(tmp_path / "s.npz")))
+    assert again.classes.refinement is not None
     np.testing.assert_allclose(again.scores(t), before, atol=1e-6)
-    again.add_shots("c0", t[:1])  # any change to the classes drops it: the imprinted sums answer again
-    assert not again.refined
-    assert clf.unrefine() and not clf.refined and not clf.unrefine()
-    np.testing.assert_allclose(clf.scores(t), _unit(t) @ clf.weights.T, atol=1e-6)
+    # A rename keeps it (the rows are unchanged); a remove keeps it for the other classes.
+    again.classes.rename("c5", "five")
+    assert again.classes.refinement is not None
+    np.testing.assert_allclose(again.scores(t), before, atol=1e-6)
+    again.classes.remove("c5" if "c5" in again.classes else "five")
+    assert again.classes.refinement is not None
+    np.testing.assert_allclose(again.scores(t), before[:, :5], atol=1e-6)
+    again.classes.learn("c0", t[:1])  # any change to the classes drops it: the imprinted sums answer again
+    assert again.classes.refinement is None
+    assert unrefine(classes) and classes.refinement is None and not unrefine(classes)
+    sums, inv_norms, _, _ = classes.arrays()
+    np.testing.assert_allclose(clf.scores(t), _unit(t) @ (sums * inv_norms[:, None]).T, atol=1e-6)
     # A store whose refinement lost an array is refused with the reason.
     with zipfile.ZipFile(tmp_path / "s.npz") as z, zipfile.ZipFile(tmp_path / "bad.npz", "w") as out:
         for info in z.infolist():
@@ -131,6 +141,22 @@ def test_a_refinement_is_saved_answers_until_a_class_changes_and_can_be_undone(t
         read_store(tmp_path / "bad.npz")
 
 
+def test_a_refinement_of_classes_that_changed_while_it_trained_is_not_kept():
+    x, y = _anisotropic(4, 12, 32, seed=5)
+    classes = ClassSet(32, 10.0, "fp")
+    for c in range(4):
+        classes.learn(f"c{c}", x[y == c])
+    taught = []
+
+    def teach(step: int) -> None:  # another thread teaching meanwhile, as the camera does
+        if not taught:
+            taught.append(classes.learn("c0", _anisotropic(1, 1, 32, seed=8)[0]))
+
+    plan = refine_classes(classes, RefineOptions(rank=4, steps=5, check=False), on_step=teach)
+    assert taught and not plan.refined and "changed while refining" in plan.why
+    assert classes.refinement is None and classes.count("c0") == 13
+
+
 def test_imprint_refine_command_refines_saves_and_undoes(tiny_bundle, tmp_path):
     store = tmp_path / "classes.npz"
     rng = np.random.default_rng(5)
@@ -138,7 +164,7 @@ def test_imprint_refine_command_refines_saves_and_undoes(tiny_bundle, tmp_path):
         d = r.manifest.embedding_dim
         centres = _unit(rng.standard_normal((3, d)))
         for c in range(3):
-            r.learn_embeddings(f"c{c}", centres[c] + 0.6 * rng.standard_normal((12, d)).astype(np.float32))
+            r.class_set.learn(f"c{c}", centres[c] + 0.6 * rng.standard_normal((12, d)).astype(np.float32))
         r.save()
 
     def imprint(*args: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from imprinting.runtime import ImprintedClassifier, ShotOffsets, load_bundle
+from imprinting.runtime import ClassSet, ImprintedClassifier, ShotOffsets, load_bundle
 from imprinting.runtime.bundle import MANIFEST
 
 from tiny import write_tiny_bundle
@@ -34,23 +34,27 @@ def test_a_one_shot_class_beats_a_base_class_only_with_its_offset():
     shot = np.array([0.0, 1.0, 0.0], np.float32)
     query = np.array([0.70, 0.66, 0.0], np.float32)  # a little closer to the base class
     table = ShotOffsets.from_mapping({"1": 0.08, "20": 0.0})
-    plain = ImprintedClassifier(3, 10.0, "fp")
-    calibrated = ImprintedClassifier(3, 10.0, "fp", shot_offsets=table)
+    plain = ImprintedClassifier(ClassSet(3, 10.0, "fp"))
+    calibrated = ImprintedClassifier(ClassSet(3, 10.0, "fp"), shot_offsets=table)
     for clf in (plain, calibrated):
-        clf.imprint("base", np.repeat(base[None], 30, axis=0))
-        clf.imprint("new", shot)
+        # 30 photos of the same view: distinct shot ids, so each counts
+        clf.classes.learn("base", np.repeat(base[None], 30, axis=0), ids=[f"base-{i}" for i in range(30)])
+        clf.classes.learn("new", shot)
     assert plain.classify(query)[0].label == "base"
     top = calibrated.classify(query)[0]
     assert top.label == "new"
     cos = calibrated.cosines(query)[0]  # raw cosines stay raw
     assert top.score == pytest.approx(cos[1] + 0.08, abs=1e-6) and top.cosine == pytest.approx(cos[1], abs=1e-6)
+    np.testing.assert_allclose(calibrated.scores(query)[0], cos + [0.0, 0.08], atol=1e-6)
     # More shots shrink the offset; the state survives a store round trip and removals.
-    calibrated.add_shots("new", np.repeat(shot[None], 19, axis=0))
+    more = calibrated.classes.learn("new", np.repeat(shot[None], 19, axis=0), ids=[f"new-{i}" for i in range(19)])
+    assert more.shots == 20
     assert calibrated.classify(query)[0].label == "base"
-    restored = ImprintedClassifier.from_store_data(calibrated.to_store_data(), shot_offsets=table)
-    restored.forget_shots("new", np.repeat(shot[None], 19, axis=0))
+    restored = ImprintedClassifier(ClassSet.from_store_data(calibrated.classes.to_store_data()), shot_offsets=table)
+    assert restored.classify(query)[0].label == "base"
+    assert restored.classes.forget("new", more.added) == 19
     assert restored.classify(query)[0].label == "new"
-    restored.remove("base")
+    restored.classes.remove("base")
     assert restored.classify(query)[0].score == pytest.approx(cos[1] + 0.08, abs=1e-6)
 
 
