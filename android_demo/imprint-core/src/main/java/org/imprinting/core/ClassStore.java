@@ -2,57 +2,54 @@ package org.imprinting.core;
 
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeSet;
 
 /**
- * The imprinted cosine classifier and its state, the Python runtime's ImprintedClassifier with one
- * template per class: per class a float32 sum of unit embeddings and an int64 count; the weight is
- * sum / |sum|, so adding shots later equals imprinting all of them at once; logits = scale * cosine.
- * All public methods are synchronized so that a camera thread can classify while the UI thread teaches.
- * Shots (the optional shots/shot_class entries) are kept only when the file had them, so that a store
- * written by Python with several templates per class survives a round trip through the app.
+ * The class set and the imprinted cosine classifier, the Python runtime's ClassSet scored with one template per
+ * class: per class a float32 sum of unit embeddings and an int64 count; the weight is sum / |sum|, so adding shots
+ * later equals imprinting all of them at once; logits = scale * cosine. All public methods are synchronized so that
+ * a camera thread can classify while the UI thread teaches.
+ * <p>
+ * Every shot taught here is kept (as the Python runtime keeps them), with its id: the photo's content digest when
+ * the caller gives one, else null (unknown). Ids read from a file (its "shot_ids") travel with their shots through
+ * rename, remove and merge and are written back. A class may count more shots than it keeps (base classes from
+ * training keep none): that part is its residual. {@link #merge} and {@link #combine} merge by shot identity, as the
+ * Python runtime's store_sync.combine does (see ClassMerge): merging a store into itself changes nothing.
+ * <p>
  * With shot offsets (a bundle manifest's "shot_offsets", see ShotOffsets) classify ranks by
  * cosine + offset(shot count of the class), reports those calibrated scores and takes the softmax and the
  * unknown policy over them, as the Python runtime does; cosines() stays raw. An unknown policy with a
- * minCosine adds "unknown" to the softmax (see Classification); a new store has none (UnknownPolicy.NEVER, as the
- * Python runtime's ImprintedClassifier), the app gives it the bundle's (Manifest.unknownPolicy()). The offsets are a setting of
- * the classifier, not part of the store file.
- * The photo digests of a file's "shot_digests" are kept per class (renamed and removed with it) and written
- * back, so that Python can still skip photos it was taught before; this core adds none itself.
- * {@link #combine} merges stores taught on different devices exactly as the Python runtime's
- * store_sync.combine does.
+ * minCosine adds "unknown" to the softmax (see Classification); a new store has none (UnknownPolicy.NEVER), the app
+ * gives it the bundle's (Manifest.unknownPolicy()). The offsets and the unknown policy are settings of the
+ * classifier, not part of the store file.
  */
 public final class ClassStore {
-    private static final float EPS = 1e-12f;
+    /** The longest shot id (code points), as in the file format. */
+    public static final int MAX_ID_LENGTH = 64;
 
     private final int dim;
-    private final float scale;
+    private final double scale;
     private final String fingerprint;
     private int templatesPerClass = 1;
     private UnknownPolicy unknown = UnknownPolicy.NEVER;
     private ShotOffsets shotOffsets;
-    private final List<String> labels = new ArrayList<String>();
-    private final List<float[]> sums = new ArrayList<float[]>();
-    private final List<Long> counts = new ArrayList<Long>();
-    private final List<Float> invNorms = new ArrayList<Float>();
+    private final List<ClassRow> rows = new ArrayList<ClassRow>();
     private final Map<String, Integer> index = new HashMap<String, Integer>();
-    /** Per class, its stored shots; null when shots are not kept. */
-    private List<List<float[]>> shots;
-    /** Label to the sorted content digests of the photos taught into it; only classes that have some. */
-    private final Map<String, TreeSet<String>> digests = new HashMap<String, TreeSet<String>>();
 
     public ClassStore(int embeddingDim, float scale, String extractorFingerprint) {
+        this(embeddingDim, (double) scale, extractorFingerprint);
+    }
+
+    /** A store whose scale is exactly this double (as a file or a manifest holds it). */
+    public ClassStore(int embeddingDim, double scale, String extractorFingerprint) {
         if (embeddingDim < 1) {
             throw new IllegalArgumentException("embedding_dim must be >= 1, got " + embeddingDim);
         }
-        if (!(scale > 0)) {
-            throw new IllegalArgumentException("scale must be positive, got " + scale);
+        if (!(scale > 0) || scale > 1000) {
+            throw new IllegalArgumentException("scale must be in (0, 1000], got " + scale);
         }
         this.dim = embeddingDim;
         this.scale = scale;
@@ -63,7 +60,13 @@ public final class ClassStore {
         return dim;
     }
 
+    /** The scale as float32, what classify multiplies by. */
     public float scale() {
+        return (float) scale;
+    }
+
+    /** The scale exactly as the file holds it (stores must agree on it to merge). */
+    public double scaleValue() {
         return scale;
     }
 
@@ -102,11 +105,15 @@ public final class ClassStore {
     }
 
     public synchronized int size() {
-        return labels.size();
+        return rows.size();
     }
 
     public synchronized List<String> labels() {
-        return Collections.unmodifiableList(new ArrayList<String>(labels));
+        List<String> out = new ArrayList<String>();
+        for (ClassRow r : rows) {
+            out.add(r.label);
+        }
+        return Collections.unmodifiableList(out);
     }
 
     public synchronized boolean contains(String label) {
@@ -114,31 +121,25 @@ public final class ClassStore {
     }
 
     public synchronized long count(String label) {
-        return counts.get(require(label));
+        return rows.get(require(label)).count;
     }
 
     public synchronized float[] sum(String label) {
-        return sums.get(require(label)).clone();
+        return rows.get(require(label)).sum.clone();
     }
 
-    /** The stored shots of a class, in order (copies), or null when this store keeps no shots. */
+    /** The shots a class keeps, in order (copies); empty for a class that keeps none (a base class). */
     public synchronized List<float[]> shots(String label) {
-        int k = require(label);
-        if (shots == null) {
-            return null;
-        }
         List<float[]> out = new ArrayList<float[]>();
-        for (float[] v : shots.get(k)) {
+        for (float[] v : rows.get(require(label)).shots) {
             out.add(v.clone());
         }
         return out;
     }
 
-    /** The content digests of the photos taught into a class (the file's "shot_digests"), sorted; often empty. */
-    public synchronized List<String> digests(String label) {
-        require(label);
-        TreeSet<String> d = digests.get(label);
-        return d == null ? Collections.<String>emptyList() : Collections.unmodifiableList(new ArrayList<String>(d));
+    /** The ids of a class's shots, aligned with shots(label): photo content digests, null where unknown. */
+    public synchronized List<String> shotIds(String label) {
+        return Collections.unmodifiableList(new ArrayList<String>(rows.get(require(label)).ids));
     }
 
     /** Unit-length copy of an embedding; rejects a wrong length, NaN/infinity and all zeros. */
@@ -168,66 +169,71 @@ public final class ClassStore {
     /** A new class from one or more shots; the label must be new. */
     public synchronized void imprint(String label, float[]... embeddings) {
         label = Labels.validate(label);
-        float[][] e = normalizeAll(embeddings);
         if (index.containsKey(label)) {
             throw new IllegalArgumentException("class \"" + label + "\" exists already; use addShots to add examples to it");
         }
-        float[] s = new float[dim];
-        for (float[] v : e) {
-            add(s, v);
-        }
-        index.put(label, labels.size());
-        labels.add(label);
-        sums.add(s);
-        counts.add((long) e.length);
-        invNorms.add(invNorm(s));
-        if (shots != null) {
-            List<float[]> mine = new ArrayList<float[]>();
-            Collections.addAll(mine, e);
-            shots.add(mine);
-        }
+        learnShots(label, null, embeddings);
     }
 
     /** More shots for an existing class; exactly equal to having imprinted all shots at once. */
     public synchronized void addShots(String label, float[]... embeddings) {
-        float[][] e = normalizeAll(embeddings);
-        int k = require(label);
-        float[] s = sums.get(k);
-        for (float[] v : e) {
-            add(s, v);
-        }
-        counts.set(k, counts.get(k) + e.length);
-        invNorms.set(k, invNorm(s));
-        if (shots != null) {
-            Collections.addAll(shots.get(k), e);
-        }
+        require(label);
+        learnShots(label, null, embeddings);
     }
 
     /** Imprints a new class or adds shots to an existing one. */
     public synchronized void learn(String label, float[]... embeddings) {
-        String l = Labels.validate(label);
-        if (index.containsKey(l)) {
-            addShots(l, embeddings);
-        } else {
-            imprint(l, embeddings);
-        }
+        learnShots(label, null, embeddings);
     }
 
-    /** Deletes a class; later classes move up one row. */
-    public synchronized void remove(String label) {
-        int k = require(label);
-        labels.remove(k);
-        sums.remove(k);
-        counts.remove(k);
-        invNorms.remove(k);
-        if (shots != null) {
-            shots.remove(k);
+    /**
+     * Imprints a new class or adds shots to an existing one, each shot with its id (the photo's content digest, 1..64
+     * characters, or null when unknown; ids may be null for all). A shot that is the same shot as one the class holds
+     * (including those added earlier in this call): the same id, or the same float32 bits, is a photo taught before
+     * and is skipped, as the Python runtime's ClassSet.learn skips it. Returns how many shots were added.
+     */
+    public synchronized int learnShots(String label, List<String> ids, float[]... embeddings) {
+        String l = Labels.validate(label);
+        float[][] e = normalizeAll(embeddings);
+        if (ids != null && ids.size() != e.length) {
+            throw new IllegalArgumentException("got " + ids.size() + " ids for " + e.length + " shots");
         }
-        digests.remove(label);
+        Integer k = index.get(l);
+        ClassRow r = k == null ? new ClassRow(l, new float[dim], 0, new ArrayList<float[]>(), new ArrayList<String>()) : rows.get(k);
+        List<String> checked = new ArrayList<String>();
+        for (int i = 0; i < e.length; i++) {
+            checked.add(ids == null ? null : checkId(ids.get(i)));
+        }
+        ClassRow batch = new ClassRow(l, new float[dim], 0, Arrays.asList(e), checked);
+        int added = 0;
+        for (int i = 0; i < e.length; i++) {
+            if (r.holds(batch, i)) {
+                continue;  // the same shot (the same photo id, or the same bits) is never counted twice
+            }
+            String id = checked.get(i);
+            for (int x = 0; x < dim; x++) {
+                r.sum[x] += e[i][x];
+            }
+            r.count++;
+            r.shots.add(e[i]);
+            r.ids.add(id);
+            added++;
+        }
+        if (k == null && added > 0) {
+            index.put(l, rows.size());
+            rows.add(r);
+        }
+        r.refresh();
+        return added;
+    }
+
+    /** Deletes a class with its shots; later classes move up one row. */
+    public synchronized void remove(String label) {
+        rows.remove(require(label));
         reindex();
     }
 
-    /** Gives a class a new label, which must not be taken. */
+    /** Gives a class a new label, which must not be taken; its shots and ids go with it. */
     public synchronized void rename(String oldLabel, String newLabel) {
         String n = Labels.validate(newLabel);
         int k = require(oldLabel);
@@ -237,57 +243,49 @@ public final class ClassStore {
         if (index.containsKey(n)) {
             throw new IllegalArgumentException("cannot rename \"" + oldLabel + "\" to \"" + n + "\": that label exists already");
         }
-        labels.set(k, n);
-        TreeSet<String> d = digests.remove(oldLabel);
-        if (d != null) {
-            digests.put(n, d);
-        }
+        rows.get(k).label = n;
         reindex();
     }
 
     /**
-     * One store holding every class of {@code stores} (taught on different devices, say): the Python runtime's
-     * store_sync.combine, with the same results. The same label in several stores becomes one class whose sums,
-     * counts, stored shots and photo digests add up, as if it had been taught with all those shots on one
-     * device; labels keep the first store's order and new ones are appended. With renameConflicts a label that
-     * an earlier store holds stays a class of its own instead, as "label (2)", "label (3)", ...
-     * <p>
-     * Exactness: each merge step adds a class's two float32 sums in float64 and rounds once to float32, in the
-     * order Python does, so the sums are bit for bit Python's; counts are int64 sums. As in Python, a stored
-     * shot whose float32 bytes the merged class already holds from an earlier store is stored once (its count
-     * and sum still add), and shots are kept when any store keeps them. Scale, fingerprint and
-     * templates_per_class are the last store's (Python's rule); the unknown policy and shot offsets, which are
-     * settings of this classifier rather than of the file, are the first store's. The inputs are not changed.
+     * Merges another store (a device's export, say) into this one by shot identity (see ClassMerge): shots this
+     * store holds already are not counted again, so merging the same store twice equals merging it once. With
+     * renameConflicts an incoming class that adds something to a label this store has comes in as "label (2)", ...
+     * This store's settings never change; a store of another model, scale or templates_per_class is refused with one
+     * line and nothing changes. The incoming store is not changed.
+     */
+    public void merge(ClassStore incoming, boolean renameConflicts) {
+        List<ClassRow> theirs = incoming.snapshotRows();
+        int theirTemplates = incoming.templatesPerClass();
+        synchronized (this) {
+            String why = ClassMerge.refusal(this, incoming, theirTemplates);
+            if (why != null) {
+                throw new IllegalArgumentException(why);
+            }
+            List<ClassRow> merged = snapshotRows();
+            ClassMerge.into(merged, theirs, renameConflicts);
+            rows.clear();
+            rows.addAll(merged);
+            reindex();
+        }
+    }
+
+    /**
+     * One store holding every class of {@code stores}, the Python runtime's store_sync.combine: the first store's
+     * copy with each later store merged into it in order ({@link #merge}). Settings (scale, fingerprint,
+     * templates_per_class, and this classifier's unknown policy and shot offsets) are the first store's; the inputs
+     * are not changed.
      *
-     * @throws IllegalArgumentException for no stores, or stores of another model (extractor fingerprint or
-     *         embedding dim), with one line naming both, the same line as Python's
+     * @throws IllegalArgumentException for no stores, or stores of another model, scale or templates_per_class, with
+     *         Python's one line
      */
     public static ClassStore combine(List<ClassStore> stores, boolean renameConflicts) {
         if (stores.isEmpty()) {
             throw new IllegalArgumentException("nothing to merge: give at least one class store");
         }
-        List<ClassStore> parts = new ArrayList<ClassStore>();
-        for (ClassStore s : stores) {
-            parts.add(s.snapshot());
-        }
-        ClassStore first = parts.get(0);
-        ClassStore last = parts.get(parts.size() - 1);
-        for (ClassStore s : parts) {
-            if (!String.valueOf(s.fingerprint).equals(String.valueOf(first.fingerprint)) || s.dim != first.dim) {
-                throw new IllegalArgumentException("cannot merge stores of different models: " + head12(first.fingerprint)
-                        + " (" + first.dim + "-d) and " + head12(s.fingerprint) + " (" + s.dim + "-d)");
-            }
-        }
-        ClassStore out = new ClassStore(first.dim, last.scale, last.fingerprint);
-        out.unknown = first.unknown;
-        out.shotOffsets = first.shotOffsets;
-        out.templatesPerClass = last.templatesPerClass;
-        out.setRows(first.labels, first.sums, first.counts, first.shots, first.digests);
-        for (ClassStore s : parts.subList(1, parts.size())) {
-            if (renameConflicts) {
-                s.renameClashes(out.index.keySet());
-            }
-            out.absorb(s);
+        ClassStore out = stores.get(0).copy();
+        for (ClassStore s : stores.subList(1, stores.size())) {
+            out.merge(s, renameConflicts);
         }
         return out;
     }
@@ -297,17 +295,28 @@ public final class ClassStore {
         return combine(Arrays.asList(this, other), renameConflicts);
     }
 
+    /** A copy of the classes and all settings; later changes to either do not reach the other. */
+    public synchronized ClassStore copy() {
+        ClassStore c = new ClassStore(dim, scale, fingerprint);
+        c.unknown = unknown;
+        c.shotOffsets = shotOffsets;
+        c.templatesPerClass = templatesPerClass;
+        c.rows.addAll(snapshotRows());
+        c.reindex();
+        return c;
+    }
+
     /** Cosine of the embedding to every class, in class order (raw: without shot offsets). */
     public synchronized float[] cosines(float[] embedding) {
         float[] e = normalize(embedding);
-        float[] cos = new float[labels.size()];
+        float[] cos = new float[rows.size()];
         for (int k = 0; k < cos.length; k++) {
-            float[] s = sums.get(k);
+            float[] s = rows.get(k).sum;
             float dot = 0;
             for (int i = 0; i < dim; i++) {
                 dot += e[i] * s[i];
             }
-            cos[k] = dot * invNorms.get(k);
+            cos[k] = dot * rows.get(k).invNorm;
         }
         return cos;
     }
@@ -320,13 +329,13 @@ public final class ClassStore {
         if (topK < 1) {
             throw new IllegalArgumentException("top_k must be >= 1, got " + topK);
         }
-        if (labels.isEmpty()) {
+        if (rows.isEmpty()) {
             throw new IllegalStateException("the classifier has no classes yet: imprint one first");
         }
         float[] cos = cosines(embedding);
         if (shotOffsets != null) {
             for (int k = 0; k < cos.length; k++) {
-                cos[k] += shotOffsets.offset(counts.get(k));
+                cos[k] += shotOffsets.offset(rows.get(k).count);
             }
         }
         int n = cos.length;
@@ -358,231 +367,40 @@ public final class ClassStore {
         float[] outCos = new float[k];
         float[] outProb = new float[k];
         for (int i = 0; i < k; i++) {
-            outLabels[i] = labels.get(order[i]);
+            outLabels[i] = rows.get(order[i]).label;
             outCos[i] = cos[order[i]];
             outProb[i] = (float) (Math.exp((cos[order[i]] - best) * scale) / total);
         }
         return new Classification(outLabels, outCos, outProb, unknown.isUnknown(best, margin));
     }
 
-    // ----- state for ClassStoreFile --------------------------------------------------------------
+    // ----- state for ClassStoreFile and ClassMerge ---------------------------------------------------
 
-    synchronized void restore(List<String> l, float[] flatSums, long[] c, int templates, float[] flatShots, long[] shotClass,
-            Map<String, List<String>> shotDigests) {
-        for (int k = 0; k < l.size(); k++) {
-            float[] s = new float[dim];
-            System.arraycopy(flatSums, k * dim, s, 0, dim);
-            index.put(l.get(k), k);
-            labels.add(l.get(k));
-            sums.add(s);
-            counts.add(c[k]);
-            invNorms.add(invNorm(s));
-        }
+    /** Fills a new store from checked file contents: per class its label, sum, count, shots and ids. */
+    synchronized void restore(int templates, List<ClassRow> classes) {
         templatesPerClass = templates;
-        if (flatShots != null) {
-            shots = new ArrayList<List<float[]>>();
-            for (int k = 0; k < l.size(); k++) {
-                shots.add(new ArrayList<float[]>());
-            }
-            for (int i = 0; i < shotClass.length; i++) {
-                float[] v = new float[dim];
-                System.arraycopy(flatShots, i * dim, v, 0, dim);
-                shots.get((int) shotClass[i]).add(v);
-            }
-        }
-        for (Map.Entry<String, List<String>> e : shotDigests.entrySet()) {
-            if (!e.getValue().isEmpty()) {
-                digests.put(e.getKey(), new TreeSet<String>(e.getValue()));
-            }
-        }
-    }
-
-    /** Label to its sorted photo digests, in class order, for the classes that have some ("shot_digests"). */
-    synchronized Map<String, List<String>> digestMap() {
-        Map<String, List<String>> out = new LinkedHashMap<String, List<String>>();
-        for (String l : labels) {
-            TreeSet<String> d = digests.get(l);
-            if (d != null) {
-                out.put(l, new ArrayList<String>(d));
-            }
-        }
-        return out;
-    }
-
-    synchronized float[] flatSums() {
-        float[] out = new float[labels.size() * dim];
-        for (int k = 0; k < labels.size(); k++) {
-            System.arraycopy(sums.get(k), 0, out, k * dim, dim);
-        }
-        return out;
-    }
-
-    synchronized long[] countArray() {
-        long[] out = new long[counts.size()];
-        for (int k = 0; k < out.length; k++) {
-            out[k] = counts.get(k);
-        }
-        return out;
-    }
-
-    /** {flat shots (N * D), shot_class (N)} or null when shots are not kept. */
-    synchronized Object[] shotArrays() {
-        if (shots == null) {
-            return null;
-        }
-        int n = 0;
-        for (List<float[]> per : shots) {
-            n += per.size();
-        }
-        float[] flat = new float[n * dim];
-        long[] cls = new long[n];
-        int i = 0;
-        for (int k = 0; k < shots.size(); k++) {
-            for (float[] v : shots.get(k)) {
-                System.arraycopy(v, 0, flat, i * dim, dim);
-                cls[i++] = k;
-            }
-        }
-        return new Object[] {flat, cls};
-    }
-
-    // ----- merging (combine) ----------------------------------------------------------------------
-
-    /** A private copy of the classes and the settings, taken under this store's lock. */
-    private synchronized ClassStore snapshot() {
-        ClassStore c = new ClassStore(dim, scale, fingerprint);
-        c.unknown = unknown;
-        c.shotOffsets = shotOffsets;
-        c.templatesPerClass = templatesPerClass;
-        c.setRows(labels, sums, counts, shots, digests);
-        return c;
-    }
-
-    /** Replaces the classes with copies of these (sums and lists copied; shot vectors are never changed). */
-    private void setRows(List<String> l, List<float[]> s, List<Long> c, List<List<float[]>> sh, Map<String, TreeSet<String>> d) {
-        labels.clear();
-        sums.clear();
-        counts.clear();
-        invNorms.clear();
-        for (int k = 0; k < l.size(); k++) {
-            labels.add(l.get(k));
-            sums.add(s.get(k).clone());
-            counts.add(c.get(k));
-            invNorms.add(invNorm(sums.get(k)));
-        }
-        shots = null;
-        if (sh != null) {
-            shots = new ArrayList<List<float[]>>();
-            for (List<float[]> per : sh) {
-                shots.add(new ArrayList<float[]>(per));
-            }
-        }
-        digests.clear();
-        for (Map.Entry<String, TreeSet<String>> e : d.entrySet()) {
-            digests.put(e.getKey(), new TreeSet<String>(e.getValue()));
-        }
+        rows.clear();
+        rows.addAll(classes);
         reindex();
     }
 
-    /** Python's store_sync._renamed: a label in taken (or repeated here) becomes "label (2)", "label (3)", ... */
-    private void renameClashes(Collection<String> taken) {
-        List<String> renamed = new ArrayList<String>();
-        Map<String, TreeSet<String>> moved = new HashMap<String, TreeSet<String>>();
-        for (String lab : labels) {
-            String n = lab;
-            for (int k = 2; taken.contains(n) || renamed.contains(n); k++) {
-                n = lab + " (" + k + ")";
-            }
-            if (!n.equals(lab)) {
-                try {
-                    Labels.validate(n);
-                } catch (IllegalArgumentException e) {
-                    throw new IllegalArgumentException("cannot keep \"" + lab + "\" apart as \"" + n + "\": " + e.getMessage());
-                }
-            }
-            renamed.add(n);
-            if (digests.containsKey(lab)) {
-                moved.put(n, digests.get(lab));
-            }
+    /** Copies of the classes (sums and lists copied; shot vectors are never changed, so they are shared). */
+    synchronized List<ClassRow> snapshotRows() {
+        List<ClassRow> out = new ArrayList<ClassRow>();
+        for (ClassRow r : rows) {
+            out.add(r.copy());
         }
-        labels.clear();
-        labels.addAll(renamed);
-        digests.clear();
-        digests.putAll(moved);
-        reindex();
+        return out;
     }
 
-    /**
-     * Python's store_sync.merge_stores(None, ours, this) for combine, in place: this store's labels, then ours'
-     * new ones; per label the sums added in float64 and rounded to float32 (a missing class counts as zeros),
-     * counts added, this store's shots followed by those of ours whose bytes this class does not hold yet, and
-     * the union of the photo digests.
-     */
-    private void absorb(ClassStore ours) {
-        List<String> merged = new ArrayList<String>(labels);
-        for (String l : ours.labels) {
-            if (!index.containsKey(l)) {
-                merged.add(l);
+    static String checkId(String id) {
+        if (id != null) {
+            int n = id.codePointCount(0, id.length());
+            if (n < 1 || n > MAX_ID_LENGTH) {
+                throw new IllegalArgumentException("a shot id must be 1.." + MAX_ID_LENGTH + " characters, got " + n);
             }
         }
-        boolean keepShots = shots != null || ours.shots != null;
-        List<float[]> newSums = new ArrayList<float[]>();
-        List<Long> newCounts = new ArrayList<Long>();
-        List<List<float[]>> newShots = keepShots ? new ArrayList<List<float[]>>() : null;
-        Map<String, TreeSet<String>> newDigests = new HashMap<String, TreeSet<String>>();
-        for (String l : merged) {
-            Integer t = index.get(l);
-            Integer o = ours.index.get(l);
-            float[] ts = t == null ? null : sums.get(t);
-            float[] os = o == null ? null : ours.sums.get(o);
-            float[] s = new float[dim];
-            for (int i = 0; i < dim; i++) {
-                s[i] = (float) ((ts == null ? 0.0 : (double) ts[i]) + (os == null ? 0.0 : (double) os[i]));
-            }
-            newSums.add(s);
-            newCounts.add((t == null ? 0L : counts.get(t)) + (o == null ? 0L : ours.counts.get(o)));
-            if (keepShots) {
-                List<float[]> theirs = t == null || shots == null ? Collections.<float[]>emptyList() : shots.get(t);
-                List<float[]> per = new ArrayList<float[]>(theirs);
-                if (o != null && ours.shots != null) {
-                    for (float[] v : ours.shots.get(o)) {
-                        if (!containsBits(theirs, v)) {
-                            per.add(v);
-                        }
-                    }
-                }
-                newShots.add(per);
-            }
-            TreeSet<String> d = new TreeSet<String>();
-            for (Map<String, TreeSet<String>> m : Arrays.asList(digests, ours.digests)) {
-                if (m.containsKey(l)) {
-                    d.addAll(m.get(l));
-                }
-            }
-            if (!d.isEmpty()) {
-                newDigests.put(l, d);
-            }
-        }
-        setRows(merged, newSums, newCounts, newShots, newDigests);
-    }
-
-    /** Whether a list holds a vector of exactly these float32 bits (Python compares the shots' bytes). */
-    private static boolean containsBits(List<float[]> list, float[] v) {
-        for (float[] u : list) {
-            boolean same = true;
-            for (int i = 0; i < v.length && same; i++) {
-                same = Float.floatToRawIntBits(u[i]) == Float.floatToRawIntBits(v[i]);
-            }
-            if (same) {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    private static String head12(String fingerprint) {
-        String s = String.valueOf(fingerprint);  // Python's fingerprint[:12] counts code points
-        return s.codePointCount(0, s.length()) > 12 ? s.substring(0, s.offsetByCodePoints(0, 12)) : s;
+        return id;
     }
 
     // ----- internals -----------------------------------------------------------------------------
@@ -598,37 +416,23 @@ public final class ClassStore {
         return out;
     }
 
-    private static void add(float[] s, float[] v) {
-        for (int i = 0; i < s.length; i++) {
-            s[i] += v[i];
-        }
-    }
-
-    private static float invNorm(float[] s) {
-        float ss = 0;
-        for (float v : s) {
-            ss += v * v;
-        }
-        return 1f / Math.max((float) Math.sqrt(ss), EPS);
-    }
-
     private int require(String label) {
         Integer k = index.get(label);
         if (k == null) {
             StringBuilder near = new StringBuilder();
-            for (int i = 0; i < Math.min(10, labels.size()); i++) {
-                near.append(i == 0 ? "" : ", ").append('"').append(labels.get(i)).append('"');
+            for (int i = 0; i < Math.min(10, rows.size()); i++) {
+                near.append(i == 0 ? "" : ", ").append('"').append(rows.get(i).label).append('"');
             }
             throw new IllegalArgumentException("no class named \"" + label + "\"; classes: " + near
-                    + (labels.size() > 10 ? " ..." : ""));
+                    + (rows.size() > 10 ? " ..." : ""));
         }
         return k;
     }
 
     private void reindex() {
         index.clear();
-        for (int i = 0; i < labels.size(); i++) {
-            index.put(labels.get(i), i);
+        for (int i = 0; i < rows.size(); i++) {
+            index.put(rows.get(i).label, i);
         }
     }
 }

@@ -17,9 +17,10 @@ import java.util.Set;
 /**
  * The class store file (docs/formats.md, format version 1): an uncompressed .npz holding meta.npy
  * (uint8 UTF-8 JSON), sums.npy float32 (K, D), counts.npy int64 (K,) and optionally shots.npy float32
- * (N, D) with shot_class.npy int64 (N,); the JSON may hold "shot_digests" (label to the content digests of the
- * photos taught into it), which is checked as Python checks it, kept and written back. Files written here load with the Python runtime's read_store,
- * and files it writes load here, with the same checks and the same refusals.
+ * (N, D) with shot_class.npy int64 (N,); the JSON may hold "shot_ids" (one id per shot: the photo's content digest,
+ * or null) and the legacy "shot_digests" (checked as Python checks it, not used, not written). Every store is checked
+ * as the Python runtime checks it (StoreCheck) before it is used. Files written here always hold the shots, their
+ * classes and ids; they load with the Python runtime's read_store, and files it writes load here.
  */
 public final class ClassStoreFile {
     public static final String FORMAT = "imprinting-class-store";
@@ -56,18 +57,18 @@ public final class ClassStoreFile {
         Map<String, byte[]> entries = Npz.read(data, "class store " + where);
         for (String need : new String[] {"meta", "sums", "counts"}) {
             if (!entries.containsKey(need)) {
-                throw new IllegalArgumentException("class store " + where + " is corrupt: missing " + need);
+                throw StoreCheck.corrupt(where, "missing " + need);
             }
         }
         Npy.Array metaArr = Npy.read(entries.get("meta"), "meta.npy");
         if (metaArr.bytes == null) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: meta must be uint8 JSON");
+            throw StoreCheck.corrupt(where, "meta must be uint8 JSON");
         }
         Map<String, Object> meta;
         try {
-            meta = Json.parseObject(new String(metaArr.bytes, UTF8));
+            meta = Json.parseStrictObject(new String(metaArr.bytes, UTF8));
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: unreadable metadata (" + e.getMessage() + ")");
+            throw StoreCheck.corrupt(where, "unreadable metadata (" + e.getMessage() + ")");
         }
         if (!FORMAT.equals(meta.get("format"))) {
             throw new IllegalArgumentException(where + " is not an imprinting class store");
@@ -78,77 +79,78 @@ public final class ClassStoreFile {
                     + "; this app reads version " + FORMAT_VERSION + " (update the app to read it)");
         }
         List<String> labels = new ArrayList<String>();
-        int dim;
-        float scale;
-        String fp;
-        int templates;
-        try {
-            for (Object o : (List<?>) meta.get("labels")) {
-                labels.add((String) o);
-            }
-            dim = ((Number) meta.get("embedding_dim")).intValue();
-            scale = ((Number) meta.get("scale")).floatValue();
-            fp = String.valueOf(meta.get("extractor_fingerprint"));
-            Object t = meta.get("templates_per_class");
-            templates = t == null ? 1 : ((Number) t).intValue();
-        } catch (RuntimeException e) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: bad metadata field (" + e + ")");
+        if (!(meta.get("labels") instanceof List)) {
+            throw StoreCheck.corrupt(where, "labels must be a list of strings");
         }
+        for (Object o : (List<?>) meta.get("labels")) {
+            if (!(o instanceof String)) {
+                throw StoreCheck.corrupt(where, "labels must be a list of strings");
+            }
+            labels.add((String) o);
+        }
+        int dim = StoreCheck.dim(meta.get("embedding_dim"), where);
+        double scale = StoreCheck.scale(meta.get("scale"), where);
+        if (!(meta.get("extractor_fingerprint") instanceof String)) {
+            throw StoreCheck.corrupt(where, "extractor_fingerprint must be a string");
+        }
+        String fp = (String) meta.get("extractor_fingerprint");
+        Object t = meta.get("templates_per_class");
+        int templates = t == null ? 1 : StoreCheck.integer(t, "templates_per_class", 1, StoreCheck.MAX_TEMPLATES, where);
         Npy.Array sums = Npy.read(entries.get("sums"), "sums.npy");
         Npy.Array counts = Npy.read(entries.get("counts"), "counts.npy");
         int k = labels.size();
-        if (sums.floats == null || sums.shape.length != 2 || sums.shape[1] != dim) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: sums of dtype " + sums.dtype
-                    + " and shape " + shape(sums.shape) + " but embedding_dim " + dim);
+        if (!"<f4".equals(sums.dtype) || sums.shape.length != 2 || sums.shape[1] != dim) {
+            throw StoreCheck.corrupt(where, "sums of dtype " + sums.dtype + " and shape " + shape(sums.shape) + " but embedding_dim " + dim);
         }
         if (sums.shape[0] != k) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: " + k + " labels but sums of shape " + shape(sums.shape));
+            throw StoreCheck.corrupt(where, k + " labels but sums of shape " + shape(sums.shape));
         }
         if (counts.longs == null || counts.shape.length != 1 || counts.shape[0] != k) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: " + k + " labels but counts of dtype "
-                    + counts.dtype + " and shape " + shape(counts.shape));
+            throw StoreCheck.corrupt(where, k + " labels but counts of dtype " + counts.dtype + " and shape " + shape(counts.shape));
         }
-        checkFinite(sums.floats, where, "sums");
-        for (long c : counts.longs) {
-            if (c < 1) {
-                throw new IllegalArgumentException("class store " + where + " is corrupt: a class has a count below 1");
-            }
-        }
+        StoreCheck.counts(counts.longs, where);
         Set<String> seen = new HashSet<String>(labels);
         if (seen.size() != k) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: duplicate labels");
+            throw StoreCheck.corrupt(where, "a label appears twice");
         }
         for (String l : labels) {
-            Labels.validate(l);
+            try {
+                Labels.checkStored(l);
+            } catch (IllegalArgumentException e) {
+                throw StoreCheck.corrupt(where, e.getMessage());
+            }
         }
-        if (!(scale > 0)) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: scale must be positive, got " + scale);
+        List<ClassRow> rows = new ArrayList<ClassRow>();
+        for (int c = 0; c < k; c++) {
+            float[] sum = new float[dim];
+            System.arraycopy(sums.floats, c * dim, sum, 0, dim);
+            rows.add(new ClassRow(labels.get(c), sum, counts.longs[c], new ArrayList<float[]>(), new ArrayList<String>()));
         }
-        if (templates < 1) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: templates_per_class must be >= 1");
-        }
-        float[] shots = null;
-        long[] shotClass = null;
         if (entries.containsKey("shots") != entries.containsKey("shot_class")) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: shots and shot_class must come together");
+            throw StoreCheck.corrupt(where, "shots and shot_class must come together");
         }
         if (entries.containsKey("shots")) {
             Npy.Array s = Npy.read(entries.get("shots"), "shots.npy");
             Npy.Array c = Npy.read(entries.get("shot_class"), "shot_class.npy");
-            if (s.floats == null || c.longs == null || s.shape.length != 2 || c.shape.length != 1
+            if (!"<f4".equals(s.dtype) || c.longs == null || s.shape.length != 2 || c.shape.length != 1
                     || s.shape[0] != c.shape[0] || s.shape[1] != dim) {
-                throw new IllegalArgumentException("class store " + where + " is corrupt: shots of shape " + shape(s.shape) + " do not match");
+                throw StoreCheck.corrupt(where, "shots of shape " + shape(s.shape) + " do not match");
             }
-            for (long v : c.longs) {
+            int n = c.shape[0];
+            List<String> ids = StoreCheck.shotIds(meta, n, where);
+            for (int i = 0; i < n; i++) {
+                long v = c.longs[i];
                 if (v < 0 || v >= k) {
-                    throw new IllegalArgumentException("class store " + where + " is corrupt: a shot names a class that does not exist");
+                    throw StoreCheck.corrupt(where, "a shot names a class that does not exist");
                 }
+                float[] row = new float[dim];
+                System.arraycopy(s.floats, i * dim, row, 0, dim);
+                rows.get((int) v).shots.add(row);
+                rows.get((int) v).ids.add(ids == null ? null : ids.get(i));
             }
-            checkFinite(s.floats, where, "shots");
-            shots = s.floats;
-            shotClass = c.longs;
         }
-        Map<String, List<String>> digests = shotDigests(meta, seen, where);
+        StoreCheck.shotDigests(meta, where);
+        StoreCheck.classes(rows, where);
         if (expectedFingerprint != null && !expectedFingerprint.equals(fp)) {
             throw new IllegalArgumentException("class store " + where + " was made with extractor " + head(fp)
                     + " but this model is " + head(expectedFingerprint)
@@ -159,35 +161,51 @@ public final class ClassStoreFile {
                     + expectedDim + "-d ones");
         }
         ClassStore store = new ClassStore(dim, scale, fp);
-        store.restore(labels, sums.floats, counts.longs, templates, shots, shotClass, digests);
+        store.restore(templates, rows);
         return store;
     }
 
-    /** The store as .npz bytes. */
+    /** The store as .npz bytes: every class with its kept shots and their ids ("shot_ids", null where unknown). */
     public static byte[] toBytes(ClassStore store) throws IOException {
+        List<ClassRow> rows = store.snapshotRows();
+        int dim = store.embeddingDim();
+        List<Object> labels = new ArrayList<Object>();
+        List<Object> ids = new ArrayList<Object>();
+        int n = 0;
+        for (ClassRow r : rows) {
+            labels.add(r.label);
+            ids.addAll(r.ids);
+            n += r.shots.size();
+        }
         Map<String, Object> meta = new LinkedHashMap<String, Object>();
         meta.put("format", FORMAT);
         meta.put("format_version", FORMAT_VERSION);
-        meta.put("labels", new ArrayList<Object>(store.labels()));
-        meta.put("scale", (double) store.scale());
-        meta.put("embedding_dim", store.embeddingDim());
+        meta.put("labels", labels);
+        meta.put("scale", store.scaleValue());
+        meta.put("embedding_dim", dim);
         meta.put("extractor_fingerprint", store.fingerprint());
         meta.put("templates_per_class", store.templatesPerClass());
-        Map<String, List<String>> digests = store.digestMap();
-        if (!digests.isEmpty()) {
-            meta.put("shot_digests", digests);
+        meta.put("shot_ids", ids);
+        float[] sums = new float[rows.size() * dim];
+        long[] counts = new long[rows.size()];
+        float[] shots = new float[n * dim];
+        long[] cls = new long[n];
+        int i = 0;
+        for (int c = 0; c < rows.size(); c++) {
+            ClassRow r = rows.get(c);
+            System.arraycopy(r.sum, 0, sums, c * dim, dim);
+            counts[c] = r.count;
+            for (float[] v : r.shots) {
+                System.arraycopy(v, 0, shots, i * dim, dim);
+                cls[i++] = c;
+            }
         }
         Map<String, byte[]> entries = new LinkedHashMap<String, byte[]>();
         entries.put("meta", Npy.writeBytes(Json.write(meta).getBytes(UTF8)));
-        int k = store.size();
-        entries.put("sums", Npy.writeFloats(store.flatSums(), k, store.embeddingDim()));
-        entries.put("counts", Npy.writeLongs(store.countArray(), k));
-        Object[] shots = store.shotArrays();
-        if (shots != null) {
-            long[] cls = (long[]) shots[1];
-            entries.put("shots", Npy.writeFloats((float[]) shots[0], cls.length, store.embeddingDim()));
-            entries.put("shot_class", Npy.writeLongs(cls, cls.length));
-        }
+        entries.put("sums", Npy.writeFloats(sums, rows.size(), dim));
+        entries.put("counts", Npy.writeLongs(counts, rows.size()));
+        entries.put("shots", Npy.writeFloats(shots, n, dim));
+        entries.put("shot_class", Npy.writeLongs(cls, n));
         return Npz.write(entries);
     }
 
@@ -219,55 +237,6 @@ public final class ClassStoreFile {
         } finally {
             if (!done && !tmp.delete()) {
                 tmp.deleteOnExit();
-            }
-        }
-    }
-
-    /**
-     * The optional "shot_digests" of the metadata, checked as the Python runtime checks it: an object mapping
-     * labels of this store to lists of strings of 1..64 characters.
-     */
-    private static Map<String, List<String>> shotDigests(Map<String, Object> meta, Set<String> labels, String where) {
-        Map<String, List<String>> out = new LinkedHashMap<String, List<String>>();
-        if (!meta.containsKey("shot_digests")) {
-            return out;
-        }
-        String bad = "class store " + where + " is corrupt: shot_digests must map labels to lists of digests";
-        Object value = meta.get("shot_digests");
-        if (!(value instanceof Map)) {
-            throw new IllegalArgumentException(bad);
-        }
-        List<String> stray = new ArrayList<String>();
-        for (Map.Entry<?, ?> e : ((Map<?, ?>) value).entrySet()) {
-            if (!(e.getValue() instanceof List)) {
-                throw new IllegalArgumentException(bad);
-            }
-            List<String> d = new ArrayList<String>();
-            for (Object x : (List<?>) e.getValue()) {
-                String t = x instanceof String ? (String) x : "";
-                int n = t.codePointCount(0, t.length());
-                if (n < 1 || n > 64) {
-                    throw new IllegalArgumentException(bad);
-                }
-                d.add(t);
-            }
-            String label = (String) e.getKey();
-            if (!labels.contains(label)) {
-                stray.add(label);
-            }
-            out.put(label, d);
-        }
-        if (!stray.isEmpty()) {
-            throw new IllegalArgumentException("class store " + where + " is corrupt: shot digests for classes it does not hold: "
-                    + stray.subList(0, Math.min(3, stray.size())));
-        }
-        return out;
-    }
-
-    private static void checkFinite(float[] v, String where, String what) {
-        for (float f : v) {
-            if (Float.isNaN(f) || Float.isInfinite(f)) {
-                throw new IllegalArgumentException("class store " + where + " is corrupt: " + what + " hold NaN or infinity");
             }
         }
     }

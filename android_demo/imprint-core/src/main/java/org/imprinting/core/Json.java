@@ -8,18 +8,39 @@ import java.util.Map;
 /**
  * A minimal JSON reader and writer for the manifest and the class store's metadata.
  * Plain Java on purpose: imprint-core has no dependencies, and org.json exists only on Android.
- * Objects become LinkedHashMap (key order kept), arrays ArrayList, numbers Double, plus String, Boolean, null.
+ * Objects become LinkedHashMap (key order kept), arrays ArrayList, numbers Double (in strict mode integer literals
+ * of up to 18 digits Long), plus String, Boolean, null.
+ * Nesting deeper than MAX_DEPTH is refused (with IllegalArgumentException, never a StackOverflowError).
  */
 public final class Json {
+    /** The deepest nesting of objects and arrays a document may have. */
+    public static final int MAX_DEPTH = 256;
     private final String s;
+    private final boolean strict;
     private int i;
+    private int depth;
 
-    private Json(String s) {
+    private Json(String s, boolean strict) {
         this.s = s;
+        this.strict = strict;
     }
 
     public static Object parse(String text) {
-        Json p = new Json(text);
+        return parse(text, false);
+    }
+
+    /** Strict JSON: also refuses the NaN, Infinity and -Infinity constants that Python's json writes (class stores). */
+    @SuppressWarnings("unchecked")
+    public static Map<String, Object> parseStrictObject(String text) {
+        Object v = parse(text, true);
+        if (!(v instanceof Map)) {
+            throw new IllegalArgumentException("expected a JSON object");
+        }
+        return (Map<String, Object>) v;
+    }
+
+    private static Object parse(String text, boolean strict) {
+        Json p = new Json(text, strict);
         p.ws();
         Object v = p.value();
         p.ws();
@@ -75,6 +96,9 @@ public final class Json {
             return null;
         }
         // Python's json writes Infinity/NaN for non-finite floats (e.g. a margin of inf).
+        if (strict && (s.startsWith("Infinity", i) || s.startsWith("-Infinity", i) || s.startsWith("NaN", i))) {
+            throw error("NaN and Infinity are not JSON");
+        }
         if (s.startsWith("Infinity", i)) {
             i += 8;
             return Double.POSITIVE_INFINITY;
@@ -90,12 +114,20 @@ public final class Json {
         return number();
     }
 
+    private void deeper() {
+        if (++depth > MAX_DEPTH) {
+            throw error("nested more than " + MAX_DEPTH + " levels deep");
+        }
+    }
+
     private Map<String, Object> object() {
         Map<String, Object> m = new LinkedHashMap<String, Object>();
+        deeper();
         i++;
         ws();
         if (i < s.length() && s.charAt(i) == '}') {
             i++;
+            depth--;
             return m;
         }
         while (true) {
@@ -114,16 +146,19 @@ public final class Json {
                 continue;
             }
             expect('}');
+            depth--;
             return m;
         }
     }
 
     private List<Object> array() {
         List<Object> a = new ArrayList<Object>();
+        deeper();
         i++;
         ws();
         if (i < s.length() && s.charAt(i) == ']') {
             i++;
+            depth--;
             return a;
         }
         while (true) {
@@ -135,6 +170,7 @@ public final class Json {
                 continue;
             }
             expect(']');
+            depth--;
             return a;
         }
     }
@@ -183,7 +219,7 @@ public final class Json {
         }
     }
 
-    private Double number() {
+    private Number number() {
         int start = i;
         while (i < s.length() && "+-0123456789.eE".indexOf(s.charAt(i)) >= 0) {
             i++;
@@ -191,10 +227,14 @@ public final class Json {
         if (start == i) {
             throw error("unexpected character '" + s.charAt(i) + "'");
         }
+        String t = s.substring(start, i);
+        if (strict && t.matches("-?(0|[1-9][0-9]{0,17})")) {
+            return Long.valueOf(t);  // an integer literal, as Python's json gives an int (types matter in a store)
+        }
         try {
-            return Double.valueOf(s.substring(start, i));
+            return Double.valueOf(t);
         } catch (NumberFormatException ex) {
-            throw error("bad number " + s.substring(start, i));
+            throw error("bad number " + t);
         }
     }
 

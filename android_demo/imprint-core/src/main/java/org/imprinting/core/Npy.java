@@ -79,16 +79,32 @@ public final class Npy {
         }
         int[] shape = new int[rank];
         int r = 0;
+        long cells = 1;
         for (String dim : dims) {
             if (!dim.trim().isEmpty()) {
-                shape[r++] = Integer.parseInt(dim.trim());
+                long v;
+                try {
+                    v = Long.parseLong(dim.trim());
+                } catch (NumberFormatException e) {
+                    throw new IllegalArgumentException(name + ": unreadable .npy shape (" + s.group(1) + ")");
+                }
+                if (v < 0 || v > Integer.MAX_VALUE) {
+                    throw new IllegalArgumentException(name + ": impossible .npy shape (" + s.group(1) + ")");
+                }
+                shape[r++] = (int) v;
+                cells = Math.min(cells * Math.max(v, 1), Integer.MAX_VALUE) * (v == 0 ? 0 : 1);
             }
         }
         Array a = new Array(d.group(1), shape);
-        int n = a.size();
         bb.position(offset + headerLen);
         String t = a.dtype;
-        int need = n * itemSize(t, name);
+        long needLong = cells * itemSize(t, name);
+        if (bb.remaining() < needLong) {
+            throw new IllegalArgumentException(name + " is truncated: " + needLong + " bytes of data expected, "
+                    + bb.remaining() + " present");
+        }
+        int n = (int) cells;
+        int need = (int) needLong;
         if (bb.remaining() < need) {
             throw new IllegalArgumentException(name + " is truncated: " + need + " bytes of data expected, "
                     + bb.remaining() + " present");

@@ -10,7 +10,7 @@ public final class RunTests {
     }
 
     public static void main(String[] args) {
-        Result r = JUnitCore.runClasses(PreprocessorTest.class, ClassStoreTest.class, MergeTest.class, ShotOffsetsTest.class,
+        Result r = JUnitCore.runClasses(PreprocessorTest.class, ClassStoreTest.class, MergeTest.class, StoreCheckTest.class, ShotOffsetsTest.class,
                 UnknownPolicyTest.class, JsonNpyTest.class);
         for (Failure f : r.getFailures()) {
             System.out.println("FAILED " + f.getTestHeader() + ": " + f.getMessage());
