@@ -10,6 +10,7 @@ from imprinting.quiet import quiet_third_parties
 
 from imprinting import __version__
 from imprinting.runtime.cli import add_runtime_parsers
+from imprinting.runtime.doctor import add_doctor_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_runtime_parsers(sub)
+    add_doctor_parser(sub)
     from imprinting.demo import add_demo_parser
 
     add_demo_parser(sub)

@@ -79,9 +79,9 @@ class TFLiteExtractor:
 def _litert_version() -> str:
     from importlib import metadata
 
-    for dist in ("ai-edge-litert", "tflite-runtime"):
+    for dist, prefix in (("ai-edge-litert", ""), ("tflite-runtime", "tflite-runtime ")):
         try:
-            return f"{dist} {metadata.version(dist)}"
+            return prefix + metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
     return "unknown"

@@ -57,8 +57,32 @@ def host_info() -> dict[str, Any]:
     return {"arch": arch, "cpu": model, "features": features, "int8_kernels": int8_kernel_family(arch, features)}
 
 
+def device_info() -> dict[str, Any]:
+    """This machine for result files, with the same fields as benchmarks/device.py writes (cpu, arch, cores,
+    features, ghz, governor, temperature_c, python, os, int8_kernels, versions) and every CPU flag."""
+    import os
+
+    def read(path: str) -> str | None:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return None
+
+    host, fields = host_info(), cpuinfo_fields()
+    mhz, max_khz = fields.get("cpu mhz"), read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    temp = read("/sys/class/thermal/thermal_zone0/temp")
+    return {
+        "cpu": host["cpu"], "arch": host["arch"], "cores": os.cpu_count(), "features": host["features"],
+        "ghz": int(max_khz) / 1e6 if max_khz else (float(mhz) / 1000 if mhz else None),
+        "governor": read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "temperature_c": int(temp) / 1000 if temp and temp.lstrip("-").isdigit() else None,
+        "python": platform.python_version(), "os": platform.platform(), "int8_kernels": host["int8_kernels"],
+        "versions": library_versions(), "flags": sorted((fields.get("flags") or fields.get("features") or "").split()),
+    }
+
+
 def library_versions(names: tuple[str, ...] = ("numpy", "onnxruntime", "ai-edge-litert", "opencv-python-headless",
-                                               "opencv-python")) -> dict[str, str]:
+                                               "opencv-python", "openvino")) -> dict[str, str]:
     """Installed versions of `names` (absent ones are left out), with Python's."""
     from importlib import metadata
 

@@ -46,12 +46,11 @@ class PerturbingEngine:
 
     backend = "fake-engine"
     engine_version = "1.0"
-    device = "fake"
 
     def __init__(self, inner, target: str, noise: float) -> None:
         self.inner, self.target, self.noise, self.runs = inner, target, noise, 0
-        self.path, self.layout, self.input_size, self.embedding_dim = (inner.path, inner.layout, inner.input_size,
-                                                                       inner.embedding_dim)
+        self.path, self.layout, self.input_size, self.embedding_dim, self.device = (
+            inner.path, inner.layout, inner.input_size, inner.embedding_dim, inner.device)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         self.runs += 1

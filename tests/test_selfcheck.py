@@ -39,7 +39,7 @@ def test_a_file_whose_engine_perturbs_embeddings_falls_back_to_the_next_with_one
         ex = probed.open_extractor(options=_opts(tmp_path))
     assert ex.entry.file == "extractor_fp32.onnx" and ex.self_check.passed and ex.self_check.mean_cosine > 0.9999
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and "self-check failed, skipping extractor_int8.onnx with fake-engine 1.0 (fake)" in lines[0]
+    assert len(lines) == 1 and "self-check failed, skipping extractor_int8.onnx with fake-engine 1.0 (CPUExecutionProvider)" in lines[0]
     assert "< 0.99" in lines[0] and "6 probes" in lines[0]
     assert [e.path.name for e in engines] == ["extractor_int8.onnx", "extractor_fp32.onnx"]
     ex.close()
