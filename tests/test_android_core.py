@@ -60,60 +60,81 @@ def _stored_uncompressed(path: Path) -> None:
 
 def test_python_reads_java_imprinted_store(golden: Path, java_run: tuple[Path, str]) -> None:
     from imprinting.runtime import read_store
+    from imprinting.runtime.invariants import content_id
 
     meta = json.loads((golden / "golden.json").read_text(encoding="utf-8"))
     path = java_run[0] / "java_imprinted.npz"
     _stored_uncompressed(path)
     got = read_store(path, expected_fingerprint=meta["fingerprint"], expected_dim=meta["embedding_dim"])
     want = read_store(golden / "store.npz")
-    assert got.labels == want.labels and got.scale == pytest.approx(want.scale)
+    assert got.labels == want.labels and got.scale == want.scale
     assert got.sums.dtype == np.float32 and got.counts.dtype == np.int64
     np.testing.assert_array_equal(got.counts, want.counts)
     np.testing.assert_allclose(got.sums, want.sums, atol=2e-6, rtol=0)
-    assert got.shots is None
+    # Java keeps every shot it is taught; taught without photo ids, they are null in the file and Python gives
+    # each its content id on reading.
+    np.testing.assert_allclose(got.shots, want.shots, atol=2e-7, rtol=0)
+    np.testing.assert_array_equal(got.shot_class, want.shot_class)
+    assert got.shot_ids == tuple(content_id(r) for r in got.shots)
+    assert json.loads(np.load(path)["meta"].tobytes())["shot_ids"] == [None] * 9
+
+
+def _scorer(data):
+    from imprinting.runtime import ClassSet, ImprintedClassifier
+
+    return ImprintedClassifier(ClassSet.from_store_data(data))
 
 
 def test_python_reads_java_edited_store(golden: Path, java_run: tuple[Path, str]) -> None:
-    from imprinting.runtime import ImprintedClassifier, read_store
+    from imprinting.runtime import read_store
 
     meta = json.loads((golden / "golden.json").read_text(encoding="utf-8"))
     got = read_store(java_run[0] / "java_edited.npz")
     assert list(got.labels) == meta["edited_labels"]  # a renamed non-ASCII label survives
-    clf = ImprintedClassifier.from_store_data(got)
     queries = np.load(golden / "queries.npy")
-    for c, want in zip(clf.classify(queries, top_k=3), meta["predictions_edited"]):
+    for c, want in zip(_scorer(got).classify(queries, top_k=3), meta["predictions_edited"]):
         assert [x.label for x in c.categories] == want["labels"]
         np.testing.assert_allclose([x.score for x in c.categories], want["cosines"], atol=1e-6)
 
 
-def test_python_reads_java_store_with_shots(java_run: tuple[Path, str]) -> None:
-    from imprinting.runtime import ImprintedClassifier, read_store
+def test_python_reads_java_store_with_shots(golden: Path, java_run: tuple[Path, str]) -> None:
+    from imprinting.runtime import read_store
 
     got = read_store(java_run[0] / "java_shots.npz")
+    want = read_store(golden / "store_shots.npz")
     assert got.labels == ("green", "blue") and got.templates_per_class == 2
     np.testing.assert_array_equal(got.shot_class, [0, 0, 0, 1, 1, 1, 1])
     np.testing.assert_array_equal(got.counts, [3, 4])
-    ImprintedClassifier.from_store_data(got).classify(got.shots[:1])
+    # The ids Java read travel with their shots; the shot it taught has none in the file (a content id here).
+    assert got.shot_ids[:6] == tuple(i for i, c in zip(want.shot_ids, want.shot_class) if c != 0)
+    _scorer(got).classify(got.shots[:1])
 
 
-@pytest.mark.parametrize("key", ["merged", "merged_renamed"])
+MERGE_CASES = ["merged", "merged_renamed", "merged_self", "merged_twice", "merged_renamed_twice", "merged_roundtrip"]
+
+
+@pytest.mark.parametrize("key", MERGE_CASES)
 def test_python_reads_java_merged_store(golden: Path, java_run: tuple[Path, str], key: str) -> None:
-    """A store merged by Java (ClassStore.combine) is Python's combine of the same two stores, bit for bit, and
-    classifies the same."""
-    from imprinting.runtime import ImprintedClassifier, read_store
+    """A store merged by Java (ClassStore.combine) is Python's combine of the same stores, bit for bit (sums, counts,
+    shots and their ids), and classifies the same."""
+    from imprinting.runtime import read_store
 
     meta = json.loads((golden / "golden.json").read_text(encoding="utf-8"))
-    case = meta["merge"][key]
+    case = {c["name"]: c for c in meta["merge"]["cases"]}[key]
     got = read_store(java_run[0] / f"java_{key}.npz", expected_fingerprint=meta["fingerprint"],
                      expected_dim=meta["embedding_dim"])
     want = read_store(golden / case["store"])
     assert got.labels == want.labels == tuple(case["labels"])
-    assert (got.scale, got.templates_per_class, got.digests) == (want.scale, want.templates_per_class, want.digests)
+    assert (got.scale, got.templates_per_class, got.shot_ids) == (want.scale, want.templates_per_class, want.shot_ids)
     np.testing.assert_array_equal(got.counts, want.counts)
     assert got.sums.tobytes() == want.sums.tobytes()  # exact, not merely close
     assert got.shots.tobytes() == want.shots.tobytes()
     np.testing.assert_array_equal(got.shot_class, want.shot_class)
-    clf = ImprintedClassifier.from_store_data(got)
-    for c, w in zip(clf.classify(np.load(golden / "queries.npy"), top_k=3), case["predictions"]):
+    for c, w in zip(_scorer(got).classify(np.load(golden / "queries.npy"), top_k=3), case["predictions"]):
         assert [x.label for x in c.categories] == w["labels"]
         np.testing.assert_allclose([x.score for x in c.categories], w["cosines"], atol=1e-6)
+
+
+def test_every_golden_merge_case_is_checked(golden: Path) -> None:
+    meta = json.loads((golden / "golden.json").read_text(encoding="utf-8"))
+    assert [c["name"] for c in meta["merge"]["cases"]] == MERGE_CASES

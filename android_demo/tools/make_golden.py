@@ -29,14 +29,25 @@ and the default unknown policy case (golden.json "unknown"; runtime/recognizer_o
     manifest_unknown.json  manifest.json whose calibration carries an unknown_min_cosine chosen at "export"
     store_single.npz   a store of one class (red), which must not be certain against nothing
 
-and the fleet case (golden.json "merge"; runtime/store_sync.py combine, docs/formats.md):
+and the fleet case (golden.json "merge"; runtime/merge.py, docs/formats.md): merges by shot identity, which
+Java and JavaScript must reproduce bit for bit (golden.json "merge" "cases": inputs, rename flag, Python's result):
 
-    merge_a.npz        a store taught on one device ("phone": 2 templates, shots kept, photo digests)
-    merge_b.npz        a store taught on another ("robot": shots kept), overlapping labels and disjoint ones,
-                       one shot the very photo the phone was taught too
-    merged.npz         Python's combine([a, b]): the same label is one class with all the shots
-    merged_renamed.npz combine([a, b], rename_conflicts=True): a clashing label stays apart as "label (2)", ...
-    merge_other_model.npz, merge_other_dim.npz  stores of another fingerprint / dimension that must be refused
+    merge_a.npz        a store taught on one device ("phone"): a bundle's base class (a residual of 20 training
+                       images, no shots) with one shot taught into it, classes of photos with their digests as ids
+    merge_b.npz        a store taught on another ("robot") from the same bundle: the base class with another shot,
+                       overlapping labels and disjoint ones; one photo the phone was taught too (the same id, its
+                       embedding recomputed: other bits) and one of the phone's embeddings taught without its photo
+                       digest (a content id: the same bits)
+    merged.npz         combine([a, b]): the same label is one class holding each shot once, the base class's
+                       residual counted once
+    merged_renamed.npz combine([a, b], rename_conflicts=True): a class that adds something to a clashing label
+                       comes in as "label (2)", ...; one that adds nothing is skipped
+    merged_self.npz, merged_twice.npz, merged_renamed_twice.npz, merged_roundtrip.npz
+                       combine([a, a]) == a, combine([a, b, b]) == merged (and renamed), and an export (a subset
+                       of merged) imported back into merged == merged
+    merge_export.npz   that export
+    merge_other_model.npz, merge_other_dim.npz, merge_other_scale.npz, merge_other_templates.npz
+                       stores that must be refused, with Python's line
 """
 
 from __future__ import annotations
@@ -134,7 +145,7 @@ def _wire(c) -> dict:
 
 def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) -> dict:
     """Classes of different shot counts classified with a shot_offsets table, as the Python runtime does."""
-    from imprinting.runtime import ImprintedClassifier, ShotOffsets, UnknownPolicy, write_store
+    from imprinting.runtime import ClassSet, ImprintedClassifier, ShotOffsets, UnknownPolicy, write_store
     from imprinting.runtime.bundle import Manifest
     from imprinting.runtime.recognizer_options import bundle_unknown_policy
     from tiny import pattern_image
@@ -157,20 +168,20 @@ def shot_offsets_case(out: Path, m, embed, queries: np.ndarray, policy: dict) ->
     _, extra = embed([pattern_image(0, 40 + s) for s in (1, 2)])
     np.save(out / "so_shots.npy", shots)
     np.save(out / "so_extra.npy", extra)
-    clf = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint, shot_offsets=offsets)
+    classes = ClassSet(m.embedding_dim, m.scale, m.fingerprint)
     for label, e in zip(labels, shots):
-        clf.learn(label, e)
-    data = clf.to_store_data()
+        classes.learn(label, e)
+    data = classes.to_store_data()
     write_store(out / "store_shot_offsets.npz", data)
     k = len(plan)
-    raw = ImprintedClassifier.from_store_data(data).classify(queries, top_k=k)
-    calibrated = clf.classify(queries, top_k=k)
-    unknown = ImprintedClassifier.from_store_data(data, unknown=UnknownPolicy(**policy), shot_offsets=offsets)
+    raw = ImprintedClassifier(ClassSet.from_store_data(data)).classify(queries, top_k=k)
+    calibrated = ImprintedClassifier(classes, shot_offsets=offsets).classify(queries, top_k=k)
+    unknown = ImprintedClassifier(ClassSet.from_store_data(data), unknown=UnknownPolicy(**policy), shot_offsets=offsets)
     # What a Recognizer (and the app, and the page) opens this bundle with: its offsets and its unknown policy.
-    default = ImprintedClassifier.from_store_data(data, unknown=bundle_unknown_policy(Manifest.from_dict(manifest)),
-                                                  shot_offsets=offsets)
-    grown = ImprintedClassifier.from_store_data(data, shot_offsets=offsets)
-    grown.add_shots("red", extra)
+    default = ImprintedClassifier(ClassSet.from_store_data(data),
+                                  unknown=bundle_unknown_policy(Manifest.from_dict(manifest)), shot_offsets=offsets)
+    grown = ImprintedClassifier(ClassSet.from_store_data(data), shot_offsets=offsets)
+    grown.classes.learn("red", extra)
     # The case is only worth its name if the offsets change answers.
     assert [c.top.label for c in raw] != [c.top.label for c in calibrated], "shot offsets change no top-1"
     counts = [0, 1, 2, 3, 4, 5, 7, 10, 14, 20, 30, 1000]
@@ -191,9 +202,12 @@ def unknown_case(out: Path, m, shots: np.ndarray, shot_labels: list[str], querie
     """The unknown policy a bundle carries by default (bundle_unknown_policy: the manifest's
     calibration.unknown_min_cosine, else the fallback), and predictions with it: the "unknown" alternative enters
     the probabilities, so a single class is not certain against nothing."""
-    from imprinting.runtime import ImprintedClassifier, read_store, write_store
+    from imprinting.runtime import ClassSet, ImprintedClassifier, read_store, write_store
     from imprinting.runtime.bundle import Manifest
     from imprinting.runtime.recognizer_options import FALLBACK_MIN_COSINE, bundle_unknown_policy
+
+    def scorer(d, **kw):
+        return ImprintedClassifier(ClassSet.from_store_data(d), **kw)
 
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
@@ -206,7 +220,7 @@ def unknown_case(out: Path, m, shots: np.ndarray, shot_labels: list[str], querie
     # A calibrated bundle's threshold, as export would choose it: between the top-1 score of the never-taught query
     # (the last) and those of the taught ones, so that only the never-taught one is unknown.
     data = read_store(out / "store.npz")
-    tops = [c.score for c in ImprintedClassifier.from_store_data(data).classify(queries, top_k=1)]
+    tops = [c.score for c in scorer(data).classify(queries, top_k=1)]
     assert tops[-1] < min(tops[:-1]), f"the never-taught query is closer to a class than a taught one: {tops}"
     t = round((tops[-1] + min(tops[:-1])) / 2, 4)
     calibration = {"unknown_min_cosine": t, "unknown_false_accept": 0.05, "unknown_accept": 0.98, "unknown_trials": 400}
@@ -225,79 +239,126 @@ def unknown_case(out: Path, m, shots: np.ndarray, shot_labels: list[str], querie
     (out / "manifest_unknown.json").write_text(json.dumps(calibrated, indent=1), encoding="utf-8")
     policy = bundle_unknown_policy(Manifest.from_dict(calibrated))
     plain = bundle_unknown_policy(Manifest.from_dict(manifest))  # the fallback for the tiny bundle
-    single = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint)
+    single = ClassSet(m.embedding_dim, m.scale, m.fingerprint)
     for label, e in zip(shot_labels, shots):
         if label == "red":
             single.learn(label, e)
     write_store(out / "store_single.npz", single.to_store_data())
-    got = ImprintedClassifier.from_store_data(data, unknown=policy).classify(queries, top_k=3)
-    alone = ImprintedClassifier.from_store_data(single.to_store_data(), unknown=policy).classify(queries, top_k=3)
+    got = scorer(data, unknown=policy).classify(queries, top_k=3)
+    alone = scorer(single.to_store_data(), unknown=policy).classify(queries, top_k=3)
     assert [c.unknown for c in got] == [False, False, False, True], tops
     assert alone[0].top.probability < 1 and alone[0].label == "red"
     return {
         "manifest": "manifest_unknown.json", "fallback_min_cosine": FALLBACK_MIN_COSINE, "cases": cases,
         "refused": refused, "top_k": 3, "single_store": "store_single.npz",
         "predictions": [_wire(c) for c in got],
-        "predictions_plain": [_wire(c) for c in ImprintedClassifier.from_store_data(data, unknown=plain)
-                              .classify(queries, top_k=3)],
+        "predictions_plain": [_wire(c) for c in scorer(data, unknown=plain).classify(queries, top_k=3)],
         "predictions_single": [_wire(c) for c in alone],
     }
 
 
 def merge_case(out: Path, m, embed, queries: np.ndarray) -> dict:
-    """Two devices teach overlapping and disjoint classes; Python's combine of their stores, with and without
-    rename_conflicts, and the lines it refuses other models' stores with."""
+    """Two devices teach overlapping and disjoint classes from the same bundle; Python's combine of their stores in
+    every way that matters for idempotence (golden.json "merge" "cases"), and the lines it refuses other stores with.
+    Shots are embedded one photo at a time, so that the same photo has the same bits wherever it is taught."""
     import hashlib
 
-    from imprinting.runtime import ImprintedClassifier, read_store, write_store
-    from imprinting.runtime.store_sync import combine
+    from imprinting.runtime import ClassSet, ImprintedClassifier, StoreData, read_store, write_store
+    from imprinting.runtime.store_sync import combine, subset
     from tiny import pattern_image
 
-    def teach(clf, plan: list[tuple[str, int, list[int], bool]]) -> None:
-        for label, kind, seeds, with_digests in plan:
-            images = [pattern_image(kind, s) for s in seeds]
-            _, e = embed(images)
-            digests = [hashlib.sha256(im.tobytes()).hexdigest()[:32] for im in images] if with_digests else ()
-            clf.learn(label, e, digests=digests)
+    cache: dict[tuple[int, int], tuple[np.ndarray, str]] = {}
 
-    # "red (2)" on the phone makes the robot's red "red (3)" with rename_conflicts. The robot's red includes
-    # seed 51, the photo the phone was taught too: counts and sums add, the identical shot is stored once.
-    phone = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint, templates_per_class=2)
-    teach(phone, [("red", 0, [50, 51], True), ("green", 1, [50, 51, 52], True), ("red (2)", 0, [56], False)])
-    robot = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint, keep_shots=True)
-    teach(robot, [("blue", 2, [50, 51], False), ("red", 0, [51, 52, 53], True), ("yellow", 3, [50, 51], True)])
+    def shot(kind: int, seed: int) -> tuple[np.ndarray, str]:
+        """The unit embedding of one photo and its digest (the photo's id)."""
+        if (kind, seed) not in cache:
+            image = pattern_image(kind, seed)
+            cache[kind, seed] = (embed([image])[1][0], hashlib.sha256(image.tobytes()).hexdigest()[:32])
+        return cache[kind, seed]
+
+    def teach(classes: ClassSet, label: str, kind: int, seeds: list[int]) -> None:
+        rows, ids = zip(*(shot(kind, s) for s in seeds))
+        classes.learn(label, np.stack(rows), ids=list(ids))
+
+    # The bundle's base class: 20 training images averaged into a unit row w, stored as 20 * w without shots.
+    w = embed([pattern_image(3, s) for s in range(70, 75)])[1].sum(0)
+    w /= np.linalg.norm(w)
+    base = StoreData(labels=("base yellow",), sums=(20 * w[None, :]).astype(np.float32), counts=np.array([20], np.int64),
+                     scale=m.scale, extractor_fingerprint=m.fingerprint, shots=np.zeros((0, m.embedding_dim), np.float32),
+                     shot_class=np.zeros(0, np.int64), shot_ids=())
+    phone = ClassSet.from_store_data(base)
+    teach(phone, "base yellow", 3, [60])
+    teach(phone, "red", 0, [50, 51])
+    teach(phone, "green", 1, [50, 51, 52])
+    teach(phone, "red (2)", 0, [56])
+    robot = ClassSet.from_store_data(base)
+    teach(robot, "base yellow", 3, [61])
+    teach(robot, "blue", 2, [50, 51])
+    # The phone's photo red/51 recomputed here (another precision, say): other bits, the same id. Then two new ones.
+    e51, id51 = shot(0, 51)
+    again = e51 + np.float32(1e-3) * np.sin(np.arange(m.embedding_dim, dtype=np.float32))
+    robot.learn("red", again, ids=[id51])
+    teach(robot, "red", 0, [52, 53])
+    # The phone's green/50 without its photo digest: a content id, the same bits.
+    robot.learn("green", shot(1, 50)[0])
+    teach(robot, "yellow", 3, [50, 51])
     a, b = phone.to_store_data(), robot.to_store_data()
     write_store(out / "merge_a.npz", a)
     write_store(out / "merge_b.npz", b)
-    case: dict = {"stores": ["merge_a.npz", "merge_b.npz"], "top_k": 3}
-    for key, rename in (("merged", False), ("merged_renamed", True)):
-        c = combine([read_store(out / "merge_a.npz"), read_store(out / "merge_b.npz")], rename)
-        write_store(out / f"{key}.npz", c)
-        clf = ImprintedClassifier.from_store_data(c)
-        case[key] = {"store": f"{key}.npz", "labels": list(c.labels), "counts": c.counts.tolist(),
-                     "shots": int(len(c.shots)), "digests": {k: list(v) for k, v in c.digests.items()},
-                     "predictions": [_wire(x) for x in clf.classify(queries, top_k=3)]}
-    assert case["merged"]["labels"] == ["red", "green", "red (2)", "blue", "yellow"], case["merged"]["labels"]
-    assert case["merged_renamed"]["labels"] == ["red", "green", "red (2)", "blue", "red (3)", "yellow"]
-    assert case["merged"]["counts"][0] == 5 and case["merged"]["shots"] == 12  # red: 5 shots, 4 distinct stored
-    # Merged, red is (up to float32 rounding) red taught with all five shots on one device.
-    one = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint)
-    teach(one, [("red", 0, [50, 51, 51, 52, 53], False)])
-    np.testing.assert_allclose(read_store(out / "merged.npz").sums[0], one.to_store_data().sums[0], atol=1e-6)
+
+    def same(x: StoreData, y: StoreData) -> bool:
+        return (x.labels == y.labels and x.sums.tobytes() == y.sums.tobytes() and np.array_equal(x.counts, y.counts)
+                and x.shots.tobytes() == y.shots.tobytes() and np.array_equal(x.shot_class, y.shot_class)
+                and x.shot_ids == y.shot_ids)
+
+    a, b = read_store(out / "merge_a.npz"), read_store(out / "merge_b.npz")
+    merged = combine([a, b])
+    write_store(out / "merge_export.npz", subset(merged, ["red", "base yellow"]))
+    export = read_store(out / "merge_export.npz")
+    plan = [("merged", ["merge_a.npz", "merge_b.npz"], False), ("merged_renamed", ["merge_a.npz", "merge_b.npz"], True),
+            ("merged_self", ["merge_a.npz", "merge_a.npz"], False),
+            ("merged_twice", ["merge_a.npz", "merge_b.npz", "merge_b.npz"], False),
+            ("merged_renamed_twice", ["merge_a.npz", "merge_b.npz", "merge_b.npz"], True),
+            ("merged_roundtrip", ["merged.npz", "merge_export.npz"], False)]
+    cases, results = [], {}
+    for name, inputs, rename in plan:
+        c = combine([read_store(out / f) for f in inputs], rename)
+        write_store(out / f"{name}.npz", c)
+        results[name] = c
+        clf = ImprintedClassifier(ClassSet.from_store_data(c))
+        cases.append({"name": name, "inputs": inputs, "rename": rename, "store": f"{name}.npz", "labels": list(c.labels),
+                      "counts": c.counts.tolist(), "shots": int(len(c.shots)),
+                      "predictions": [_wire(x) for x in clf.classify(queries, top_k=3)]})
+    # The case is only worth its name if these hold.
+    assert merged.labels == ("base yellow", "red", "green", "red (2)", "blue", "yellow"), merged.labels
+    counts = dict(zip(merged.labels, merged.counts.tolist()))
+    assert counts == {"base yellow": 22, "red": 4, "green": 3, "red (2)": 1, "blue": 2, "yellow": 2}, counts
+    g = a.labels.index("green")
+    assert merged.sums[2].tobytes() == a.sums[g].tobytes(), "green gained nothing, so it must keep its bits"
+    assert same(results["merged_self"], a) and same(results["merged_twice"], merged), "merging is not idempotent"
+    assert same(results["merged_renamed_twice"], results["merged_renamed"]) and same(results["merged_roundtrip"], merged)
+    renamed = results["merged_renamed"].labels
+    assert "red (3)" in renamed and "green (2)" not in renamed and "base yellow (2)" in renamed, renamed
+    # Merged, red is (up to float32 rounding) red taught with its four distinct photos on one device.
+    one = ClassSet(m.embedding_dim, m.scale, m.fingerprint)
+    teach(one, "red", 0, [50, 51, 52, 53])
+    np.testing.assert_allclose(merged.sums[1], one.to_store_data().sums[0], atol=2e-3)
     refused = []
-    for name, fp, dim in (("merge_other_model.npz", "sha256:" + "0123456789abcdef" * 4, m.embedding_dim),
-                          ("merge_other_dim.npz", m.fingerprint, m.embedding_dim + 1)):
-        other = ImprintedClassifier(dim, m.scale, fp)
+    for name, fp, dim, scale, templates in (
+            ("merge_other_model.npz", "sha256:" + "0123456789abcdef" * 4, m.embedding_dim, m.scale, 1),
+            ("merge_other_dim.npz", m.fingerprint, m.embedding_dim + 1, m.scale, 1),
+            ("merge_other_scale.npz", m.fingerprint, m.embedding_dim, m.scale * 1.25, 1),
+            ("merge_other_templates.npz", m.fingerprint, m.embedding_dim, m.scale, 2)):
+        other = ClassSet(dim, scale, fp, templates_per_class=templates)
         other.learn("red", np.eye(dim, dtype=np.float32)[:1])
         write_store(out / name, other.to_store_data())
         try:
-            combine([a, other.to_store_data()])
+            combine([a, read_store(out / name)])
         except ValueError as err:
             refused.append({"store": name, "error": str(err)})
         else:
             raise AssertionError(f"combine accepted {name}")
-    case["refused"] = refused
-    return case
+    return {"stores": ["merge_a.npz", "merge_b.npz"], "top_k": 3, "cases": cases, "refused": refused}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from imprinting.runtime import ImprintedClassifier, UnknownPolicy, load_bundle, preprocess, write_store
+    from imprinting.runtime import ClassSet, ImprintedClassifier, UnknownPolicy, load_bundle, preprocess, write_store
     from tiny import pattern_image, write_tiny_bundle
 
     out: Path = args.out
@@ -353,12 +414,13 @@ def main(argv: list[str] | None = None) -> int:
             shot_images.append(pattern_image(kind, seed))
     _, shots = embed(shot_images)
     np.save(out / "shots.npy", shots)
-    clf = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint)
+    classes = ClassSet(m.embedding_dim, m.scale, m.fingerprint)
     for label, e in zip(shot_labels, shots):
-        clf.learn(label, e)
-    write_store(out / "store.npz", clf.to_store_data())
+        classes.learn(label, e)
+    write_store(out / "store.npz", classes.to_store_data())
+    clf = ImprintedClassifier(classes)
 
-    kept = ImprintedClassifier(m.embedding_dim, m.scale, m.fingerprint, templates_per_class=2)
+    kept = ClassSet(m.embedding_dim, m.scale, m.fingerprint, templates_per_class=2)
     for label, e in zip(shot_labels, shots):
         kept.learn(label, e)
     write_store(out / "store_shots.npz", kept.to_store_data())
@@ -367,16 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     _, queries = embed([pattern_image(kind, 20 + kind) for kind in range(4)])
     np.save(out / "queries.npy", queries)
     policy = {"min_cosine": 0.95, "min_margin": 0.05}
-    strict = ImprintedClassifier.from_store_data(clf.to_store_data(), unknown=UnknownPolicy(**policy))
-    edited = ImprintedClassifier.from_store_data(clf.to_store_data())
-    edited.rename("red", "Rot ß 赤")
-    edited.remove("green")
+    strict = ImprintedClassifier(ClassSet.from_store_data(classes.to_store_data()), unknown=UnknownPolicy(**policy))
+    edited = ImprintedClassifier(ClassSet.from_store_data(classes.to_store_data()))
+    edited.classes.rename("red", "Rot ß 赤")
+    edited.classes.remove("green")
     golden.update(
         shot_labels=shot_labels, top_k=3, unknown_policy=policy,
         predictions=[_wire(c) for c in clf.classify(queries, top_k=3)],
         predictions_unknown=[_wire(c) for c in strict.classify(queries, top_k=3)],
         predictions_edited=[_wire(c) for c in edited.classify(queries, top_k=3)],
-        edited_labels=list(edited.labels),
+        edited_labels=list(edited.classes.labels),
     )
     golden["shot_offsets"] = shot_offsets_case(out, m, embed, queries, policy)
     golden["unknown"] = unknown_case(out, m, shots, shot_labels, queries)
