@@ -69,14 +69,14 @@ def test_checkpoint_exports_a_bundle_with_base_classes_and_exemplars_that_refine
 
     # The base classes keep no shots; their exemplars let a refinement with a taught class go ahead.
     with Recognizer.open(out) as r:
-        r.learn_embeddings("new", centres[0] + centres[1] + 0.3 * rng.standard_normal((12, 8)).astype(np.float32))
+        r.class_set.learn("new", centres[0] + centres[1] + 0.3 * rng.standard_normal((12, 8)).astype(np.float32))
         plan = r.refine(RefineOptions(rank=2, check=False))
         assert plan.refined and "refined 4 classes" in plan.why
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["base_exemplars"] = None
     (out / "manifest.json").write_text(json.dumps(manifest))
     with Recognizer.open(out) as r:
-        r.learn_embeddings("new", centres[0] + 0.3 * rng.standard_normal((12, 8)).astype(np.float32))
+        r.class_set.learn("new", centres[0] + 0.3 * rng.standard_normal((12, 8)).astype(np.float32))
         plan = r.refine(RefineOptions(rank=2, check=False))
         assert not plan.refined and "3 of 4 classes have fewer than 10" in plan.why and "no exemplars" in plan.why
         assert "'a' (0), 'b' (0), 'c' (0)" in plan.why  # which classes, with their shots

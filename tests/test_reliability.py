@@ -18,18 +18,18 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from imprinting.runtime import ImprintedClassifier, decode_image, load_bundle, read_store, write_store  # noqa: E402
+from imprinting.runtime import ClassSet, decode_image, load_bundle, read_store, write_store  # noqa: E402
 
 MEMORY_BOUND = 64 << 20  # bytes any single load may allocate at its peak
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _valid_store_bytes(tmp: Path) -> bytes:
-    clf = ImprintedClassifier(8, 10.0, "fp", templates_per_class=2)
+    classes = ClassSet(8, 10.0, "fp", templates_per_class=2)
     rng = np.random.default_rng(0)
     for label in ("cat", "dog", "mug"):
-        clf.imprint(label, rng.standard_normal((2, 8)).astype(np.float32))
-    write_store(tmp / "valid.npz", clf.to_store_data())
+        classes.learn(label, rng.standard_normal((2, 8)).astype(np.float32))
+    write_store(tmp / "valid.npz", classes.to_store_data())
     return (tmp / "valid.npz").read_bytes()
 
 
