@@ -17,9 +17,8 @@ from typing import Iterator
 import numpy as np
 
 from imprinting import simcam
-from imprinting.runtime import Recognizer, RecognizerOptions, UnknownPolicy
+from imprinting.runtime import ExtractorOptions, Recognizer, RecognizerOptions, UnknownPolicy
 from imprinting.runtime.events import Event, Prediction, Taught
-from imprinting.runtime.extractor import ExtractorOptions
 from imprinting.runtime.loop import CameraLoop, LoopOptions
 from imprinting.runtime.sources import Source
 

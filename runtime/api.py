@@ -29,11 +29,12 @@ import math
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .commands import Outcome, TeachConflict
+from .http_server import SOCKET_TIMEOUT_S, BoundedServer
 from .loop import CameraLoop
 from .refine import RefineOptions
 
@@ -57,39 +58,6 @@ class _ApiError(Exception):
         self.status = status
 
 
-# Connections served at once; more wait in the listen backlog. Each gets a socket timeout, so idle or slow
-# clients cannot hold threads for ever.
-MAX_CONNECTIONS = 16
-SOCKET_TIMEOUT_S = 30
-
-
-class _BoundedServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with at most MAX_CONNECTIONS handler threads."""
-
-    daemon_threads = True
-    request_queue_size = 64
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(timeout=SOCKET_TIMEOUT_S):
-            self.shutdown_request(request)  # every slot busy for a whole timeout: drop this one
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
 class ApiServer:
     """Serves a CameraLoop over HTTP on a background thread. port=0 picks a free port."""
 
@@ -98,7 +66,7 @@ class ApiServer:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"API port must be in 0-65535, got {port}")
         try:
-            self.httpd = _BoundedServer((host, port), handler)
+            self.httpd = BoundedServer((host, port), handler)
         except (OSError, OverflowError) as err:
             raise ValueError(f"cannot listen on {host}:{port}: {getattr(err, 'strerror', None) or err}") from None
         self.httpd.daemon_threads = True

@@ -53,6 +53,15 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="the report as one JSON object")
     p.set_defaults(func=cmd_eval)
 
+    _add_classes_parsers(sub)
+
+    from .camera_cli import add_camera_parser
+
+    add_camera_parser(sub)
+    _add_refine_info_parsers(sub)
+
+
+def _add_classes_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classes", help="list, rename, remove, merge, export or import classes of a class store")
     csub = p.add_subparsers(dest="action", required=True)
     c = csub.add_parser("list", help="list classes with their shot counts")
@@ -86,10 +95,8 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--rename-conflicts", action="store_true")
     c.set_defaults(func=cmd_classes_import)
 
-    from .camera_cli import add_camera_parser
 
-    add_camera_parser(sub)
-
+def _add_refine_info_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("refine", help="fine-tune the classes on their stored shots when a held-out check says it "
                        "helps (needs 10+ shots of every class; NumPy, seconds)")
     model_args(p, store="class store file; the refinement is saved into it")

@@ -8,9 +8,9 @@ classes taught elsewhere survive, a class removed here stays removed unless some
 meanwhile (those stay), and two writers adding the same photo count it once.
 
 A store path that is a symbolic link is read, locked and replaced where it points, so writers that use the
-real path and writers that use the link exclude each other and the link stays a link. The lock is an fcntl
-lock on `.NAME.lock` beside the real file; a writer that finds its lock file deleted or replaced after
-locking takes the new one, so deleting the lock file cannot let two writers in at once.
+real path and writers that use the link exclude each other and the link stays a link. The lock is an flock
+on the real file's folder (which cannot vanish under a writer as a lock file can: deleting `.NAME.lock`
+during a save lost an update before), and on `.NAME.lock` beside it for writers of earlier versions.
 """
 
 from __future__ import annotations
@@ -41,27 +41,49 @@ def real_path(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def store_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive inter-process lock for the store at `path` (POSIX; elsewhere a no-op)."""
+def store_lock(path: Path, blocking: bool = True) -> Iterator[None]:
+    """Hold an exclusive inter-process lock for the store at `path` (POSIX; elsewhere a no-op). blocking=False:
+    ValueError at once if another writer holds it."""
     try:
         import fcntl
     except ImportError:  # Windows: saves stay atomic, merging is best effort
         yield
         return
-    lock = path.parent / f".{path.name}.lock"
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the file was deleted or replaced while we waited: lock the one there now
+    # The store's folder is locked first: it cannot be deleted under a writer the way a lock file can. The
+    # lock file beside the store is still taken, for writers of earlier versions that lock only that.
+    fds = [os.open(path.parent, os.O_RDONLY)]
+    _flock(fds[0], blocking, path)  # closes the fd when it raises
     try:
+        fds.append(_lock_file(path.parent / f".{path.name}.lock", blocking))
         yield
     finally:
+        for fd in reversed(fds):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _flock(fd: int, blocking: bool, path: Path) -> None:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"class store {path} is being saved by another writer; try again") from None
+
+
+def _lock_file(lock: Path, blocking: bool) -> int:
+    """An fd holding the lock file's lock; a file deleted or replaced while we waited is locked anew."""
+    import fcntl
+
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        _flock(fd, blocking, lock)
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
