@@ -51,3 +51,13 @@ check-aarch64: $(BIN)/.installed
 android-check: $(BIN)/.installed
 	bash scripts/install_android_check_deps.sh
 	$(BIN)/python -m pytest tests/test_android_core.py tests/test_android_app.py tests/test_android_web.py
+
+# The installable Android demo APK, offline and without Gradle (android_demo/README.md): the default bundle
+# (exported if absent), ONNX Runtime's AAR (npm registry, sha256-pinned, cached in cache/android/), debug-signed.
+# Writes build/android/imprinting-demo.apk (and -unsigned.apk, to sign a release); APK_BUNDLE=DIR ships another bundle.
+.PHONY: apk
+APK_BUNDLE ?= bundles/lite0-imagenet
+apk: $(BIN)/.installed
+	test -f $(APK_BUNDLE)/manifest.json || test '$(APK_BUNDLE)' != bundles/lite0-imagenet || \
+		$(BIN)/imprint export --out bundles/lite0-imagenet --name lite0-imagenet
+	bash android_demo/tools/build_apk.sh --bundle $(APK_BUNDLE)

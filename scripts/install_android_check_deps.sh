@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(default-jdk-headless junit4 aapt apksigner zipalign chromium fonts-dejavu-core)
+# dexdump and libasm-java (ASM) are for `make apk`: ASM rewrites ONNX Runtime's Java 17 classes for dx.
+PKGS=(default-jdk-headless junit4 aapt apksigner zipalign dexdump libasm-java chromium fonts-dejavu-core)
 missing=()
 for p in "${PKGS[@]}"; do
   # dpkg-query says "install ok installed" only for a fully installed package.
