@@ -3,10 +3,11 @@
 A fake camera plays a y4m video of two synthetic objects; the node script (android_demo/web/test/e2e.mjs)
 teaches both through the page's "Add class" button, checks the live predictions, persistence, rename/delete,
 export and import, the page's embeddings of the golden frames, the golden shot-offsets case (the bundle's
-shot_offsets applied by js/classstore.js in node and by the page), the golden merge case (ClassStore.combine
-in node and the page's "Merge .npz") and the default unknown policy case (the bundle's threshold or the fallback,
+shot_offsets applied by js/classstore.js in node and by the page), the golden merge cases (merges by shot identity:
+ClassStore.combine in node, every case, and the page's "Merge .npz", twice) and the default unknown policy case (the bundle's threshold or the fallback,
 and "unknown" in the probabilities, in node and in the page). This file then checks those embeddings against Python onnxruntime and reads
-the exported and the merged stores with the Python runtime. Skips with the reason when
+the exported and the merged stores with the Python runtime. test/classstore.test.mjs (node alone) unit-tests the class
+store: merges, shot ids and hostile stores. Skips with the reason when
 chromium, node or the npm packages are absent (scripts/install_android_check_deps.sh installs them).
 """
 
@@ -95,8 +96,24 @@ def test_browser_embeddings_match_python_onnxruntime(e2e: tuple[Path, Path, str]
     np.testing.assert_allclose(np.asarray(web[exact["name"]], np.float32), want, atol=1e-5, rtol=1e-5)
 
 
+def _scorer(data):
+    from imprinting.runtime import ClassSet, ImprintedClassifier
+
+    return ImprintedClassifier(ClassSet.from_store_data(data))
+
+
+def test_classstore_unit_tests_pass_in_node() -> None:
+    """test/classstore.test.mjs: merges by shot identity, shot ids, hostile stores (node alone, no browser)."""
+    if not shutil.which("node"):
+        pytest.skip("node not found (apt-get install nodejs, or run scripts/install_android_check_deps.sh)")
+    p = subprocess.run(["node", "test/classstore.test.mjs"], cwd=WEB, capture_output=True, text=True, timeout=60)
+    m = re.search(r"^web-unit: (\d+) passed, (\d+) failed$", p.stdout, re.M)
+    assert p.returncode == 0 and m and int(m.group(2)) == 0 and int(m.group(1)) == 11, p.stdout + p.stderr
+
+
 def test_python_reads_the_exported_store(e2e: tuple[Path, Path, str]) -> None:
-    from imprinting.runtime import ImprintedClassifier, read_store
+    from imprinting.runtime import read_store
+    from imprinting.runtime.invariants import content_id
 
     golden, out, _ = e2e
     meta = json.loads((golden / "golden.json").read_text(encoding="utf-8"))
@@ -104,10 +121,12 @@ def test_python_reads_the_exported_store(e2e: tuple[Path, Path, str]) -> None:
         data = read_store(out / name, expected_fingerprint=meta["fingerprint"], expected_dim=meta["embedding_dim"])
         assert data.labels == ("stripes", "checks")
         np.testing.assert_array_equal(data.counts, [5, 5])
+        # The page keeps every shot (5 distinct frames per class), without photo ids: content ids here.
+        np.testing.assert_array_equal(data.shot_class, [0] * 5 + [1] * 5)
+        assert data.shot_ids == tuple(content_id(r) for r in data.shots) and len(set(data.shot_ids)) == 10
         # Different objects taught from the camera must give clearly different class weights.
-        clf = ImprintedClassifier.from_store_data(data)
         w = data.sums / np.linalg.norm(data.sums, axis=1, keepdims=True)
-        assert float(w[0] @ w[1]) < 0.95 and len(clf) == 2
+        assert float(w[0] @ w[1]) < 0.95 and len(_scorer(data).classes) == 2
 
 
 def test_screenshot_was_taken(e2e: tuple[Path, Path, str]) -> None:
@@ -115,20 +134,24 @@ def test_screenshot_was_taken(e2e: tuple[Path, Path, str]) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-@pytest.mark.parametrize("key", ["merged", "merged_renamed"])
+MERGE_CASES = ["merged", "merged_renamed", "merged_self", "merged_twice", "merged_renamed_twice", "merged_roundtrip"]
+
+
+@pytest.mark.parametrize("key", MERGE_CASES)
 def test_python_reads_the_stores_merged_in_javascript(e2e: tuple[Path, Path, str], key: str) -> None:
-    """js/classstore.js's ClassStore.combine of the golden stores is Python's combine, bit for bit."""
-    from imprinting.runtime import ImprintedClassifier, read_store
+    """js/classstore.js's ClassStore.combine of the golden stores is Python's combine, bit for bit (sums, counts,
+    shots and their ids)."""
+    from imprinting.runtime import read_store
 
     golden, out, _ = e2e
     meta = json.loads((golden / "golden.json").read_text(encoding="utf-8"))
-    case = meta["merge"][key]
+    assert [c["name"] for c in meta["merge"]["cases"]] == MERGE_CASES
+    case = {c["name"]: c for c in meta["merge"]["cases"]}[key]
     got = read_store(out / f"web_{key}.npz", expected_fingerprint=meta["fingerprint"], expected_dim=meta["embedding_dim"])
     want = read_store(golden / case["store"])
     assert got.labels == want.labels == tuple(case["labels"])
-    assert (got.scale, got.templates_per_class, got.digests) == (want.scale, want.templates_per_class, want.digests)
+    assert (got.scale, got.templates_per_class, got.shot_ids) == (want.scale, want.templates_per_class, want.shot_ids)
     np.testing.assert_array_equal(got.counts, want.counts)
     assert got.sums.tobytes() == want.sums.tobytes() and got.shots.tobytes() == want.shots.tobytes()
     np.testing.assert_array_equal(got.shot_class, want.shot_class)
-    clf = ImprintedClassifier.from_store_data(got)
-    assert [c.top.label for c in clf.classify(np.load(golden / "queries.npy"))] == [p["labels"][0] for p in case["predictions"]]
+    assert [c.top.label for c in _scorer(got).classify(np.load(golden / "queries.npy"))] == [p["labels"][0] for p in case["predictions"]]

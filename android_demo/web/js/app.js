@@ -2,6 +2,7 @@
 // window.imprintDemo exposes the same steps to tests (embedding parity, exported store).
 import * as ort from "../node_modules/onnxruntime-web/dist/ort.wasm.min.mjs";
 import { ClassStore, ShotOffsets, bundleUnknownPolicy, validateLabel } from "./classstore.js";
+import { sameBits } from "./storecheck.js";
 import { loadBytes, saveBytes } from "./db.js";
 import { preprocess } from "./preprocess.js";
 
@@ -143,7 +144,8 @@ async function loop(canvas, ctx) {
     ctx.drawImage(video, 0, 0, w, h);
     const e = await embedPixels(ctx.getImageData(0, 0, w, h).data, w, h, 4);
     const c = state.capture;
-    if (c) {
+    // A frame the camera repeated (the loop can outrun it) is the same shot: the store would count it once.
+    if (c && !c.shots.some((s) => sameBits(s, e))) {
       c.shots.push(e);
       $("progress").value = c.shots.length;
       if (c.shots.length >= c.n) await finishCapture();
@@ -176,16 +178,19 @@ function wireUi() {
       status(err.message, true);
     }
   };
-  // Another device's store (same model): the same label becomes one class with all the shots, new ones are added.
+  // Another device's store (same model): the same label becomes one class holding each shot once (merging the same
+  // store again adds nothing), new labels are added.
   $("merge").onchange = async (ev) => {
     const file = ev.target.files[0];
     if (!file) return;
     try {
       const incoming = openStore(new Uint8Array(await file.arrayBuffer()), file.name);
-      const before = state.store.labels.length;
+      const before = state.store.labels.length, shots = state.store.counts.reduce((a, b) => a + b, 0);
       state.store = ClassStore.combine([state.store, incoming]);
       await saveStore();
-      status(`Merged ${incoming.labels.length} classes from ${file.name} (${state.store.labels.length - before} new)`);
+      const added = state.store.counts.reduce((a, b) => a + b, 0) - shots;
+      status(added ? `Merged ${incoming.labels.length} classes from ${file.name}: ${state.store.labels.length - before} new, ${added} shots added`
+        : `Merged ${file.name}: nothing new (every shot is here already)`);
     } catch (err) {
       status(err.message, true);
     }

@@ -3,9 +3,15 @@
 // count; weight = sum / |sum|; logits = scale * cosine; softmax over all classes (and "unknown" at the unknown
 // threshold); unknown policy, by default the bundle's (bundleUnknownPolicy).
 // With shot offsets (the bundle manifest's "shot_offsets") classify ranks by cosine + offset(shot count).
-// The file's "shot_digests" (photo digests per class) are kept, renamed and removed with their class and written
-// back. ClassStore.combine merges stores taught on different devices as the Python runtime's store_sync.combine.
+// Every shot taught is kept with its id (a photo's content digest, or null: unknown); ids read from a file
+// ("shot_ids") go with their shots through rename, remove and merge and are written back. merge/combine merge stores
+// taught on different devices by shot identity, as the Python runtime's store_sync.combine (classmerge.js); every
+// store read is checked first (storecheck.js), as Python checks it.
+import { copyRow, mergeRows, refusal } from "./classmerge.js";
 import { readNpy, readZip, writeNpy, writeZip } from "./npz.js";
+import { checkClasses, checkCounts, checkId, checkSettings, checkShotIds, parseMeta, sameBits, validateLabel } from "./storecheck.js";
+
+export { validateLabel };
 
 export const STORE_FORMAT = "imprinting-class-store";
 // The unknown threshold of bundles that carry none (exported before thresholds were calibrated): the Python
@@ -27,16 +33,6 @@ export function bundleUnknownPolicy(manifest) {
   const t = cal == null ? undefined : cal.unknown_min_cosine;
   const calibrated = typeof t === "number" && t >= -1 && t <= 1;
   return { minCosine: calibrated ? t : FALLBACK_MIN_COSINE, minMargin: null, calibrated };
-}
-
-export function validateLabel(label) {
-  if (typeof label !== "string") throw new Error(`a label must be a string, got ${typeof label}`);
-  const s = label.trim();
-  if (!s) throw new Error("a label must not be empty");
-  const n = [...s].length; // code points, as Python counts them
-  if (n > 100) throw new Error(`a label must be at most 100 characters, got ${n}`);
-  if (/[\u0000-\u001f\u007f]/.test(s)) throw new Error(`a label must not contain control characters: ${JSON.stringify(s)}`);
-  return s;
 }
 
 export function unit(e, dim) {
@@ -103,54 +99,52 @@ export class ShotOffsets {
   }
 }
 
-/** Whether two float32 vectors hold the same bits (Python compares stored shots by their bytes; 0 and -0 differ). */
-function sameBits(a, b) {
-  const x = new Int32Array(Float32Array.from(a).buffer), y = new Int32Array(Float32Array.from(b).buffer);
-  return x.length === y.length && x.every((v, i) => v === y[i]);
-}
-
-/** The optional "shot_digests" of a store's metadata, checked as Python checks it: labels to lists of 1..64-char strings. */
-function shotDigests(meta, name) {
-  const d = meta.shot_digests;
-  if (d === undefined) return new Map();
-  const ok = d !== null && typeof d === "object" && !Array.isArray(d) && Object.values(d).every((v) => Array.isArray(v)
-    && v.every((x) => typeof x === "string" && [...x].length >= 1 && [...x].length <= 64));
-  if (!ok) throw new Error(`${name} is corrupt: shot_digests must map labels to lists of digests`);
-  const stray = Object.keys(d).filter((l) => !meta.labels.includes(l));
-  if (stray.length) throw new Error(`${name} is corrupt: shot digests for classes it does not hold: ${stray.slice(0, 3).join(", ")}`);
-  return new Map(Object.entries(d).filter(([, v]) => v.length).map(([l, v]) => [l, [...new Set(v)].sort()]));
-}
-
 export class ClassStore {
   constructor(dim, scale, fingerprint) {
-    if (!(dim >= 1) || !(scale > 0)) throw new Error(`bad store: embedding_dim ${dim}, scale ${scale}`);
-    Object.assign(this, { dim, scale, fingerprint, templatesPerClass: 1, labels: [], sums: [], counts: [], shots: null });
-    // label -> sorted content digests of the photos taught into it (the file's "shot_digests"); only non-empty.
-    this.digests = new Map();
+    if (!(Number.isInteger(dim) && dim >= 1) || !(scale > 0 && scale <= 1000)) throw new Error(`bad store: embedding_dim ${dim}, scale ${scale}`);
+    // Per class (parallel arrays): label, float32 sum, count, kept shots (unit Float32Arrays) and their ids.
+    Object.assign(this, { dim, scale, fingerprint, templatesPerClass: 1, labels: [], sums: [], counts: [], shots: [], ids: [] });
     // Never unknown until set, as the Python runtime's ImprintedClassifier; the page sets the bundle's policy.
     this.unknown = { minCosine: null, minMargin: null };
     // A ShotOffsets (from the bundle manifest) or null; a setting of the classifier, not part of the file.
     this.shotOffsets = null;
   }
 
-  learn(label, embeddings) {
+  /**
+   * Imprints a class or adds shots to it; ids (optional, one per embedding) are the photos' content digests, null
+   * where unknown. A shot that is the same shot as one the class holds (the same id, or the same float32 bits),
+   * including one added earlier in this call, is skipped, as the Python runtime's ClassSet.learn skips a repeat.
+   * Returns how many shots were added.
+   */
+  learn(label, embeddings, ids = null) {
     label = validateLabel(label);
     const es = embeddings.map((e) => unit(e, this.dim));
+    if (!es.length) throw new Error("got no embeddings (an empty batch)");
+    if (ids !== null && ids.length !== es.length) throw new Error(`got ${ids.length} ids for ${es.length} shots`);
+    const batch = { shots: es, ids: es.map((_, i) => (ids === null ? null : checkId(ids[i]))) };
     let k = this.labels.indexOf(label);
-    if (k < 0) {
+    const row = k < 0 ? { sum: new Float32Array(this.dim), count: 0, shots: [], ids: [] }
+      : { sum: this.sums[k], count: this.counts[k], shots: this.shots[k], ids: this.ids[k] };
+    let added = 0;
+    batch.shots.forEach((e, i) => {
+      const held = row.shots.some((s, j) => (row.ids[j] !== null && row.ids[j] === batch.ids[i]) || sameBits(s, e));
+      if (held) return;
+      for (let x = 0; x < this.dim; x++) row.sum[x] += e[x];
+      row.count++;
+      row.shots.push(e);
+      row.ids.push(batch.ids[i]);
+      added++;
+    });
+    if (k < 0 && added) {
       k = this.labels.length;
-      this.labels.push(label); this.sums.push(new Float32Array(this.dim)); this.counts.push(0);
-      if (this.shots) this.shots.push([]);
-    }
-    for (const e of es) for (let i = 0; i < this.dim; i++) this.sums[k][i] += e[i];
-    this.counts[k] += es.length;
-    if (this.shots) this.shots[k].push(...es);
+      this.labels.push(label); this.sums.push(row.sum); this.counts.push(row.count); this.shots.push(row.shots); this.ids.push(row.ids);
+    } else if (k >= 0) this.counts[k] = row.count;
+    return added;
   }
 
   remove(label) {
     const k = this.require(label);
-    for (const a of [this.labels, this.sums, this.counts, this.shots || []]) a.splice(k, 1);
-    this.digests.delete(label);
+    for (const a of [this.labels, this.sums, this.counts, this.shots, this.ids]) a.splice(k, 1);
   }
 
   rename(oldLabel, newLabel) {
@@ -159,82 +153,52 @@ export class ClassStore {
     if (n === oldLabel) return;
     if (this.labels.includes(n)) throw new Error(`cannot rename "${oldLabel}" to "${n}": that label exists already`);
     this.labels[k] = n;
-    if (this.digests.has(oldLabel)) {
-      this.digests.set(n, this.digests.get(oldLabel));
-      this.digests.delete(oldLabel);
-    }
+  }
+
+  /** The classes as rows {label, sum, count, shots, ids} (copies). */
+  rows() {
+    return this.labels.map((label, k) => copyRow({ label, sum: this.sums[k], count: this.counts[k], shots: this.shots[k], ids: this.ids[k] }));
+  }
+
+  setRows(rows) {
+    this.labels = rows.map((r) => r.label);
+    this.sums = rows.map((r) => r.sum);
+    this.counts = rows.map((r) => r.count);
+    this.shots = rows.map((r) => r.shots);
+    this.ids = rows.map((r) => r.ids);
+  }
+
+  /** A copy of the classes and every setting. */
+  copy() {
+    const c = new ClassStore(this.dim, this.scale, this.fingerprint);
+    Object.assign(c, { templatesPerClass: this.templatesPerClass, unknown: { ...this.unknown }, shotOffsets: this.shotOffsets });
+    c.setRows(this.rows());
+    return c;
   }
 
   /**
-   * One store holding every class of `stores` (taught on different devices, say): the Python runtime's
-   * store_sync.combine, with the same results. The same label in several stores becomes one class whose sums,
-   * counts, stored shots and photo digests add up, as if taught with all those shots on one device; labels keep the
-   * first store's order, new ones are appended. With renameConflicts a label an earlier store holds stays apart as
-   * "label (2)", "label (3)", ... Each step adds two float32 sums in double and rounds once to float32, in Python's
-   * order, so the sums are bit for bit Python's. As in Python, a shot whose float32 bits the merged class already
-   * holds from an earlier store is stored once (count and sum still add); scale, fingerprint and templates per class
-   * are the last store's, the unknown policy and shot offsets (page settings) the first's. Inputs are not changed.
-   * Stores of another model (fingerprint or dimension) are refused with Python's one line naming both.
+   * Merges another store (another device's export) into this one by shot identity (classmerge.js): what this store
+   * holds already is not counted again, so merging the same store twice equals merging it once. This store's settings
+   * never change; a store of another model, scale or templates_per_class is refused with Python's one line and
+   * nothing changes. The incoming store is not changed.
+   */
+  merge(incoming, renameConflicts = false) {
+    const why = refusal(this, incoming);
+    if (why) throw new Error(why);
+    const rows = this.rows();
+    mergeRows(rows, incoming.rows(), renameConflicts);
+    this.setRows(rows);
+  }
+
+  /**
+   * One store holding every class of `stores`, the Python runtime's store_sync.combine: a copy of the first with each
+   * later one merged in (merge). Settings (and the page's unknown policy and shot offsets) are the first store's.
    */
   static combine(stores, renameConflicts = false) {
     if (!stores.length) throw new Error("nothing to merge: give at least one class store");
-    const [first, last] = [stores[0], stores[stores.length - 1]];
-    const head = (fp) => [...String(fp)].slice(0, 12).join(""); // Python's fp[:12] counts code points
-    for (const s of stores) {
-      if (s.fingerprint !== first.fingerprint || s.dim !== first.dim) {
-        throw new Error(`cannot merge stores of different models: ${head(first.fingerprint)} (${first.dim}-d) and ${head(s.fingerprint)} (${s.dim}-d)`);
-      }
-    }
-    const out = new ClassStore(first.dim, last.scale, last.fingerprint);
-    Object.assign(out, { templatesPerClass: last.templatesPerClass, unknown: { ...first.unknown }, shotOffsets: first.shotOffsets });
-    const rows = (s, labels = s.labels) => labels.map((label, k) => ({ label, sum: s.sums[k], count: s.counts[k],
-      shots: s.shots ? s.shots[k] : null, digests: s.digests.get(s.labels[k]) || [] }));
-    out.setRows(rows(first), !!first.shots);
-    for (const s of stores.slice(1)) {
-      let labels = s.labels;
-      if (renameConflicts) {
-        labels = [];
-        for (const lab of s.labels) {
-          let n = lab;
-          for (let k = 2; out.labels.includes(n) || labels.includes(n); k++) n = `${lab} (${k})`;
-          if (n !== lab) {
-            try { validateLabel(n); } catch (err) { throw new Error(`cannot keep "${lab}" apart as "${n}": ${err.message}`); }
-          }
-          labels.push(n);
-        }
-      }
-      out.absorb(rows(s, labels), !!s.shots);
-    }
+    const out = stores[0].copy();
+    for (const s of stores.slice(1)) out.merge(s, renameConflicts);
     return out;
-  }
-
-  /** Python's merge_stores(None, ours, this) for combine, in place: see combine. `ours` are rows as combine makes them. */
-  absorb(ours, oursKeepShots) {
-    const mine = new Map(this.labels.map((label, k) => [label, { sum: this.sums[k], count: this.counts[k],
-      shots: this.shots ? this.shots[k] : [], digests: this.digests.get(label) || [] }]));
-    const theirs = new Map(ours.map((r) => [r.label, r]));
-    const labels = [...this.labels, ...ours.map((r) => r.label).filter((l) => !mine.has(l))];
-    const keepShots = !!this.shots || oursKeepShots;
-    const zeros = new Float32Array(this.dim);
-    this.setRows(labels.map((label) => {
-      const t = mine.get(label), o = theirs.get(label);
-      const ts = t ? t.sum : zeros, os = o ? o.sum : zeros;
-      const sum = new Float32Array(this.dim); // storing rounds the double sum to float32 once
-      for (let i = 0; i < this.dim; i++) sum[i] = ts[i] + os[i];
-      const tsh = (t && t.shots) || [];
-      const shots = [...tsh, ...((o && o.shots) || []).filter((v) => !tsh.some((u) => sameBits(u, v)))];
-      const digests = [...new Set([...(t ? t.digests : []), ...(o ? o.digests : [])])];
-      return { label, sum, count: (t ? t.count : 0) + (o ? o.count : 0), shots, digests };
-    }), keepShots);
-  }
-
-  /** Replaces the classes with these rows ({label, sum, count, shots, digests}); shots kept when keepShots. */
-  setRows(rows, keepShots) {
-    this.labels = rows.map((r) => r.label);
-    this.sums = rows.map((r) => Float32Array.from(r.sum));
-    this.counts = rows.map((r) => r.count);
-    this.shots = keepShots ? rows.map((r) => [...(r.shots || [])]) : null;
-    this.digests = new Map(rows.filter((r) => r.digests.length).map((r) => [r.label, [...r.digests].sort()]));
   }
 
   require(label) {
@@ -278,59 +242,74 @@ export class ClassStore {
     };
   }
 
+  /** The store file: every class with its kept shots, their classes and ids ("shot_ids", null where unknown). */
   toNpz() {
     const meta = {
       format: STORE_FORMAT, format_version: 1, labels: this.labels, scale: this.scale, embedding_dim: this.dim,
-      extractor_fingerprint: this.fingerprint, templates_per_class: this.templatesPerClass,
+      extractor_fingerprint: this.fingerprint, templates_per_class: this.templatesPerClass, shot_ids: this.ids.flat(),
     };
-    const digests = this.labels.filter((l) => this.digests.has(l)).map((l) => [l, this.digests.get(l)]);
-    if (digests.length) meta.shot_digests = Object.fromEntries(digests);
     const k = this.labels.length, sums = new Float32Array(k * this.dim);
     this.sums.forEach((s, i) => sums.set(s, i * this.dim));
     const metaBytes = new TextEncoder().encode(JSON.stringify(meta));
-    const entries = {
+    const flat = this.shots.flat();
+    const shots = new Float32Array(flat.length * this.dim);
+    flat.forEach((s, i) => shots.set(s, i * this.dim));
+    return writeZip({
       meta: writeNpy(metaBytes, [metaBytes.length]),
       sums: writeNpy(sums, [k, this.dim]),
       counts: writeNpy(BigInt64Array.from(this.counts, (c) => BigInt(c)), [k]),
-    };
-    if (this.shots) {
-      const flat = this.shots.flat();
-      const shots = new Float32Array(flat.length * this.dim);
-      flat.forEach((s, i) => shots.set(s, i * this.dim));
-      entries.shots = writeNpy(shots, [flat.length, this.dim]);
-      entries.shot_class = writeNpy(BigInt64Array.from(this.shots.flatMap((per, k2) => per.map(() => BigInt(k2)))), [flat.length]);
-    }
-    return writeZip(entries);
+      shots: writeNpy(shots, [flat.length, this.dim]),
+      shot_class: writeNpy(BigInt64Array.from(this.shots.flatMap((per, c) => per.map(() => BigInt(c)))), [flat.length]),
+    });
   }
 
-  /** Read a store; refuses another extractor's store naming both fingerprints, as the Python runtime does. */
+  /**
+   * Read a store, checked as the Python runtime checks it (storecheck.js); refuses another extractor's store naming
+   * both fingerprints. Every problem is one line.
+   */
   static fromNpz(bytes, { expectedFingerprint = null, expectedDim = null, name = "class store" } = {}) {
     const z = readZip(bytes, name);
     for (const need of ["meta", "sums", "counts"]) if (!z[need]) throw new Error(`${name} is corrupt: missing ${need}`);
-    const meta = JSON.parse(new TextDecoder().decode(readNpy(z.meta, "meta").data));
+    const metaArr = readNpy(z.meta, "meta");
+    if (metaArr.dtype !== "|u1") throw new Error(`${name} is corrupt: meta must be uint8 JSON`);
+    let parsed;
+    try {
+      parsed = parseMeta(new TextDecoder("utf-8", { fatal: true }).decode(metaArr.data));
+    } catch (err) {
+      throw new Error(`${name} is corrupt: unreadable metadata (${err.message})`);
+    }
+    const { meta, integers } = parsed;
     if (meta.format !== STORE_FORMAT) throw new Error(`${name} is not an imprinting class store`);
     if (meta.format_version !== 1) throw new Error(`${name} has format version ${meta.format_version}; this page reads version 1`);
+    const { dim, scale, fingerprint, templates } = checkSettings(meta, integers, name);
     const sums = readNpy(z.sums, "sums"), counts = readNpy(z.counts, "counts");
-    const k = meta.labels.length, dim = meta.embedding_dim;
+    const k = meta.labels.length;
     if (sums.dtype !== "<f4" || sums.shape.join() !== `${k},${dim}`) throw new Error(`${name} is corrupt: sums of shape (${sums.shape}) for ${k} labels of dim ${dim}`);
     if (counts.dtype !== "<i8" || counts.shape.join() !== `${k}`) throw new Error(`${name} is corrupt: counts of shape (${counts.shape})`);
-    if (expectedFingerprint && meta.extractor_fingerprint !== expectedFingerprint) {
-      throw new Error(`${name} was made with extractor ${meta.extractor_fingerprint.slice(0, 16)} but this model is ${expectedFingerprint.slice(0, 16)}; re-teach the classes with this model`);
+    const cnt = checkCounts(counts.data, name);
+    const rows = meta.labels.map((label, i) => ({ label, sum: sums.data.slice(i * dim, (i + 1) * dim), count: cnt[i], shots: [], ids: [] }));
+    if (!z.shots !== !z.shot_class) throw new Error(`${name} is corrupt: shots and shot_class must come together`);
+    if (z.shots) {
+      const shots = readNpy(z.shots, "shots"), cls = readNpy(z.shot_class, "shot_class");
+      const n = cls.shape[0];
+      if (shots.dtype !== "<f4" || cls.dtype !== "<i8" || cls.shape.length !== 1 || shots.shape.join() !== `${n},${dim}`) {
+        throw new Error(`${name} is corrupt: shots of shape (${shots.shape}) do not match`);
+      }
+      const ids = checkShotIds(meta, n, name);
+      cls.data.forEach((c, i) => {
+        if (c < 0n || c >= BigInt(k)) throw new Error(`${name} is corrupt: a shot names a class that does not exist`);
+        rows[Number(c)].shots.push(shots.data.slice(i * dim, (i + 1) * dim));
+        rows[Number(c)].ids.push(ids[i]);
+      });
+    }
+    checkClasses(rows, name);
+    if (expectedFingerprint && fingerprint !== expectedFingerprint) {
+      throw new Error(`${name} was made with extractor ${fingerprint.slice(0, 16)} but this model is ${expectedFingerprint.slice(0, 16)}; re-teach the classes with this model`);
     }
     if (expectedDim && dim !== expectedDim) throw new Error(`${name} holds ${dim}-d embeddings but this model makes ${expectedDim}-d ones`);
-    const st = new ClassStore(dim, meta.scale, meta.extractor_fingerprint);
-    meta.labels.forEach(validateLabel);
-    st.templatesPerClass = meta.templates_per_class || 1;
-    st.labels = [...meta.labels];
-    st.sums = st.labels.map((_, i) => sums.data.slice(i * dim, (i + 1) * dim));
-    st.counts = Array.from(counts.data, Number);
-    if (st.counts.some((c) => c < 1)) throw new Error(`${name} is corrupt: a class has a count below 1`);
-    st.digests = shotDigests(meta, name);
-    if (z.shots && z.shot_class) {
-      const shots = readNpy(z.shots, "shots"), cls = readNpy(z.shot_class, "shot_class");
-      st.shots = st.labels.map(() => []);
-      Array.from(cls.data, Number).forEach((c, i) => st.shots[c].push(shots.data.slice(i * dim, (i + 1) * dim)));
-    }
+    const st = new ClassStore(dim, scale, fingerprint);
+    st.templatesPerClass = templates;
+    st.setRows(rows);
     return st;
   }
 }

@@ -5,8 +5,9 @@
 // outside the centre crop the model sees. Prints "web-e2e: N passed, N failed"; exit 1 on a failure.
 // The shot-aware calibration case of the golden vectors (golden.json "shot_offsets") is checked twice: in node
 // against js/classstore.js directly, and in the page with its manifest swapped for one that has shot_offsets.
-// The fleet case (golden.json "merge"): ClassStore.combine in node against Python's combine, bit for bit, and the
-// page's "Merge .npz"; the node-merged stores are written to --out for Python to read. The default unknown policy
+// The fleet case (golden.json "merge" "cases": merges by shot identity, idempotent): ClassStore.combine in node against
+// Python's combine, bit for bit, and the page's "Merge .npz" (twice: the second adds nothing); the node-merged stores
+// are written to --out for Python to read. The default unknown policy
 // (golden.json "unknown"): the bundle's threshold or the fallback and the "unknown" alternative in the probabilities,
 // in node against js/classstore.js and in the page (its own bundle has no threshold; then a manifest that has one).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -122,28 +123,27 @@ await check("unknown policy: the bundle's threshold or the fallback, probabiliti
 });
 
 const bits = (v) => Array.from(new Int32Array(Float32Array.from(v).buffer)).join();
-/** The same classes bit for bit: labels, counts, float32 sums and shots, photo digests, the file's facts. */
+/** The same classes bit for bit: labels, counts, float32 sums and shots, shot ids, the file's settings. */
 function sameStore(got, want, what) {
   for (const key of ["labels", "counts"]) expect(got[key].join() === want[key].join(), `${what}: ${key} ${got[key]}, want ${want[key]}`);
   for (const key of ["dim", "scale", "fingerprint", "templatesPerClass"]) expect(got[key] === want[key], `${what}: ${key} ${got[key]}, want ${want[key]}`);
   want.labels.forEach((l, k) => {
     expect(bits(got.sums[k]) === bits(want.sums[k]), `${what}: the sum of ${l} differs by ${maxDiff(got.sums[k], want.sums[k])}`);
-    expect(JSON.stringify(got.digests.get(l)) === JSON.stringify(want.digests.get(l)), `${what}: digests of ${l}`);
-    expect(!got.shots === !want.shots, `${what}: shots kept ${!!got.shots}, want ${!!want.shots}`);
-    if (want.shots) expect(got.shots[k].map(bits).join(";") === want.shots[k].map(bits).join(";"), `${what}: shots of ${l}`);
+    expect(JSON.stringify(got.ids[k]) === JSON.stringify(want.ids[k]), `${what}: shot ids of ${l}`);
+    expect(got.shots[k].map(bits).join(";") === want.shots[k].map(bits).join(";"), `${what}: shots of ${l}`);
   });
 }
 
-await check("merges stores as Python does, bit for bit (node)", async () => {
+await check("merges stores by shot identity as Python does, bit for bit (node)", async () => {
   const m = golden.merge;
-  for (const [key, rename] of [["merged", false], ["merged_renamed", true]]) {
-    const [a, b] = m.stores.map(load);
-    const got = ClassStore.combine([a, b], rename);
-    sameStore(got, load(m[key].store), key);
-    samePredictions(rows("queries.npy").map((q) => got.classify(q, m.top_k)), m[key].predictions, key);
-    sameStore(a, load(m.stores[0]), `${key}: the first input afterwards`);
-    sameStore(ClassStore.fromNpz(got.toNpz()), got, `${key} after a round trip`);
-    writeFileSync(join(args.out, `web_${key}.npz`), got.toNpz());
+  for (const c of m.cases) {
+    const inputs = c.inputs.map(load);
+    const got = ClassStore.combine(inputs, c.rename);
+    sameStore(got, load(c.store), c.name);
+    samePredictions(rows("queries.npy").map((q) => got.classify(q, m.top_k)), c.predictions, c.name);
+    sameStore(inputs[0], load(c.inputs[0]), `${c.name}: the first input afterwards`);
+    sameStore(ClassStore.fromNpz(got.toNpz()), got, `${c.name} after a round trip`);
+    writeFileSync(join(args.out, `web_${c.name}.npz`), got.toNpz());
   }
   for (const r of m.refused) {
     let err = null;
@@ -297,6 +297,12 @@ try {
     await page.waitForFunction((l) => window.imprintDemo.state().labels.join() === l, want.labels.join(), { timeout: 3000 });
     const got = ClassStore.fromNpz(new Uint8Array(Buffer.from(await page.evaluate(() => window.imprintDemo.exportNpz()), "base64")));
     sameStore(got, want, "page");
+    // The same store again adds nothing (the status says so once the merge is done).
+    await page.setInputFiles("#merge", []);
+    await page.setInputFiles("#merge", join(args.golden, "merge_b.npz"));
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("nothing new"), null, { timeout: 3000 });
+    const again = ClassStore.fromNpz(new Uint8Array(Buffer.from(await page.evaluate(() => window.imprintDemo.exportNpz()), "base64")));
+    sameStore(again, want, "page, merged twice");
     await page.setInputFiles("#merge", join(args.golden, "merge_other_model.npz"));
     await page.waitForFunction(() => document.getElementById("status").textContent.includes("was made with extractor"), null, { timeout: 3000 });
     expect((await state()).labels.join() === want.labels.join(), "a store of another model changed the classes");
