@@ -37,6 +37,11 @@ def test_learn_classify_rename_remove_restart(tiny_bundle, image_files, tmp_path
 
     ok("classes", "rename", "--store", store, "green", "leaf")
     ok("classes", "remove", "--store", store, "red")
+    from imprinting.runtime import read_store
+
+    data = read_store(store)  # rename and remove keep every other class's shots
+    assert data.labels == ("leaf", "blue") and data.counts.tolist() == [2, 3]
+    assert data.shot_class.tolist() == [0, 0, 1, 1, 1] and len(set(data.shot_ids)) == 5
     # A new process (a restart) sees exactly what was saved.
     rows = [json.loads(line) for line in ok("classify", tiny_bundle, "--store", store, "--json", "--top-k", "1", *queries[1:]).splitlines()]
     assert [[c["label"] for c in r["categories"]] for r in rows] == [["leaf"], ["blue"]]
@@ -97,7 +102,7 @@ def test_templates_setting_is_kept_in_the_store(tiny_bundle, image_files, tmp_pa
     ok("learn", tiny_bundle, "--store", store, "--templates", "2", "--label", "red", *image_files["red"][:3])
     ok("learn", tiny_bundle, "--store", store, "--label", "green", *image_files["green"][:3])  # no --templates again
     with Recognizer.open(tiny_bundle, store) as r:
-        assert r.templates_per_class == 2
+        assert r.class_set.templates_per_class == 2
     from imprinting.runtime import read_store
 
     data = read_store(store)
@@ -114,10 +119,11 @@ def test_the_same_photo_taught_twice_is_one_shot(tiny_bundle, image_files, tmp_p
     assert res.returncode == 0 and "taught to 'red' already" in res.stderr and "(3 shots)" in res.stdout
     res = imprint("learn", tiny_bundle, "--store", store, "--label", "red", red[2])
     assert res.returncode == 0 and "nothing new for 'red'" in res.stdout
-    assert read_store(store).counts.tolist() == [3] and len(read_store(store).digests["red"]) == 3
+    assert read_store(store).counts.tolist() == [3] and len(set(read_store(store).shot_ids)) == 3
     with Recognizer.open(tiny_bundle, store) as r:
-        assert r.learn("red", [red[0], red[3]]) == 4  # the Python API skips repeats too
-        assert r.learn("blue", red[0]) == 1  # the same photo may teach another class
+        report = r.learn("red", [red[0], red[3]])  # the Python API skips repeats too
+        assert report.shots == 4 and len(report.added) == 1 and report.repeats == (str(red[0]),)
+        assert r.learn("blue", red[0]).shots == 1  # the same photo may teach another class
         r.save()
     again = read_store(store)
     assert dict(zip(again.labels, again.counts.tolist())) == {"red": 4, "blue": 1}
