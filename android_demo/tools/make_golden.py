@@ -48,6 +48,8 @@ Java and JavaScript must reproduce bit for bit (golden.json "merge" "cases": inp
     merge_export.npz   that export
     merge_other_model.npz, merge_other_dim.npz, merge_other_scale.npz, merge_other_templates.npz
                        stores that must be refused, with Python's line
+    fuzz_*.npz         random small stores sharing photos, base classes and labels, and Python's merges of them
+                       (golden.json "merge" "fuzz": inputs, rename flag, result), for Java and JavaScript to match
 """
 
 from __future__ import annotations
@@ -358,7 +360,70 @@ def merge_case(out: Path, m, embed, queries: np.ndarray) -> dict:
             refused.append({"store": name, "error": str(err)})
         else:
             raise AssertionError(f"combine accepted {name}")
-    return {"stores": ["merge_a.npz", "merge_b.npz"], "top_k": 3, "cases": cases, "refused": refused}
+    return {"stores": ["merge_a.npz", "merge_b.npz"], "top_k": 3, "cases": cases, "refused": refused,
+            "fuzz": merge_fuzz_case(out, m)}
+
+
+def merge_fuzz_case(out: Path, m, seed: int = 25, pairs: int = 12) -> list[dict]:
+    """Random small stores that share photos (the same id with other bits, the same bits under another id), base
+    classes (residuals, some equal) and clashing labels, merged by Python's combine with and without
+    rename_conflicts, and three at a time: Java and JavaScript must give the same bits (golden.json "merge" "fuzz")."""
+    from imprinting.runtime import StoreData, read_store, write_store
+    from imprinting.runtime.invariants import content_id
+    from imprinting.runtime.store_sync import combine
+
+    rng = np.random.default_rng(seed)
+    d = m.embedding_dim
+
+    def unit(n: int) -> np.ndarray:
+        x = rng.normal(size=(n, d))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    photos = unit(12)  # a pool of photos: their ids are "photo-i"
+    residuals = [(int(r), (r * unit(1)[0]).astype(np.float64)) for r in (3, 7, 20)]
+
+    def store() -> StoreData:
+        labels = [lab for lab in ("a", "b", "c", "a (2)") if rng.random() < 0.7] or ["a"]
+        sums, counts, shots, cls, ids = [], [], [], [], []
+        for k, _ in enumerate(labels):
+            acc, count, seen = np.zeros(d), 0, set()
+            if rng.random() < 0.5:
+                r, res = residuals[rng.integers(len(residuals))]
+                acc, count = acc + res, r
+            for p in rng.choice(len(photos), size=rng.integers(0 if count else 1, 5), replace=False):
+                row, sid = photos[p], f"photo-{p}"
+                kind = rng.random()
+                if kind < 0.2:  # the same photo, recomputed: other bits
+                    row = row + np.float32(1e-4) * unit(1)[0]
+                    row = (row / np.linalg.norm(row)).astype(np.float32)
+                elif kind < 0.4:  # the same bits without the photo's id
+                    sid = content_id(row)
+                if sid in seen:
+                    continue
+                seen.add(sid)
+                acc, count = acc + row, count + 1
+                shots.append(row)
+                cls.append(k)
+                ids.append(sid)
+            sums.append(acc.astype(np.float32))
+            counts.append(count)
+        return StoreData(tuple(labels), np.asarray(sums, np.float32), np.asarray(counts, np.int64), m.scale, m.fingerprint,
+                         shots=np.asarray(shots, np.float32).reshape(-1, d), shot_class=np.asarray(cls, np.int64),
+                         shot_ids=tuple(ids))
+
+    cases = []
+    for i in range(pairs):
+        names = []
+        for j in range(3):
+            names.append(f"fuzz_{i}_{j}.npz")
+            write_store(out / names[-1], store())
+        for inputs in (names[:2], names):
+            for rename in (False, True):
+                c = combine([read_store(out / f) for f in inputs], rename)
+                name = f"fuzz_{i}_{len(inputs)}{'_renamed' if rename else ''}_merged.npz"
+                write_store(out / name, c)
+                cases.append({"inputs": inputs, "rename": rename, "store": name})
+    return cases
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,7 +134,7 @@ function sameStore(got, want, what) {
   });
 }
 
-await check("merges stores by shot identity as Python does, bit for bit (node)", async () => {
+await check("merges stores by shot identity as Python does, bit for bit, the golden cases and random ones (node)", async () => {
   const m = golden.merge;
   for (const c of m.cases) {
     const inputs = c.inputs.map(load);
@@ -145,6 +145,8 @@ await check("merges stores by shot identity as Python does, bit for bit (node)",
     sameStore(ClassStore.fromNpz(got.toNpz()), got, `${c.name} after a round trip`);
     writeFileSync(join(args.out, `web_${c.name}.npz`), got.toNpz());
   }
+  expect(m.fuzz.length >= 40, `${m.fuzz.length} random merges`);
+  for (const c of m.fuzz) sameStore(ClassStore.combine(c.inputs.map(load), c.rename), load(c.store), c.store);
   for (const r of m.refused) {
     let err = null;
     try { ClassStore.combine([load(m.stores[0]), load(r.store)]); } catch (e) { err = e; }

@@ -335,6 +335,24 @@ public class MergeTest {
     }
 
     @Test
+    public void randomMergesMatchPython() throws Exception {
+        Golden g = Golden.load();
+        List<Map<String, Object>> fuzz = castList(g.map("merge").get("fuzz"));
+        assertTrue(fuzz.size() >= 40);
+        for (Map<String, Object> c : fuzz) {
+            List<ClassStore> inputs = new ArrayList<ClassStore>();
+            for (Object f : (List<?>) c.get("inputs")) {
+                inputs.add(read(g, (String) f));
+            }
+            try {
+                assertIdentical(read(g, (String) c.get("store")), ClassStore.combine(inputs, Boolean.TRUE.equals(c.get("rename"))));
+            } catch (AssertionError e) {
+                throw new AssertionError(c.get("store") + ": " + e.getMessage(), e);
+            }
+        }
+    }
+
+    @Test
     public void refusesWhatPythonRefusesWithPythonsLine() throws Exception {
         Golden g = Golden.load();
         ClassStore a = read(g, (String) ((List<?>) g.map("merge").get("stores")).get(0));
