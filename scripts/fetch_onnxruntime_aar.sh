@@ -28,11 +28,12 @@ command -v npm >/dev/null || { echo "SKIP: npm not found (it fetches the ONNX Ru
 mkdir -p "$cache"
 tmp="$(mktemp -d "$cache/fetch.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-if ! (cd "$tmp" && npm pack --silent "$PACKAGE@$VERSION" >npm.log 2>&1); then
-  echo "SKIP: npm pack $PACKAGE@$VERSION failed (no network or registry?): $(tail -1 "$tmp/npm.log")"
+if ! (cd "$tmp" && npm pack --loglevel=error "$PACKAGE@$VERSION" >npm.log 2>&1); then
+  why="$(grep -m1 -E 'npm (error|ERR!) (code|[A-Za-z]+Error)' "$tmp/npm.log" | tail -1)"
+  echo "SKIP: npm pack $PACKAGE@$VERSION failed (no network or registry?): ${why:-see the npm log}"
   exit 77
 fi
-tar -xzf "$tmp/$PACKAGE-$VERSION.tgz" -C "$tmp" package/Plugins/Android/onnxruntime.aar
+tar --no-same-owner -xzf "$tmp/$PACKAGE-$VERSION.tgz" -C "$tmp" package/Plugins/Android/onnxruntime.aar
 got="$(sha "$tmp/package/Plugins/Android/onnxruntime.aar")"
 if [ "$got" != "$AAR_SHA256" ]; then
   echo "error: onnxruntime.aar from $PACKAGE@$VERSION has sha256 $got, expected $AAR_SHA256" >&2

@@ -6,7 +6,8 @@ registry into cache/android/ by scripts/fetch_onnxruntime_aar.sh, sha256-pinned)
 manager and the app need: the signature and alignment, the manifest (package, SDK levels, camera permission,
 launcher, native libraries mapped from the APK), a dex that the ART dexdump reads and whose every type
 reference resolves (to its own classes, API 23's or a short list of later ones ONNX Runtime uses), both ONNX
-Runtime libraries for each ABI, and the bundle in assets/bundle/ byte-equal and stored uncompressed.
+Runtime libraries for each ABI, the bundle in assets/bundle/ byte-equal and stored uncompressed, and imprint-core
+(what the app runs on the phone to open its bundle) picking the shipped ONNX file from the shipped manifest.
 
 Also checks android_demo/tools/Desugar.java, which turns ONNX Runtime's Java 17 classes into Java 8 ones for dx,
 on a Java 17 program (lambdas, method and constructor references, nestmates) run by the JVM's verifier.
@@ -231,6 +232,42 @@ def test_bundle_in_assets(built: tuple[Path, Path, bool]) -> None:
     if default:
         assert any(e["precision"] == "int8" and e["file"] == model for e in manifest["extractors"]), \
             "the default bundle's int8 ONNX file is the one shipped"
+
+
+READ_BUNDLE = """
+import org.imprinting.core.Manifest;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+public class ReadBundle {
+    public static void main(String[] args) throws Exception {
+        Manifest m = Manifest.parse(new String(Files.readAllBytes(Paths.get(args[0])), StandardCharsets.UTF_8));
+        Manifest.Extractor e = m.selectOnnx();
+        System.out.println(e.file + " " + e.layout + " " + m.preprocess.inputSize + " " + m.embeddingDim);
+    }
+}
+"""
+
+
+def test_the_app_core_opens_the_shipped_bundle(built: tuple[Path, Path, bool], tmp_path: Path) -> None:
+    """imprint-core (what ModelBundle.load runs on the phone) parses the APK's manifest.json and picks the
+    ONNX file that the APK carries."""
+    apk, bundle, _ = built
+    javac, java = _tool("javac"), _tool("java")
+    with zipfile.ZipFile(apk) as z:
+        (tmp_path / "manifest.json").write_bytes(z.read("assets/bundle/manifest.json"))
+        shipped = {n.rsplit("/", 1)[1] for n in z.namelist() if n.startswith("assets/bundle/")}
+    (tmp_path / "ReadBundle.java").write_text(READ_BUNDLE)
+    core = sorted(str(p) for p in (ROOT / "android_demo" / "imprint-core" / "src" / "main" / "java").rglob("*.java"))
+    _run(javac, "-Xlint:-options", "-encoding", "UTF-8", "--release", "8", "-d", str(tmp_path / "classes"),
+         *core, str(tmp_path / "ReadBundle.java"))
+    file, layout, size, dim = _run(java, "-cp", str(tmp_path / "classes"), "ReadBundle",
+                                   str(tmp_path / "manifest.json")).split()
+    assert file in shipped and file.endswith(".onnx")
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    assert file == _selected_model(manifest)
+    assert (int(size), int(dim)) == (manifest["preprocess"]["input_size"], manifest["embedding_dim"])
+    assert layout in ("NCHW", "NHWC")
 
 
 SAMPLE = """
