@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import threading
 import time
@@ -85,9 +86,11 @@ def cmd_camera(args: argparse.Namespace) -> int:
     with Recognizer(load_bundle(args.bundle), args.store, options) as r:
         source = open_source(args.source, SourceOptions(realtime=args.realtime, loop=args.loop, fps=args.fps,
                                                         capture_size=_capture_size(args.capture_size, r)))
-        emit = _printer(sys.stdout, args.events)
+        stop_hook: list[Callable[[], None]] = []
+        emit = _printer(sys.stdout, args.events, on_closed=lambda: [f() for f in stop_hook])
         window = _Window() if args.show else None
         loop = CameraLoop(r, source, loop_options, on_event=emit, on_frame=window.draw if window else None)
+        stop_hook.append(loop.stop)  # a reader that closed the pipe (`| head`) ends the run quietly
         if window:
             window.loop = loop
         api = ApiServer(loop, args.api_host, args.api_port).start() if args.api_port >= 0 else None
@@ -99,6 +102,7 @@ def cmd_camera(args: argparse.Namespace) -> int:
             loop.run()
         except KeyboardInterrupt:
             loop.stop()
+            emit(loop.stats())  # Ctrl-C ends like the end of the source: with the final stats
         finally:
             if api:
                 api.close()
@@ -111,15 +115,23 @@ def cmd_camera(args: argparse.Namespace) -> int:
     return 0
 
 
-def _printer(out: TextIO, mode: str) -> Callable[[Event], None]:
+def _printer(out: TextIO, mode: str, on_closed: Callable[[], object] = lambda: None) -> Callable[[Event], None]:
+    """Events as JSON lines on `out`; when its reader goes away, on_closed() once and silence after."""
     lock = threading.Lock()
+    closed = []
 
     def emit(event: Event) -> None:
-        if not _wanted(event, mode):
+        if closed or not _wanted(event, mode):
             return
         with lock:
-            out.write(json.dumps(event.to_dict(), ensure_ascii=False, default=_jsonable) + "\n")
-            out.flush()
+            try:
+                out.write(json.dumps(event.to_dict(), ensure_ascii=False, default=_jsonable) + "\n")
+                out.flush()
+            except BrokenPipeError:
+                closed.append(True)
+                # Later writes (and Python's own flush at exit) must not complain about the closed pipe.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+                on_closed()
 
     return emit
 
@@ -143,7 +155,11 @@ def _jsonable(x: Any) -> Any:
 def read_commands(stream: TextIO, loop: CameraLoop, emit: Callable[[Event], None]) -> None:
     """Headless teaching: one command per line (see STDIN_HELP). Ends at EOF or `quit`."""
     for line in stream:
-        words = line.split()
+        try:
+            words = shlex.split(line)  # teach "blue jay" 3
+        except ValueError as err:
+            emit(ev.Error(f"cannot parse {line.strip()!r}: {err}; {STDIN_HELP}"))
+            continue
         if not words:
             continue
         cmd, rest = words[0].lower(), words[1:]

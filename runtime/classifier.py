@@ -40,6 +40,13 @@ class ImprintedClassifier:
     def dim(self) -> int:
         return self.classes.dim
 
+    @property
+    def weights(self) -> np.ndarray:
+        """A copy of the imprinted unit weight rows, float32 (K, D) (the paper's W)."""
+        with self.classes.lock:
+            sums, inv_norms, _, _ = self.classes.arrays()
+            return sums * inv_norms[:, None]
+
     def cosines(self, embeddings: np.ndarray) -> np.ndarray:
         """Cosine of each embedding (D,) or (n, D) to each class, float32 (n, K) (max over templates if
         several; a refinement's calibrated cosines when the classes are refined), without shot offsets."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import sys
 from pathlib import Path
@@ -41,6 +40,8 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
                    help="also show, for each top class, the nearest taught shots and their cosines")
     p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
     p.add_argument("--min-margin", type=float, help="report 'unknown' when top-1 minus top-2 cosine is below this")
+    from .classify_cli import cmd_classify
+
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("eval", help="score a labelled folder: teach N shots per subfolder, classify the rest")
@@ -118,67 +119,50 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if not args.folders and (args.label is None or not args.images):
         raise ValueError("give --label NAME and image files or folders, or --folders DIR (one class per subfolder)")
     jobs = class_folders(args.folders) if args.folders else {validate_label(args.label): image_files(args.images)}
-    taught, any_repeats = 0, False
+    real_path(args.store)  # a store in a missing folder fails now, not after every photo was learned
     with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
-        for label, files in jobs.items():
-            report = r.learn(label, files)
-            any_repeats |= bool(report.repeats)
-            for f in report.repeats:
-                print(f"skipped {f}: this photo is taught to {report.label!r} already", file=sys.stderr)
-            for f, why in report.failed:
-                print(f"skipped {f}: {why}", file=sys.stderr)
-            if report.added:
-                taught += 1
-                print(f"learned {report.label!r} from {len(report.added)} image(s) ({report.shots} shots)")
-            elif report.repeats and not report.failed:
-                print(f"nothing new for {report.label!r}: every photo was taught already ({report.shots} shots)")
-            elif not args.folders:
-                raise ValueError(report.failed[0][1] if report.failed else "no image files")  # nothing is saved
-            else:
-                print(f"nothing taught for {report.label!r}: "
-                      f"{report.failed[0][1] if report.failed else 'no image files'}", file=sys.stderr)
-        if not taught and not any_repeats:
+        done: list[str] = []
+        try:
+            any_repeats = _learn_jobs(r, jobs, bool(args.folders), done)
+        except KeyboardInterrupt:
+            if done:  # every class learned before Ctrl-C is whole: keep it
+                r.save()
+            print(f"imprint: interrupted; {_classes(len(done))} learned before it "
+                  f"{'saved to ' + args.store if done else 'nothing saved'}", file=sys.stderr)
+            raise
+        if not done and not any_repeats:
             raise ValueError(f"no class under {args.folders} had a readable image; nothing was saved")
         r.save()
-        print(f"{len(r)} classes in {args.store}")
+        print(f"{_classes(len(r))} in {args.store}")
     return 0
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    files = image_files(args.images)
-    with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
-        if len(r) == 0:
-            raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} --label NAME IMAGE...`")
-        emb = r.embed_each(files)
-        results = r.classify(emb.embeddings, top_k=args.top_k) if emb.ok else []
-        why = [{c.label: r.nearest_shots(e, c.label) for c in res.categories} if args.explain else {}
-               for e, res in zip(emb.embeddings, results)]
-    good, failed = [files[i] for i in emb.ok], [(files[i], why) for i, why in emb.failed]
-    rows = csv.writer(sys.stdout) if args.csv else None
-    if rows:
-        rows.writerow(["image", "label", "cosine"])
-    counts: dict[str, int] = {}
-    for image, res, near in zip(good, results, why):
-        counts[res.label or "unknown"] = counts.get(res.label or "unknown", 0) + 1
-        if args.json:
-            extra = {"nearest_shots": {lab: [{"shot": i, "cosine": c} for i, c in v] for lab, v in near.items()}} if near else {}
-            print(json.dumps({"image": str(image), **res.to_dict(), **extra}, ensure_ascii=False))
-        elif rows:
-            rows.writerow([str(image), res.label or "unknown", f"{res.score:.4f}"])
+def _classes(n: int) -> str:
+    return f"{n} class{'' if n == 1 else 'es'}"
+
+
+def _learn_jobs(r: Recognizer, jobs: dict[str, list[Path]], folders: bool, done: list[str]) -> bool:
+    """Teach each class of jobs through Recognizer.learn, printing what happened; labels learned go to done.
+    Returns whether any photo was skipped as taught already."""
+    any_repeats = False
+    for label, files in jobs.items():
+        report = r.learn(label, files)
+        any_repeats |= bool(report.repeats)
+        for f in report.repeats:
+            print(f"skipped {f}: this photo is taught to {report.label!r} already", file=sys.stderr)
+        for f, why in report.failed:
+            print(f"skipped {f}: {why}", file=sys.stderr)
+        if report.added:
+            done.append(report.label)
+            print(f"learned {report.label!r} from {len(report.added)} image(s) ({report.shots} shots)", flush=True)
+        elif report.repeats and not report.failed:
+            print(f"nothing new for {report.label!r}: every photo was taught already ({report.shots} shots)")
+        elif not folders:
+            raise ValueError(report.failed[0][1] if report.failed else "no image files")  # nothing is saved
         else:
-            top = ", ".join(f"{c.label} {c.score:.3f}" for c in res.categories)
-            print(f"{image}: {res.label if res.label is not None else 'unknown'}  ({top})")
-            for c in res.categories if near else ():
-                shots = ", ".join(f"shot {i} {cos:.3f}" for i, cos in near[c.label]) or "no stored shots"
-                print(f"    {c.label}: {c.shots} shots; nearest {shots}")
-    for f, reason in failed:
-        print(f"skipped {f}: {reason}", file=sys.stderr)
-    if len(files) > 1:
-        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-        print(f"{len(good)} classified ({summary}); {len(failed)} unreadable", file=sys.stderr)
-    return 1 if failed and not good else 0
+            print(f"nothing taught for {report.label!r}: "
+                  f"{report.failed[0][1] if report.failed else 'no image files'}", file=sys.stderr)
+    return any_repeats
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
