@@ -47,15 +47,22 @@ class DoctorOptions:
 
 
 def engines_for(entry: ExtractorEntry) -> list[tuple[str, str | None]]:
-    """(engine, onnxruntime provider or None) pairs installed here that can run `entry`'s format."""
+    """(engine, onnxruntime provider or OpenVINO device, or None) pairs installed here that can run `entry`."""
     if entry.format == "onnx":
+        out: list[tuple[str, str | None]] = []
         try:
             from ._deps import require_onnxruntime
 
-            providers = require_onnxruntime().get_available_providers()
+            out += [("onnxruntime", p) for p in require_onnxruntime().get_available_providers() if p not in _NOT_LOCAL]
         except ImportError:
-            return []
-        return [("onnxruntime", p) for p in providers if p not in _NOT_LOCAL]
+            pass
+        try:
+            from ._openvino import require_openvino
+
+            out += [("openvino", d) for d in require_openvino().Core().available_devices if d.split(".")[0] == "CPU"]
+        except ImportError:
+            pass
+        return out
     try:
         from ._deps import require_litert
 
@@ -79,9 +86,16 @@ def _rss_mb(peak: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(bundle_dir: str, file: str, provider: str | None, options: DoctorOptions) -> dict[str, Any]:
-    """One row: load `file` (with `provider` for ONNX), its self-check figures, median latency (ms) per
-    thread count on one probe (1, S, S, 3 crop normalized), and resident memory (MB) before and at peak."""
+def _engine_options(engine: str, where: str | None, threads: int) -> ExtractorOptions:
+    if engine == "openvino":
+        return ExtractorOptions(threads=threads, engine="openvino", openvino_device=where or "CPU", self_check="off")
+    return ExtractorOptions(threads=threads, providers=(where,) if where else None, self_check="off")
+
+
+def measure(bundle_dir: str, file: str, engine: str, where: str | None, options: DoctorOptions) -> dict[str, Any]:
+    """One row: load `file` with `engine` (on onnxruntime provider or OpenVINO device `where`), its self-check
+    figures, median latency (ms) per thread count on one probe (1, S, S, 3 crop normalized), and resident
+    memory (MB) before and at peak."""
     from .selfcheck import check, verdict_dict
 
     bundle = load_bundle(bundle_dir)
@@ -90,7 +104,7 @@ def measure(bundle_dir: str, file: str, provider: str | None, options: DoctorOpt
     base = _rss_mb(peak=False)
     row: dict[str, Any] = {"file": file, "format": entry.format, "precision": entry.precision, "latency_ms": {}}
     for i, threads in enumerate(options.threads):
-        opts = ExtractorOptions(threads=threads, providers=(provider,) if provider else None, self_check="off")
+        opts = _engine_options(engine, where, threads)
         t0 = time.perf_counter()
         ex = bundle.load_entry(entry, opts)
         try:
@@ -121,12 +135,13 @@ def _median_ms(ex: Any, bundle: Bundle, probes: tuple[np.ndarray, np.ndarray] | 
     return float(np.median(times) * 1e3)
 
 
-def _measure_isolated(bundle_dir: str, file: str, provider: str | None, options: DoctorOptions) -> dict[str, Any]:
+def _measure_isolated(bundle_dir: str, file: str, engine: str, where: str | None,
+                      options: DoctorOptions) -> dict[str, Any]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, bundle_dir, file, provider, options).result()
+        return pool.submit(measure, bundle_dir, file, engine, where, options).result()
 
 
 def diagnose(bundle_dir: str | Path, options: DoctorOptions = DoctorOptions()) -> dict[str, Any]:
@@ -139,9 +154,9 @@ def diagnose(bundle_dir: str | Path, options: DoctorOptions = DoctorOptions()) -
     run = _measure_isolated if options.isolate else measure
     rows = []
     for entry in m.extractors:
-        for engine, provider in engines_for(entry):
-            log.info("doctor: %s with %s %s", entry.file, engine, provider or "")
-            rows.append(run(str(bundle.path), entry.file, provider, options))
+        for engine, where in engines_for(entry):
+            log.info("doctor: %s with %s %s", entry.file, engine, where or "")
+            rows.append(run(str(bundle.path), entry.file, engine, where, options))
     return {
         "device": device_info(),
         "bundle": {"name": m.name, "path": str(bundle.path), "fingerprint": m.fingerprint,
@@ -155,7 +170,8 @@ def diagnose(bundle_dir: str | Path, options: DoctorOptions = DoctorOptions()) -
 def _chosen(bundle: Bundle, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The runtime's default pick: the first of Manifest.candidates() whose default engine passed its check."""
     for entry in bundle.manifest.candidates():
-        default = [r for r in rows if r["file"] == entry.file and r["device"] in ("CPUExecutionProvider", "cpu")]
+        default = [r for r in rows if r["file"] == entry.file and r["engine"] != "openvino"
+                   and r["device"] in ("CPUExecutionProvider", "cpu")]
         if default and (default[0]["check"] is None or default[0]["check"]["passed"]):
             return {k: default[0][k] for k in ("file", "engine", "engine_version", "device")}
     return None

@@ -11,6 +11,7 @@ import numpy as np
 
 
 SELF_CHECK_MODES = ("on", "strict", "off")
+ONNX_ENGINES = ("onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class ExtractorOptions:
     (log one line and open the next candidate), "strict" (raise ValueError) or "off" (do not check).
     check_cache: the directory where verdicts are kept (None: $IMPRINT_CHECK_CACHE, else
     $XDG_CACHE_HOME/imprinting/selfcheck or ~/.cache/imprinting/selfcheck; "off": check every time).
+    engine: what runs an ONNX file: "onnxruntime" (None: the default) or "openvino" (_openvino.py), on
+    openvino_device ("CPU", "GPU", "NPU", "AUTO") at openvino_precision ("f32", "bf16", "f16"; set
+    explicitly, since OpenVINO would otherwise pick bf16 or f16 by device). TFLite files run on LiteRT.
     """
 
     threads: int | None = None
@@ -32,12 +36,19 @@ class ExtractorOptions:
     delegate_options: dict[str, Any] = field(default_factory=dict)
     self_check: str = "on"
     check_cache: str | None = None
+    engine: str | None = None
+    openvino_device: str = "CPU"
+    openvino_precision: str = "f32"
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
         if self.self_check not in SELF_CHECK_MODES:
             raise ValueError(f"self_check must be one of {list(SELF_CHECK_MODES)}, got {self.self_check!r}")
+        if self.engine not in (None, *ONNX_ENGINES):
+            raise ValueError(f"engine must be one of {list(ONNX_ENGINES)} or None, got {self.engine!r}")
+        if self.openvino_precision not in ("f32", "bf16", "f16"):
+            raise ValueError(f"openvino_precision must be 'f32', 'bf16' or 'f16', got {self.openvino_precision!r}")
 
 
 class Extractor(Protocol):
@@ -59,11 +70,15 @@ class Extractor(Protocol):
 
 
 def load_extractor(path: str | os.PathLike[str], options: ExtractorOptions = ExtractorOptions()) -> Extractor:
-    """Open an `.onnx` file with onnxruntime or a `.tflite` file with ai-edge-litert."""
+    """Open an `.onnx` file with onnxruntime (or OpenVINO: options.engine) or a `.tflite` file with ai-edge-litert."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"extractor file {path} does not exist")
     suffix = path.suffix.lower()
+    if suffix == ".onnx" and options.engine == "openvino":
+        from ._openvino import OpenVinoExtractor
+
+        return OpenVinoExtractor(path, options)
     if suffix == ".onnx":
         from ._onnx import OnnxExtractor
 

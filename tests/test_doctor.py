@@ -23,7 +23,7 @@ def probed(tmp_path):
 
 def test_every_file_gets_a_row_with_parity_latency_memory_and_the_choice(probed):
     report = diagnose(probed, FAST)
-    rows = report["results"]
+    rows = [r for r in report["results"] if r["engine"] == "onnxruntime"]
     assert [(r["file"], r["engine"], r["device"]) for r in rows] == [
         ("extractor_int8.onnx", "onnxruntime", "CPUExecutionProvider"),
         ("extractor_fp32.onnx", "onnxruntime", "CPUExecutionProvider")]
@@ -42,7 +42,7 @@ def test_every_file_gets_a_row_with_parity_latency_memory_and_the_choice(probed)
 def test_a_file_that_fails_here_is_shown_and_not_chosen(probed, monkeypatch):
     install_fake_engine(monkeypatch, target="int8")
     report = diagnose(probed, FAST)
-    assert [r["check"]["passed"] for r in report["results"]] == [False, True]
+    assert [r["check"]["passed"] for r in report["results"] if r["device"] == "CPUExecutionProvider"] == [False, True]
     assert report["chosen"]["file"] == "extractor_fp32.onnx"
     assert " NO " in format_report(report)
 
@@ -52,7 +52,7 @@ def test_the_command_prints_json_measured_in_separate_processes(probed, capsys):
 
     assert main(["doctor", str(probed), "--json", "--runs", "2", "--threads", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert len(report["results"]) == 2 and report["options"]["threads"] == [1]
+    assert len([r for r in report["results"] if r["engine"] == "onnxruntime"]) == 2 and report["options"]["threads"] == [1]
     assert report["results"][0]["check"]["passed"] and report["results"][0]["peak_rss_mb"] > 10
     assert main(["doctor", str(probed), "--threads", "one"]) == 1
     assert "--threads takes comma-separated counts" in capsys.readouterr().err
@@ -62,3 +62,10 @@ def test_a_bundle_without_probes_is_timed_and_said_so(tiny_bundle):
     report = diagnose(tiny_bundle, FAST)
     assert report["results"][0]["check"] is None and report["chosen"]["file"] == "extractor_fp32.onnx"
     assert "carries no probes" in format_report(report)
+
+
+def test_openvino_rows_when_it_is_installed(probed):
+    pytest.importorskip("openvino")
+    rows = [r for r in diagnose(probed, FAST)["results"] if r["engine"] == "openvino"]
+    assert [(r["file"], r["device"]) for r in rows] == [("extractor_int8.onnx", "CPU:f32"), ("extractor_fp32.onnx", "CPU:f32")]
+    assert all(r["check"]["passed"] for r in rows)

@@ -158,3 +158,19 @@ def test_strict_check_flag(tiny_bundle):
     model_args(p, store=None)
     assert recognizer_options(p.parse_args([str(tiny_bundle), "--strict-check"])).extractor.self_check == "strict"
     assert recognizer_options(p.parse_args([str(tiny_bundle)])).extractor.self_check == "on"
+
+
+def test_openvino_runs_onnx_files_through_the_same_door_and_check(probed, tmp_path):
+    pytest.importorskip("openvino")
+    ex = probed.open_extractor(options=_opts(tmp_path, engine="openvino", threads=1))
+    assert ex.backend == "openvino" and ex.device == "CPU:f32" and ex.entry.file == "extractor_int8.onnx"
+    assert ex.self_check.passed and ex.self_check.engine == "openvino" and ex.self_check.mean_cosine > 0.9999
+    crops, emb = probed.probes()
+    from imprinting.runtime.preprocess import normalize
+
+    np.testing.assert_allclose(ex.run(normalize(crops, probed.manifest.preprocess, "NCHW")), emb, rtol=1e-4, atol=1e-5)
+    ex.close()
+    with pytest.raises(ValueError, match="engine must be one of"):
+        ExtractorOptions(engine="tensorrt")
+    with pytest.raises(ValueError, match="cannot compile .* for OpenVINO NOPE"):
+        probed.open_extractor(options=_opts(tmp_path, engine="openvino", openvino_device="NOPE"))
