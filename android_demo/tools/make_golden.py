@@ -48,6 +48,8 @@ Java and JavaScript must reproduce bit for bit (golden.json "merge" "cases": inp
     merge_export.npz   that export
     merge_other_model.npz, merge_other_dim.npz, merge_other_scale.npz, merge_other_templates.npz
                        stores that must be refused, with Python's line
+    hostile_*.npz      broken and hostile stores (golden.json "hostile": whether Python's read_store accepts each, and
+                       its line): every reader must give the same verdict
     fuzz_*.npz         random small stores sharing photos, base classes and labels, and Python's merges of them
                        (golden.json "merge" "fuzz": inputs, rename flag, result), for Java and JavaScript to match
 """
@@ -426,6 +428,90 @@ def merge_fuzz_case(out: Path, m, seed: int = 25, pairs: int = 12) -> list[dict]
     return cases
 
 
+def hostile_case(out: Path) -> list[dict]:
+    """Broken and hostile class stores (issue 25's poison among them) and whether the Python runtime's read_store
+    accepts each: every reader must give the same verdict (golden.json "hostile")."""
+    from imprinting.runtime import read_store
+
+    base = {"format": "imprinting-class-store", "format_version": 1, "labels": ["a", "b"], "scale": 10.0, "embedding_dim": 2,
+            "extractor_fingerprint": "fp", "templates_per_class": 1}
+    sums, counts = [[1.6, 0.8], [0.0, 3.0]], [2, 3]
+    shots, cls = [[1, 0], [0.6, 0.8], [0, 1]], [0, 0, 1]
+
+    def meta(**kw) -> dict:
+        return {**base, **kw}
+
+    deep = json.dumps(base)[:-1] + ', "x": ' + "[" * 100000 + "]" * 100000 + "}"
+    cases = [  # name, meta (dict or text), sums, counts, shots (None: no shots), shot_class
+        ("good", meta(), sums, counts, shots, cls),
+        ("good without shots", meta(), sums, counts, None, None),
+        ("good with ids and nulls", meta(shot_ids=["p1", None, "p3"]), sums, counts, shots, cls),
+        ("legacy shot_digests, one of a missing class", meta(shot_digests={"a": ["d1"], "zz": ["d2"]}), sums, counts, shots, cls),
+        ("shot_ids without shots", meta(shot_ids=["x"]), sums, counts, None, None),
+        ("integer scale, float dim", json.dumps(meta(scale=10)).replace('"embedding_dim": 2', '"embedding_dim": 2.0'),
+         sums, counts, shots, cls),
+        ("count 2^40", meta(), [[1.6, 0.8], [0, 3]], [2, 2**40], [[1, 0], [0.6, 0.8]], [0, 0]),
+        ("a shot 0.9e-3 off unit", meta(), [[1.6009, 0.8], [0, 3]], counts, [[1.0009, 0], [0.6, 0.8], [0, 1]], cls),
+        ("an emoji label", meta(labels=["a", "b\U0001F600"]), sums, counts, shots, cls),
+        ("count 0", meta(), sums, [2, 0], None, None),
+        ("count 2^40 + 1", meta(), sums, [2, 2**40 + 1], None, None),
+        ("count 2^63 - 1", meta(), sums, [2, 2**63 - 1], None, None),
+        ("an absurd sum (3e38)", meta(), [[1.6, 0.8], [0, 3e38]], counts, None, None),
+        ("a sum longer than its count", meta(), [[1.6, 0.8], [0, 3.01]], counts, None, None),
+        ("an infinite sum", meta(), [[1.6, 0.8], [0, np.inf]], counts, None, None),
+        ("a shot of norm 1e30", meta(), sums, counts, [[1, 0], [0.6, 0.8], [0, 1e30]], cls),
+        ("a shot of norm 1.01", meta(), sums, counts, [[1, 0], [0.6, 0.8], [0, 1.01]], cls),
+        ("a NaN shot", meta(), sums, counts, [[1, 0], [0.6, 0.8], [0, np.nan]], cls),
+        ("more shots than the count", meta(), sums, counts, shots, [0, 0, 0]),
+        ("all shots kept, another sum", meta(), [[1.5, 0.8], [0, 3]], counts, shots, cls),
+        ("a shot of no class", meta(), sums, counts, shots, [0, 0, 2]),
+        ("the same shot twice without ids", meta(), [[2, 0], [0, 3]], counts, [[1, 0], [1, 0]], [0, 0]),
+        ("the same id twice in a class", meta(shot_ids=["p1", "p1", "p3"]), sums, counts, shots, cls),
+        ("a non-NFC label", meta(labels=["Cafe\u0301", "b"]), sums, counts, shots, cls),
+        ("a label with a space at its end", meta(labels=["a ", "b"]), sums, counts, shots, cls),
+        ("an invisible label", meta(labels=["a\u200b", "b"]), sums, counts, shots, cls),
+        ("labels the same after NFC", meta(labels=["\u00e9", "e\u0301"]), sums, counts, shots, cls),
+        ("duplicate labels", meta(labels=["a", "a"]), sums, counts, shots, cls),
+        ("scale Infinity", json.dumps(meta()).replace('"scale": 10.0', '"scale": Infinity'), sums, counts, shots, cls),
+        ("scale NaN", json.dumps(meta()).replace('"scale": 10.0', '"scale": NaN'), sums, counts, shots, cls),
+        ("scale 1e999", json.dumps(meta()).replace('"scale": 10.0', '"scale": 1e999'), sums, counts, shots, cls),
+        ("scale 1000.5", meta(scale=1000.5), sums, counts, shots, cls),
+        ("scale 0", meta(scale=0.0), sums, counts, shots, cls),
+        ("scale true", meta(scale=True), sums, counts, shots, cls),
+        ("templates 65", meta(templates_per_class=65), sums, counts, shots, cls),
+        ("templates 10**30", meta(templates_per_class=10**30), sums, counts, shots, cls),
+        ("templates 2.0", meta(templates_per_class=2.0), sums, counts, shots, cls),
+        ("templates true", meta(templates_per_class=True), sums, counts, shots, cls),
+        ("shot_ids of another length", meta(shot_ids=["p1", "p2"]), sums, counts, shots, cls),
+        ("a shot id of 65 characters", meta(shot_ids=["p1", None, "x" * 65]), sums, counts, shots, cls),
+        ("an empty shot id", meta(shot_ids=["p1", None, ""]), sums, counts, shots, cls),
+        ("a numeric shot id", meta(shot_ids=["p1", None, 7]), sums, counts, shots, cls),
+        ("malformed shot_digests", meta(shot_digests={"a": "d1"}), sums, counts, shots, cls),
+        ("a fingerprint that is a number", meta(extractor_fingerprint=7), sums, counts, shots, cls),
+        ("labels that are numbers", meta(labels=[1, 2]), sums, counts, shots, cls),
+        ("metadata nested 100000 deep", deep, sums, counts, shots, cls),
+    ]
+    out_cases = []
+    for i, (name, m, s, c, sh, sc) in enumerate(cases):
+        text = m if isinstance(m, str) else json.dumps(m, ensure_ascii=False)
+        arrays = {"meta": np.frombuffer(text.encode("utf-8"), np.uint8), "sums": np.asarray(s, np.float32),
+                  "counts": np.asarray(c, np.int64)}
+        if sh is not None:
+            arrays.update(shots=np.asarray(sh, np.float32), shot_class=np.asarray(sc, np.int64))
+        path = out / f"hostile_{i}.npz"
+        with np.errstate(over="ignore"):
+            np.savez(path, **arrays)
+        try:
+            read_store(path)
+            verdict = None
+        except ValueError as err:
+            verdict = str(err)
+        out_cases.append({"name": name, "store": path.name, "accepted": verdict is None, "error": verdict})
+    verdicts = {c["name"]: c["accepted"] for c in out_cases}
+    assert verdicts["good"] and not verdicts["an absurd sum (3e38)"] and not verdicts["count 2^63 - 1"], verdicts
+    return out_cases
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="directory to write (created)")
@@ -508,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     golden["shot_offsets"] = shot_offsets_case(out, m, embed, queries, policy)
     golden["unknown"] = unknown_case(out, m, shots, shot_labels, queries)
     golden["merge"] = merge_case(out, m, embed, queries)
+    golden["hostile"] = hostile_case(out)
     (out / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False), encoding="utf-8")
     ex.close()
     print(f"golden vectors in {out} ({len(golden['frames'])} frames, {len(shots)} shots, {len(queries)} queries, "

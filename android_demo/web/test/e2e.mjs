@@ -7,7 +7,8 @@
 // against js/classstore.js directly, and in the page with its manifest swapped for one that has shot_offsets.
 // The fleet case (golden.json "merge" "cases": merges by shot identity, idempotent): ClassStore.combine in node against
 // Python's combine, bit for bit, and the page's "Merge .npz" (twice: the second adds nothing); the node-merged stores
-// are written to --out for Python to read. The default unknown policy
+// are written to --out for Python to read. The hostile stores (golden.json "hostile"): the same verdict as Python's
+// read_store on each. The default unknown policy
 // (golden.json "unknown"): the bundle's threshold or the fallback and the "unknown" alternative in the probabilities,
 // in node against js/classstore.js and in the page (its own bundle has no threshold; then a manifest that has one).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -151,6 +152,16 @@ await check("merges stores by shot identity as Python does, bit for bit, the gol
     let err = null;
     try { ClassStore.combine([load(m.stores[0]), load(r.store)]); } catch (e) { err = e; }
     expect(err && err.message === r.error, `${r.store}: refused with ${err && err.message}, want ${r.error}`);
+  }
+});
+
+await check("accepts and refuses the golden hostile stores as Python does (node)", async () => {
+  expect(golden.hostile.length >= 40, `${golden.hostile.length} hostile stores`);
+  for (const c of golden.hostile) {
+    let verdict = null;
+    try { load(c.store); } catch (e) { verdict = e.message; }
+    expect(c.accepted === (verdict === null), `${c.name}: Python says ${c.error}, JavaScript ${verdict}`);
+    expect(verdict === null || !verdict.includes("\n"), `${c.name}: not one line: ${verdict}`);
   }
 });
 

@@ -4,8 +4,10 @@ import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
+import java.io.File;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import org.junit.Test;
 
@@ -120,6 +122,24 @@ public class StoreCheckTest {
             deep.append('[');
         }
         refused("metadata nested 100000 levels deep", npz(deep.toString(), SUMS, COUNTS, SHOTS, CLS), "nested more than");
+    }
+
+    /** The same verdict as Python's read_store on each of golden.json's "hostile" stores, refusals in one line. */
+    @Test
+    public void acceptsAndRefusesWhatPythonDoes() throws Exception {
+        Golden g = Golden.load();
+        List<Map<String, Object>> cases = g.list("hostile");
+        assertTrue(cases.size() >= 40);
+        for (Map<String, Object> c : cases) {
+            String verdict = null;
+            try {
+                ClassStoreFile.read(new File(g.dir, (String) c.get("store")), null, 0);
+            } catch (IllegalArgumentException e) {
+                verdict = e.getMessage();
+                assertTrue(c.get("name") + ": not one line: " + verdict, !verdict.contains("\n"));
+            }
+            assertEquals(c.get("name") + ": Python says " + c.get("error") + ", Java " + verdict, c.get("accepted"), verdict == null);
+        }
     }
 
     @Test
