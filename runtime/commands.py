@@ -21,6 +21,30 @@ class Outcome:
         self._done = threading.Event()
         self._result: int | None = None
         self._error: Exception | None = None
+        self._lock = threading.Lock()
+        self._state = "waiting"  # -> "claimed" (the loop is carrying it out) or "cancelled"
+
+    def claim(self) -> bool:
+        """The loop's thread, before carrying it out: False if it was cancelled (then it is dropped)."""
+        with self._lock:
+            if self._state == "cancelled":
+                return False
+            self._state = "claimed"
+            return True
+
+    def cancel(self) -> bool:
+        """A waiter that gives up: True if it was cancelled before the loop claimed it (nothing happens then);
+        False if the loop has it already (wait for its result)."""
+        with self._lock:
+            if self._state != "waiting":
+                return self._state == "cancelled"
+            self._state = "cancelled"
+        self.finish(error=TimeoutError(f"{self._what} was cancelled before it was carried out: nothing changed"))
+        return True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._state == "cancelled"
 
     def finish(self, result: int | None = None, error: Exception | None = None) -> None:
         self._result, self._error = result, error

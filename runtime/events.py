@@ -152,3 +152,14 @@ class Stats(Event):
     unsaved_changes: bool
     capture_ms: float | None = _optional()
     dropped: int | None = _optional()
+
+    @classmethod
+    def of(cls, frames: int, seconds: float, stage_seconds: dict[str, float], unsaved: bool,
+           grabber: Any = None) -> "Stats":
+        """From a loop's totals: frames over `seconds`, each stage's seconds in total, a FrameGrabber or None."""
+        n = max(frames, 1)
+        return cls(frames=frames, fps=frames / seconds if seconds > 0 else 0.0,
+                   **{f"{k}_ms": 1000 * v / n for k, v in stage_seconds.items()}, unsaved_changes=unsaved,
+                   capture_ms=1000 * grabber.capture_seconds / max(grabber.frames_read, 1) if grabber else None,
+                   dropped=grabber.frames_dropped if grabber is not None else None)
+

@@ -1,15 +1,57 @@
-"""A ThreadingHTTPServer that bounds its handler threads, so a flood of slow clients cannot exhaust a device."""
+"""The HTTP API's server: bounded handler threads and deadlines, so slow or many clients cannot take it down.
+
+A slow client (one header line every 10 s) is cut off when its request line and headers have not arrived
+within HEADER_DEADLINE_S, and a slow body within BODY_DEADLINE_S, whatever the per-read socket timeout; so
+MAX_CONNECTIONS threads are never all held by idle clients for long and `GET /stats` keeps answering. Bodies
+over 1 MB are read BODY_SLOTS at a time (the others wait up to BODY_WAIT_S, then get 503), so peak memory
+stays near BODY_SLOTS x the 64 MB body limit however many clients upload at once.
+"""
 
 from __future__ import annotations
 
+import socket
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 # Connections served at once; more wait in the listen backlog. Each gets a socket timeout, so idle or slow
 # clients cannot hold threads for ever.
-MAX_CONNECTIONS = 16
+MAX_CONNECTIONS = 128
 SOCKET_TIMEOUT_S = 30
+HEADER_DEADLINE_S = 10.0
+BODY_DEADLINE_S = 60.0
+BODY_SLOTS = 2
+BODY_WAIT_S = 30.0
+
+
+class DeadlineHandler(BaseHTTPRequestHandler):
+    """A request handler whose connection is shut down when a deadline armed with arm() passes first."""
+
+    _timer: threading.Timer | None = None
+
+    def arm(self, seconds: float) -> None:
+        self.disarm()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed meanwhile
+
+    def handle_one_request(self) -> None:
+        self.arm(HEADER_DEADLINE_S)  # the route handler disarms it once the headers are in
+        try:
+            super().handle_one_request()
+        finally:
+            self.disarm()
 
 
 class BoundedServer(ThreadingHTTPServer):
@@ -20,6 +62,7 @@ class BoundedServer(ThreadingHTTPServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.body_slots = threading.BoundedSemaphore(BODY_SLOTS)
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:

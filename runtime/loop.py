@@ -64,15 +64,14 @@ class CameraLoop:
             raise ValueError(f"frames must be an integer in [1, 1000], got {n!r}")
         return self._queue(Teach(label, n, Outcome("the teach")))
 
-    def teach_image(self, label: str, image: object, color_order: str = "RGB") -> int:
-        """Teach `label` from one image now (e.g. an upload: a path, bytes or a uint8 array); returns the class's
-        shot count. The same photo taught to `label` again is not added twice; an unreadable one is a
-        ValueError."""
-        cmd = Learn(validate_label(label), image, color_order, Outcome("taking the image"))
+    def teach_image(self, label: str, image: object, color_order: str = "RGB") -> Outcome:
+        """Queue teaching `label` from one image (an upload: a path, bytes or a uint8 array); the outcome gives
+        the class's shot count. A photo the class holds already is not added twice; an unreadable one fails
+        the outcome with ValueError."""
+        outcome = self._queue(Learn(validate_label(label), image, color_order, Outcome("the image teach")))
         if not self.running:
-            self._learn(cmd.label, [cmd.image], cmd.color_order, cmd.outcome)
-            return cmd.outcome.wait(0)
-        return self._queue(cmd).wait(30.0)
+            self._drain_commands()  # no loop thread (yet): carry it out here
+        return outcome
 
     def add_shots(self, frames: int | None = None) -> Outcome:
         """Teach the class in view from the next frames: the recognized one, or while the answer is unknown
@@ -120,15 +119,8 @@ class CameraLoop:
 
     def stats(self) -> ev.Stats:
         """Frames, FPS and mean milliseconds per stage (capture, preprocess, extract, classify)."""
-        n = max(self.frames, 1)
         elapsed = max(time.perf_counter() - self._started, 1e-9) if self._started else 0.0
-        g = self.grabber
-        return ev.Stats(
-            frames=self.frames, fps=self.frames / elapsed if elapsed else 0.0,
-            **{f"{k}_ms": 1000 * v / n for k, v in self._stats.items()}, unsaved_changes=self.unsaved,
-            capture_ms=1000 * g.capture_seconds / max(g.frames_read, 1) if g is not None else None,
-            dropped=g.frames_dropped if g is not None else None,
-        )
+        return ev.Stats.of(self.frames, elapsed, self._stats, self.unsaved, self.grabber)
 
     # ----- the loop ---------------------------------------------------------------------------
     def run(self) -> ev.Stats:
@@ -197,10 +189,15 @@ class CameraLoop:
     # ----- internals ----------------------------------------------------------------------------
     def _feed_teach(self, frame: np.ndarray) -> None:
         t = self._teach
+        if t.outcome.cancelled:  # its requester gave up: nothing is taught, now or later
+            self._teach = None
+            return
         t.images.append(np.array(frame, copy=True))  # a grabber may reuse its buffer
         if len(t.images) < t.frames:
             return
         self._teach = None
+        if not t.outcome.claim():
+            return
         try:
             self._learn(t.label, t.images, self.source.color_order, t.outcome)
         except Exception as err:  # noqa: BLE001 - the teach fails, the loop goes on
@@ -226,6 +223,8 @@ class CameraLoop:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
+            if not isinstance(cmd, Teach) and not cmd.outcome.claim():
+                continue  # its requester gave up waiting and cancelled it: nothing changes
             try:
                 self._apply(cmd)
             except Exception as err:  # noqa: BLE001 - a bad command (a hostile store, say) never ends the loop

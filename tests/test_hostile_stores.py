@@ -215,7 +215,7 @@ def test_the_camera_survives_every_hostile_merge_and_keeps_recognizing(tiny_bund
 
 
 def test_api_answers_are_valid_json_even_for_a_non_finite_number():
-    from imprinting.runtime.api import _finite
+    from imprinting.runtime.api_util import finite as _finite
 
     assert json.dumps(_finite({"a": [float("nan"), 1.0, {"b": float("inf")}]}), allow_nan=False) == \
         '{"a": [null, 1.0, {"b": null}]}'
