@@ -78,7 +78,7 @@ aapt2 link -I "$android_jar" --manifest "$b/AndroidManifest.xml" --min-sdk-versi
   --java "$b/gen" -o "$b/base.apk" "$b/res.zip"
 
 # 2. Java: the same flags as check_app.sh (API 23's class library, Java 8, warnings are errors)
-(cd "$b" && unzip -q "$aar" classes.jar 'jni/*')
+(cd "$b" && unzip -q "$aar" classes.jar 'jni/arm64-v8a/*' 'jni/armeabi-v7a/*' 'jni/x86_64/*')
 jc() { (cd "$b" && javac -Xlint:-options -Werror -encoding UTF-8 -source 8 -target 8 -bootclasspath "$android_jar" "$@"); }
 jc -d "$b/core" $(find "$demo/imprint-core/src/main/java" -name '*.java')
 jc -cp "$b/classes.jar:$b/core" -d "$b/classes" $(find "$app/java" "$b/gen" -name '*.java')
@@ -125,4 +125,5 @@ zipalign -c -p 4 "$b/app.apk"
 mkdir -p "$(dirname "$out")"
 cp "$b/unsigned.apk" "${out%.apk}-unsigned.apk"
 cp "$b/app.apk" "$out"
-echo "built $out ($(du -m "$out" | cut -f1) MB, model $model, debug-signed) in $(( $(date +%s) - t0 )) s"
+size="$(python3 -c 'import os, sys; print(f"{os.path.getsize(sys.argv[1]) / 1e6:.1f}")' "$out")"
+echo "built $out ($size MB, model $model, debug-signed) in $(( $(date +%s) - t0 )) s"
