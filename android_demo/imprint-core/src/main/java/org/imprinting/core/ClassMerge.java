@@ -81,7 +81,7 @@ final class ClassMerge {
     static Plan plan(ClassRow d, ClassRow i) {
         Plan p = new Plan();
         for (int k = 0; k < i.shots.size(); k++) {
-            if (!heldBy(d, allIndices(d), i, k) && !heldBy(i, p.fresh, i, k)) {
+            if (!d.holds(i, k) && !heldBy(i, p.fresh, i, k)) {
                 p.fresh.add(k);
             }
         }
@@ -163,14 +163,6 @@ final class ClassMerge {
             }
         }
         return null;
-    }
-
-    private static List<Integer> allIndices(ClassRow r) {
-        List<Integer> out = new ArrayList<Integer>();
-        for (int k = 0; k < r.shots.size(); k++) {
-            out.add(k);
-        }
-        return out;
     }
 
     /** Whether one of the shots of owner at these indices is the same shot as shot k of i. */
