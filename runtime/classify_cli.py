@@ -27,13 +27,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"no image files in {' '.join(args.images)} (looked for .jpg, .jpeg, .png, .bmp, .webp, "
                          ".tif, .tiff, in subfolders too)")
-    if not Path(args.store).is_file():
-        raise ValueError(f"--store {args.store}: no such class store; teach classes first (imprint learn)")
     counts: dict[str, int] = {}
     failed: list[tuple[Path, str]] = []
     out = csv.writer(sys.stdout) if args.csv else None
     if out:
-        out.writerow(["image", "label", "cosine"])
+        extra = [f"{c}_{k}" for k in range(2, args.top_k + 1) for c in ("label", "cosine")]
+        out.writerow(["image", "label", "cosine", *extra])
     with Recognizer.open(args.bundle, args.store, recognizer_options(args)) as r:
         if len(r) == 0:
             raise ValueError(f"no classes yet: teach one with `imprint learn {args.bundle} --store {args.store} "
@@ -69,7 +68,8 @@ def _print(args: argparse.Namespace, out: Any, image: Path, res: Classification,
             if near else {}
         print(json.dumps({"image": str(image), **res.to_dict(), **extra}, ensure_ascii=False))
     elif out is not None:
-        out.writerow([str(image), res.label or "unknown", f"{res.score:.4f}"])
+        rest = [x for c in res.categories[1 : args.top_k] for x in (c.label, f"{c.score:.4f}")]
+        out.writerow([str(image), res.label or "unknown", f"{res.score:.4f}", *rest])
     else:
         top = ", ".join(f"{c.label} {c.score:.3f}" for c in res.categories)
         print(f"{image}: {res.label if res.label is not None else 'unknown'}  ({top})")

@@ -31,11 +31,12 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_learn, extra_positionals="images")
 
     p = sub.add_parser("classify", help="classify image files and folders (recursively)")
-    model_args(p)
+    model_args(p, store="class store file (.npz) with the taught classes (imprint learn writes it)", mirror=False)
     p.add_argument("images", nargs="+", metavar="PATH", help="image files or folders")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3, help="classes shown per image, best first (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object per image, one per line")
-    p.add_argument("--csv", action="store_true", help="CSV: image,label,cosine")
+    p.add_argument("--csv", action="store_true", help="CSV: image,label,cosine, then label_2,cosine_2,... up to "
+                   "--top-k")
     p.add_argument("--explain", action="store_true",
                    help="also show, for each top class, the nearest taught shots and their cosines")
     p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
@@ -100,7 +101,8 @@ def _add_classes_parsers(sub: argparse._SubParsersAction) -> None:
 def _add_refine_info_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("refine", help="fine-tune the classes on their stored shots when a held-out check says it "
                        "helps (needs 10+ shots of every class; NumPy, seconds)")
-    model_args(p, store="class store file; the refinement is saved into it")
+    model_args(p, store="class store file (.npz) with the taught classes; the refinement is saved into it",
+               mirror=False)
     p.add_argument("--undo", action="store_true", help="drop the store's refinement: answer from the imprinted rows")
     p.add_argument("--no-check", action="store_true", help="refine without the held-out check (still needs the shots)")
     p.set_defaults(func=cmd_refine)
@@ -147,6 +149,8 @@ def _learn_jobs(r: Recognizer, jobs: dict[str, list[Path]], folders: bool, done:
     any_repeats = False
     for label, files in jobs.items():
         report = r.learn(label, files)
+        if not folders and not report.added and not report.repeats:  # one class, nothing taught: one line
+            raise ValueError(report.failed[0][1] if report.failed else "no image files")  # nothing is saved
         any_repeats |= bool(report.repeats)
         for f in report.repeats:
             print(f"skipped {f}: this photo is taught to {report.label!r} already", file=sys.stderr)
@@ -157,8 +161,6 @@ def _learn_jobs(r: Recognizer, jobs: dict[str, list[Path]], folders: bool, done:
             print(f"learned {report.label!r} from {len(report.added)} image(s) ({report.shots} shots)", flush=True)
         elif report.repeats and not report.failed:
             print(f"nothing new for {report.label!r}: every photo was taught already ({report.shots} shots)")
-        elif not folders:
-            raise ValueError(report.failed[0][1] if report.failed else "no image files")  # nothing is saved
         else:
             print(f"nothing taught for {report.label!r}: "
                   f"{report.failed[0][1] if report.failed else 'no image files'}", file=sys.stderr)

@@ -13,7 +13,7 @@ UNKNOWN_HELP = "report 'unknown' below this top-1 cosine (default: the bundle's 
 
 
 def model_args(p: argparse.ArgumentParser, store: str | None = "class store file (.npz); created on the first learn",
-               templates: bool = True) -> None:
+               templates: bool = True, mirror: bool = True) -> None:
     """The options every command that runs a bundle takes: BUNDLE, --store (with this help; None: no store),
     --format, --precision, --threads and (optionally) --templates."""
     p.add_argument("bundle", help="model bundle directory (written by `imprint export`)")
@@ -25,9 +25,10 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
     p.add_argument("--strict-check", action="store_true",
                    help="fail when the chosen file misses its self-check on this device (default: log one line and "
                    "run the next file of the bundle)")
-    p.add_argument("--mirror", action="store_true",
-                   help="teach each image together with its horizontal mirror (a little more accurate; one more "
-                   "extractor run per taught image)")
+    if mirror:  # only where something is taught
+        p.add_argument("--mirror", action="store_true",
+                       help="teach each image together with its horizontal mirror (a little more accurate; one more "
+                       "extractor run per taught image)")
     if templates:
         p.add_argument("--templates", type=int, default=None, metavar="T",
                        help="templates per class (k-means over shots; 1 = the paper's averaged template); saved in "

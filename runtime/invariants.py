@@ -44,7 +44,11 @@ def check_settings(scale: float, templates_per_class: int, where: str) -> None:
 def check_labels(labels: tuple[str, ...], where: str) -> None:
     """Labels valid, already NFC and stripped (what validate_label makes of them), and unique."""
     for label in labels:
-        if validate_label(label) != label:
+        try:
+            valid = validate_label(label)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        if valid != label:
             raise ValueError(f"{where}: label {label!r} is not in normal form (NFC, no surrounding spaces)")
     if len(set(labels)) != len(labels):
         dup = next(lab for lab in labels if labels.count(lab) > 1)

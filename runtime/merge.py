@@ -150,8 +150,12 @@ def merge_into(dest: StoreData, incoming: StoreData, rename_conflicts: bool = Fa
 
 
 def _namesakes(label: str, by_label: dict[str, ClassRecord]) -> list[str]:
-    """label and each of "label (2)", "label (3)", ... that exists (gaps left by removals included)."""
-    return [label] + [n for n in (f"{label} ({k})" for k in range(2, len(by_label) + 2)) if n in by_label]
+    """label, "label (2)", "label (3)", ... as far as they exist (the Java core and the web demo do the same)."""
+    names, k = [label], 2
+    while f"{label} ({k})" in by_label:
+        names.append(f"{label} ({k})")
+        k += 1
+    return names
 
 
 def combine(stores: list[StoreData], rename_conflicts: bool = False) -> StoreData:

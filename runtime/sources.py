@@ -5,8 +5,10 @@ images, "picamera2", or any Python iterable of uint8 (H, W, 3) frames. `FrameGra
 own thread: for live sources it keeps only the newest frame (stale frames are dropped), for files, folders
 and iterators it hands over every frame through a small bounded queue. `SourceOptions(realtime=True)` plays a
 video file or folder at its frame rate as a camera would deliver it (so it becomes live), `loop=True` starts
-it over at the end. Every frame carries the monotonic time it was captured (`FrameGrabber.captured_at`), so
-a teach can take only frames captured after it was asked.
+it over at the end. Every frame carries a monotonic time (`FrameGrabber.captured_at`), so a teach can take
+only frames captured after it was asked: for a live source the time it was captured, for the others (played
+as fast as they are recognized, every frame in order) the time it was handed over, so which frames a teach
+takes never depends on how far the capture thread has read ahead.
 """
 
 from __future__ import annotations
@@ -190,6 +192,8 @@ class FrameGrabber:
 
     Live sources keep one slot (the newest frame wins); others a queue of `depth` frames, so capture
     runs apart from inference without dropping frames of a file. Memory is bounded either way.
+    `captured_at`: a live frame's capture time; a queued frame's hand-over time (what was read ahead is not
+    yet in the stream's timeline), so for files, folders and iterators it depends only on the frame order.
     """
 
     def __init__(self, source: Source, depth: int = 4) -> None:
@@ -202,7 +206,7 @@ class FrameGrabber:
         self.frames_read = 0
         self.frames_dropped = 0
         self.capture_seconds = 0.0
-        self.captured_at = 0.0  # monotonic capture time of the frame get() returned last
+        self.captured_at = 0.0  # monotonic time of the frame get() returned last (see above)
         self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
         self._thread.start()
 
@@ -244,7 +248,8 @@ class FrameGrabber:
                 if left <= 0:
                     raise TimeoutError(f"no frame from {self.source.name} for {timeout:.1f} s")
                 self._cond.wait(left)
-            self.captured_at, frame = self._buf.popleft()
+            stamp, frame = self._buf.popleft()
+            self.captured_at = stamp if self.source.live else time.monotonic()
             self._cond.notify_all()
             return frame
 

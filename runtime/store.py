@@ -200,7 +200,7 @@ def _digests(value: object, path: Path) -> dict[str, tuple[str, ...]]:
 def _store_data(meta: dict, arrays: dict[str, np.ndarray], path: object) -> StoreData:
     """StoreData from the metadata and arrays, with types checked (invariants.py checks the numbers)."""
     version = meta.get("format_version")
-    if version != STORE_FORMAT_VERSION:
+    if type(version) is not int or version != STORE_FORMAT_VERSION:  # true == 1 in Python, not in the format
         raise ValueError(
             f"class store {path} has format version {version}; this runtime reads version "
             f"{STORE_FORMAT_VERSION} (upgrade imprinting to read it)"

@@ -85,8 +85,9 @@ class ClassSetMachine(RuleBasedStateMachine):
         before = self.cs.to_store_data()
         changed = self.cs.merge(other.to_store_data(), rename_conflicts=rename)
         fresh = {IDS[i]: POOL[i] for i in shots}
-        namesakes = [label] + [f"{label} ({k})" for k in range(2, 99) if f"{label} ({k})" in self.ref] if rename \
-            else [label]
+        namesakes = [label]  # label, "label (2)", ... up to the first that does not exist
+        while rename and f"{label} ({len(namesakes) + 1})" in self.ref:
+            namesakes.append(f"{label} ({len(namesakes) + 1})")
         held = any(n in self.ref and set(fresh) <= set(self.ref[n]) for n in namesakes)
         if label in self.ref and not held:
             target = next(n for n in (f"{label} ({k})" for k in range(2, 99)) if n not in self.ref) if rename else label

@@ -37,7 +37,7 @@ def test_learn_folders_classify_a_folder_and_eval(tiny_bundle, photos, tmp_path)
     res = imprint("classify", tiny_bundle, "--store", store, photos, "--csv")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0] == "image,label,cosine" and len(lines) == 1 + 16
+    assert lines[0] == "image,label,cosine,label_2,cosine_2,label_3,cosine_3" and len(lines) == 1 + 16
     right = sum(1 for line in lines[1:] if f'/{line.split(",")[1].strip(chr(34))}/' in line.split(",")[0])
     assert right >= 14, lines  # classes were taught from these very images
     assert "16 classified" in res.stderr and "1 unreadable" in res.stderr and "broken.jpg" in res.stderr
