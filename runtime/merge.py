@@ -79,13 +79,14 @@ def from_records(recs: list[ClassRecord], like: StoreData, keep_shots: bool = Tr
     )
 
 
-def check_same_model(a: StoreData, b: StoreData) -> None:
-    """ValueError unless both stores come from one model with the same settings (a merge changes neither)."""
+def check_same_model(a: StoreData, b: StoreData, settings: bool = True) -> None:
+    """ValueError unless both stores come from one model (and, with settings, have the same scale and templates
+    per class: a merge changes neither)."""
     if (a.extractor_fingerprint, a.embedding_dim) != (b.extractor_fingerprint, b.embedding_dim):
         raise ValueError(
             f"cannot merge stores of different models: {a.extractor_fingerprint[:12]} ({a.embedding_dim}-d) and "
             f"{b.extractor_fingerprint[:12]} ({b.embedding_dim}-d)")
-    for name in ("scale", "templates_per_class"):
+    for name in ("scale", "templates_per_class") if settings else ():
         x, y = getattr(a, name), getattr(b, name)
         if x != y:
             raise ValueError(f"cannot merge class stores with different settings: {name} {x:g} and {y:g} (a merge "
@@ -172,8 +173,8 @@ def three_way(base: StoreData | None, ours: StoreData, theirs: StoreData) -> Sto
     """theirs + (ours - base), class by class and shot by shot: shots we added are added unless theirs holds
     them, shots we dropped (an undo) are dropped, a class we removed or renamed loses what base had of it (the
     shots others added meanwhile stay), and residual counts and sums move by our change. A class whose count
-    falls to zero is dropped."""
-    check_same_model(theirs, ours)
+    falls to zero is dropped. The result has ours' settings (the same store, saved again: `--templates`)."""
+    check_same_model(theirs, ours, settings=False)
     b = {r.label: r for r in records(base)} if base is not None else {}
     o = {r.label: r for r in records(ours)}
     recs = records(theirs)

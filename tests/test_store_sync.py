@@ -197,3 +197,16 @@ def test_writers_killed_at_random_moments_lose_no_saved_class_and_leave_no_stuck
         labels = set(read_store(store).labels)  # readable after every kill
         assert saved <= labels, sorted(saved - labels)[:5]
     assert len(saved) >= 16
+
+
+def test_a_save_with_new_templates_merges_with_another_writers_save(tmp_path):
+    path = tmp_path / "s.npz"
+    write_store(path, _clf({"cat": _e(0, 2)}).to_store_data())
+    base = read_store(path)
+    other = ClassSet.from_store_data(base)
+    other.learn("dog", _e(1))
+    save_merged(path, base, other.to_store_data())  # another writer saved meanwhile
+    ours = ClassSet.from_store_data(base, templates_per_class=3)  # `imprint learn --templates 3`
+    ours.learn("cat", _e(2))
+    out = save_merged(path, base, ours.to_store_data())
+    assert out.templates_per_class == 3 and dict(zip(out.labels, out.counts.tolist())) == {"cat": 3, "dog": 1}
