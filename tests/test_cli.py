@@ -124,6 +124,10 @@ def test_the_same_photo_taught_twice_is_one_shot(tiny_bundle, image_files, tmp_p
         report = r.learn("red", [red[0], red[3]])  # the Python API skips repeats too
         assert report.shots == 4 and len(report.added) == 1 and report.repeats == (str(red[0]),)
         assert r.learn("blue", red[0]).shots == 1  # the same photo may teach another class
+        missing = tmp_path / "missing.png"
+        failed = r.learn("blue", [missing, red[1]])  # an unreadable file is reported, not raised
+        assert failed.shots == 2 and len(failed.added) == 1 and [f for f, _ in failed.failed] == [str(missing)]
+        assert r.forget("blue", failed.added) == 1 and r.shots("blue") == 1  # an undo of exactly that learn
         r.save()
     again = read_store(store)
     assert dict(zip(again.labels, again.counts.tolist())) == {"red": 4, "blue": 1}
