@@ -96,6 +96,9 @@ def cmd_camera(args: argparse.Namespace) -> int:
         api = ApiServer(loop, args.api_host, args.api_port).start() if args.api_port >= 0 else None
         if api:
             emit(ev.ApiStarted(api.url))
+        if not len(r):
+            print("imprint: no classes yet: teach one by typing `teach NAME 5` here, with POST /teach, or the t key "
+                  "in the --show window", file=sys.stderr)
         if not args.no_stdin and sys.stdin is not None and not sys.stdin.closed:
             threading.Thread(target=read_commands, args=(sys.stdin, loop, emit), daemon=True).start()
         try:

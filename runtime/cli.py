@@ -175,7 +175,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"shots": ev.shots, "accuracy": ev.accuracy, "classes": {
             lab: {"accuracy": float(acc), "tested": int(ev.confusion[i].sum())} for i, (lab, acc) in
-            enumerate(zip(ev.labels, ev.per_class))}, "confusion": ev.confusion.tolist(), "skipped": ev.failed},
+            enumerate(zip(ev.labels, ev.per_class))}, "confusion": ev.confusion.tolist(),
+            "confusion_rows": list(ev.labels), "confusion_columns": [*ev.labels, "unknown or other"],
+            "skipped": ev.failed},
             ensure_ascii=False))
     else:
         print(f"{'class':30s} {'tested':>6s} {'top-1':>6s}  most confused with")
@@ -201,7 +203,7 @@ def cmd_classes_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(f"{row['label']}\t{row['shots']}")
-        print(f"{len(rows)} classes", file=sys.stderr)
+        print(_classes(len(rows)), file=sys.stderr)
     return 0
 
 
@@ -216,14 +218,14 @@ def cmd_classes_remove(args: argparse.Namespace) -> int:
     with editing(args.store) as classes:
         classes.remove(args.label)
         left = len(classes)
-    print(f"removed {args.label!r}; {left} classes left")
+    print(f"removed {args.label!r}; {_classes(left)} left")
     return 0
 
 
 def cmd_classes_merge(args: argparse.Namespace) -> int:
     merged = combine([read_store(p) for p in args.stores], args.rename_conflicts)
     write_store(real_path(args.out), merged)
-    print(f"merged {len(args.stores)} stores: {len(merged.labels)} classes, {int(merged.counts.sum())} shots in {args.out}")
+    print(f"merged {len(args.stores)} stores: {_classes(len(merged.labels))}, {int(merged.counts.sum())} shots in {args.out}")
     return 0
 
 
@@ -243,7 +245,7 @@ def cmd_classes_import(args: argparse.Namespace) -> int:
         changed = classes.merge(incoming, args.rename_conflicts)
     what = f"{len(changed)} new or grown: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}" if changed \
         else "nothing new: the store holds every shot already"
-    print(f"imported {len(incoming.labels)} classes from {args.file} into {args.store} ({what})")
+    print(f"imported {_classes(len(incoming.labels))} from {args.file} into {args.store} ({what})")
     return 0
 
 
