@@ -217,12 +217,15 @@ def loss_and_grads(
     return loss, (du, dv, dwr)
 
 
-def _calibrated(emap: EmbeddingMap, rows: np.ndarray, r0: np.ndarray, x: np.ndarray) -> Refinement:
-    """The refinement with its cosines matched (mean and spread of the top-1 cosine) to the imprinted rows r0
-    on unit embeddings x (N, D)."""
+def _calibrated(emap: EmbeddingMap, rows: np.ndarray, r0: np.ndarray, x: np.ndarray,
+                spread: bool = True) -> Refinement:
+    """The refinement with its cosines matched (mean and, with spread, spread of the top-1 cosine) to the
+    imprinted rows r0 on unit embeddings x (N, D). Without held-out shots (no check) x are the training shots,
+    whose refined cosines barely spread: matching the spread there would stretch new photos' cosines far past
+    [-1, 1], so only the mean is matched."""
     c0 = (x @ r0.T).max(1)
     c1 = (emap(x) @ rows.T).max(1)
-    a = float(np.std(c0) / np.std(c1)) if len(x) > 1 and np.std(c1) > 1e-6 else 1.0
+    a = float(np.std(c0) / np.std(c1)) if spread and len(x) > 1 and np.std(c1) > 1e-6 else 1.0
     a = min(max(a, 0.01), 100.0)
     return Refinement(emap, rows, a, float(np.mean(c0) - a * np.mean(c1)))
 
@@ -260,7 +263,7 @@ def plan_refinement(
                           f"{options.min_shots} stored shots (the fewest: {int(counts.min())})")
     if not options.check:
         emap, new = fit(shots, shot_class, rows, scale, offsets, options, on_step)
-        return RefinePlan(_calibrated(emap, new, rows, shots), None, None, time.perf_counter() - t0,
+        return RefinePlan(_calibrated(emap, new, rows, shots, spread=False), None, None, time.perf_counter() - t0,
                           f"refined {k} classes (no check)")
     rng = np.random.default_rng(options.seed)
     hold = np.zeros(len(shot_class), bool)

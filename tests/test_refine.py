@@ -180,3 +180,13 @@ def test_imprint_refine_command_refines_saves_and_undoes(tiny_bundle, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "imprinting.cli", "refine", str(tiny_bundle), "--store",
                               str(tmp_path / "none.npz")], capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "no such class store" in missing.stderr
+
+
+def test_a_refinement_without_the_check_reports_cosines_a_cosine_can_have():
+    x, y = _anisotropic(5, 12, 48, seed=3)
+    sums = np.stack([x[y == c].sum(0) for c in range(5)])
+    plan = plan_refinement(sums, x, y, 10.0, None, RefineOptions(check=False))
+    assert plan.refined and plan.refinement.cos_scale == 1.0  # only the mean is matched on training shots
+    new, _ = _anisotropic(5, 40, 48, seed=4)  # photos it was not trained on
+    cos = plan.refinement.cosines(new)
+    assert cos.min() > -1.2 and cos.max() < 1.2, (cos.min(), cos.max())
