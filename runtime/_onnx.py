@@ -44,6 +44,10 @@ class OnnxExtractor:
         self.engine_version = str(getattr(ort, "__version__", "unknown"))
         self.device = ",".join(self._session.get_providers())
         self._lock = threading.Lock()
+        if len(self._session.get_inputs()) != 1 or len(self._session.get_outputs()) != 1:
+            raise ValueError(f"ONNX extractor {path} has {len(self._session.get_inputs())} inputs and "
+                             f"{len(self._session.get_outputs())} outputs; an extractor has one image input and one "
+                             "embedding output (re-export it with `imprint export`)")
         inp = self._session.get_inputs()[0]
         out = self._session.get_outputs()[0]
         self._input, self._output = inp.name, out.name
@@ -64,7 +68,11 @@ class OnnxExtractor:
         with self._lock:
             if self._session is None:
                 raise ValueError(f"extractor {self.path.name} is closed")
-            out = self._session.run([self._output], {self._input: x})[0]
+            try:
+                out = self._session.run([self._output], {self._input: x})[0]
+            except Exception as err:  # onnxruntime's own exception types: one line, never a traceback
+                raise ValueError(f"extractor {self.path.name} failed on a batch of shape {x.shape}: "
+                                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
         return np.asarray(out, np.float32).reshape(out.shape[0], -1)
 
     def close(self) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imprinting.quiet import quietly
+
 from ._deps import require_litert
 from .extractor import ExtractorOptions, check_batch, layout_of
 
@@ -34,14 +36,17 @@ class TFLiteExtractor:
             self._interp = interpreter.Interpreter(
                 model_path=str(path), num_threads=options.threads, experimental_delegates=delegates or None
             )
-            self._interp.allocate_tensors()
+            quietly(self._interp.allocate_tensors)  # LiteRT prints its delegate notice on fd 2 here
         except (ValueError, RuntimeError) as err:
             raise ValueError(f"cannot load TFLite extractor {path}: {str(err).splitlines()[0]}") from None
         self.path = path
         self.engine_version = _litert_version()
         self.device = f"delegate:{Path(options.delegate).name}" if options.delegate else "cpu"
-        inp = self._interp.get_input_details()[0]
-        out = self._interp.get_output_details()[0]
+        ins, outs = self._interp.get_input_details(), self._interp.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ValueError(f"TFLite extractor {path} has {len(ins)} inputs and {len(outs)} outputs; an extractor has "
+                             "one image input and one embedding output (re-export it with `imprint export`)")
+        inp, out = ins[0], outs[0]
         self._in, self._out = inp, out
         self.layout, self.input_size = layout_of(tuple(int(x) for x in inp["shape"]), path)
         self.embedding_dim = int(np.prod(out["shape"][1:]))
@@ -63,8 +68,11 @@ class TFLiteExtractor:
             scale, zero = qin["quantization"]
             info = np.iinfo(qin["dtype"])
             x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(qin["dtype"])
-        self._interp.set_tensor(qin["index"], x)
-        self._interp.invoke()
+        try:
+            self._interp.set_tensor(qin["index"], x)
+            self._interp.invoke()
+        except (ValueError, RuntimeError) as err:  # one line, never a traceback
+            raise ValueError(f"extractor {self.path.name} failed: {str(err).splitlines()[0]}") from None
         y = self._interp.get_tensor(self._out["index"])
         if self._out["dtype"] != np.float32:
             scale, zero = self._out["quantization"]
