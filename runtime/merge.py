@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .invariants import check_store_data
+from .labels import validate_label
 from .store import StoreData
 
 RESIDUAL_TOL = 1e-4  # per shot: the same residual read back from two files differs by rounding only
@@ -140,6 +141,10 @@ def merge_into(dest: StoreData, incoming: StoreData, rename_conflicts: bool = Fa
                 changed.append(inc.label)
         elif not any(absorb(by_label[n], inc, dry_run=True) is False for n in _namesakes(inc.label, by_label)):
             name = next(n for n in (f"{inc.label} ({k})" for k in range(2, len(by_label) + 3)) if n not in by_label)
+            try:
+                validate_label(name)
+            except ValueError as err:  # the Java core and the web demo say the same
+                raise ValueError(f'cannot keep "{inc.label}" apart as "{name}": {err}') from None
             inc.label = name
             recs.append(inc)
             by_label[name] = inc

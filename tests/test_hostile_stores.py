@@ -233,3 +233,14 @@ def test_a_refinement_whose_held_out_loss_is_nan_declines(monkeypatch):
     monkeypatch.setattr(refine, "held_out_score", lambda *a, **k: next(calls))
     plan = refine.plan_refinement(sums, e, cls, 10.0, None, refine.RefineOptions(steps=2))
     assert not plan.refined and plan.why.startswith("declined")
+
+
+def test_a_long_label_that_cannot_be_kept_apart_is_one_clear_refusal():
+    e = np.eye(D, dtype=np.float32)
+    long = "x" * 99
+    a, b = ClassSet(D, 10.0, FP), ClassSet(D, 10.0, FP)
+    a.learn(long, e[:1])
+    b.learn(long, e[1:2])
+    with pytest.raises(ValueError, match=f'cannot keep "{long}" apart as "{long} \\(2\\)": a label must be at most'):
+        a.merge(b.to_store_data(), rename_conflicts=True)
+    assert a.labels == (long,) and a.count(long) == 1
