@@ -131,9 +131,12 @@ def _print_result(result: "ExportResult", base_classes: int) -> None:
           f"{base_classes} base classes, fingerprint {result.manifest.fingerprint[:12]})")
     cal = result.manifest.calibration
     if "unknown_min_cosine" in cal:
-        print(f"unknown below cosine {cal['unknown_min_cosine']:.3f}: lets {100 * cal['unknown_false_accept']:.0f}% of "
-              f"photos of never-taught classes through, keeps {100 * cal['unknown_accept']:.0f}% of taught ones "
-              f"(views of the calibration photos)")
+        rates = cal.get("unknown_rates_by_shots") or {"1": {"false_accept": cal["unknown_false_accept"],
+                                                            "accept": cal["unknown_accept"]}}
+        table = cal.get("unknown_min_evidence_by_shots") or {"1": cal["unknown_min_cosine"]}
+        print("unknown policy (on the calibration photos): " + "; ".join(
+            f"{n} shot(s) below {table[n]:.3f}: lets {100 * r['false_accept']:.0f}% of never-taught photos through, "
+            f"keeps {100 * r['accept']:.0f}% of right answers" for n, r in rates.items()))
     print(f"{'file':24s} {'size MB':>8s} {'cosine':>8s} {'min cos':>8s} {'top-1':>6s} {'ms/img':>7s}")
     for f in result.files:
         top1 = f"{f.parity.top1_agreement:.3f}" if f.parity.top1_agreement is not None else "-"

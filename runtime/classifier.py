@@ -71,11 +71,12 @@ class ImprintedClassifier:
             if not len(self.classes):
                 raise ValueError("there are no classes yet: teach one first")
             cos = self._cosines(e)
-            labels, counts, scale = self.classes.labels, self.classes.arrays()[2], self.classes.scale
+            _, inv, counts, _ = self.classes.arrays()
+            labels, scale, u = self.classes.labels, self.classes.scale, self.unknown
             if self.shot_offsets is None:
-                return [rank(c, c, labels, counts, scale, top_k, self.unknown) for c in cos]
+                return [rank(c, c, labels, counts, scale, top_k, u, inv) for c in cos]
             scores = cos + self._offsets
-            return [rank(s, c, labels, counts, scale, top_k, self.unknown) for s, c in zip(scores, cos)]
+            return [rank(s, c, labels, counts, scale, top_k, u, inv) for s, c in zip(scores, cos)]
 
     def nearest_shots(self, embedding: np.ndarray, label: str, k: int = 3) -> list[tuple[int, float]]:
         """The k stored shots of `label` nearest to one embedding (D,): (shot number from 1, cosine), nearest

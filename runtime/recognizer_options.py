@@ -4,7 +4,10 @@ policy a bundle carries."""
 from __future__ import annotations
 
 import logging
+import math
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +15,7 @@ from .bundle import Manifest
 from .extractor import ExtractorOptions
 from .ranking import UnknownPolicy
 from .results import Classification
+from .shot_offsets import ShotOffsets
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +69,25 @@ class FrameAnswer:
 def bundle_unknown_policy(m: Manifest) -> UnknownPolicy:
     """The unknown policy a bundle carries: the top-1 cosine threshold chosen at export for a stated false-accept
     rate on classes that were never taught (manifest calibration.unknown_min_cosine), or FALLBACK_MIN_COSINE for
-    bundles exported before thresholds were calibrated."""
+    bundles exported before thresholds were calibrated; with the shot-aware table chosen at export
+    (calibration.unknown_min_evidence_by_shots, see evidence_table) the table decides instead."""
     t = m.calibration.get("unknown_min_cosine")
+    table = evidence_table(m.calibration.get("unknown_min_evidence_by_shots"))
     if isinstance(t, (int, float)) and not isinstance(t, bool) and -1.0 <= t <= 1.0:
-        return UnknownPolicy(min_cosine=float(t))
+        return UnknownPolicy(min_cosine=float(t), min_evidence_by_shots=table)
     log.info("bundle %s carries no unknown threshold; using %.2f", m.name, FALLBACK_MIN_COSINE)
-    return UnknownPolicy(min_cosine=FALLBACK_MIN_COSINE)
+    return UnknownPolicy(min_cosine=FALLBACK_MIN_COSINE, min_evidence_by_shots=table)
+
+
+def evidence_table(value: Any) -> ShotOffsets | None:
+    """The manifest's shot-aware unknown table {"1": 0.44, "2": 0.45, "5": 0.44, "10": 0.43} as ShotOffsets, or
+    None (the single threshold rules) unless it is a non-empty object whose keys are shot counts written as
+    plain decimals ("1".."999999999") and whose values are numbers (not booleans) in [-1, 1]: the rule the Java
+    core and the web demo apply too."""
+    if not isinstance(value, dict) or not value:
+        return None
+    if not all(isinstance(k, str) and re.fullmatch(r"[1-9][0-9]{0,8}", k) and isinstance(v, (int, float))
+               and not isinstance(v, bool) and math.isfinite(v) and -1.0 <= v <= 1.0 for k, v in value.items()):
+        log.warning("ignoring the bundle's malformed calibration.unknown_min_evidence_by_shots %r", value)
+        return None
+    return ShotOffsets.from_mapping(value)

@@ -1,12 +1,17 @@
-"""The export-time unknown threshold: a quantile of never-taught top-1 cosines, at the stated false-accept rate."""
+"""The export-time unknown policy: per shot count, a quantile of never-taught top-1 evidence at the stated
+false-accept rate, lowered where needed to keep the stated share of right answers."""
+
+import json
 
 import numpy as np
 import pytest
 
-from imprinting.export.unknown_threshold import ThresholdOptions, choose_threshold
+from imprinting.export.unknown_threshold import ThresholdOptions, choose_threshold, threshold_images
+from imprinting.runtime import ClassSet, ImprintedClassifier, ShotOffsets, UnknownPolicy
+from imprinting.runtime.recognizer_options import evidence_table
 
 
-def clusters(rng, sources=12, views=10, d=64, spread=0.3):
+def clusters(rng, sources=12, views=12, d=64, spread=0.3):
     centres = rng.standard_normal((sources, d))
     e = np.repeat(centres, views, axis=0) + spread * rng.standard_normal((sources * views, d))
     return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(sources), views)
@@ -15,7 +20,7 @@ def clusters(rng, sources=12, views=10, d=64, spread=0.3):
 def test_threshold_keeps_the_stated_share_of_never_taught_images_and_most_taught_ones():
     rng = np.random.default_rng(0)
     e, g = clusters(rng)
-    t = choose_threshold(e, g, ThresholdOptions(false_accept=0.05, trials=30))
+    t = choose_threshold(e, g, ThresholdOptions(false_accept=0.05, trials=30, shots=(1,)))
     # Recompute the false-accept rate on fresh splits, independently of the function's own bookkeeping.
     fa, n = 0, 0
     for trial in range(30):
@@ -26,14 +31,34 @@ def test_threshold_keeps_the_stated_share_of_never_taught_images_and_most_taught
         fa += int((top >= t.min_cosine).sum())
         n += top.size
     assert 0.0 < fa / n < 0.12
-    assert t.accept > 0.9 and t.sources == 12 and t.negatives > 0
+    p = t.points[0]
+    assert t.accept > 0.9 and p.sources == 12 and p.negatives > 0 and p.bound == "false_accept"
 
 
 def test_a_stricter_false_accept_rate_raises_the_threshold_and_costs_accepts():
     e, g = clusters(np.random.default_rng(1), spread=0.9)
-    ts = [choose_threshold(e, g, ThresholdOptions(false_accept=f)) for f in (0.2, 0.05, 0.01)]
+    ts = [choose_threshold(e, g, ThresholdOptions(false_accept=f, accept=0.5, shots=(1,))) for f in (0.2, 0.05, 0.01)]
     assert ts[0].min_cosine < ts[1].min_cosine < ts[2].min_cosine
     assert ts[0].accept >= ts[1].accept >= ts[2].accept and ts[0].accept > ts[2].accept
+
+
+def test_every_shot_count_keeps_the_stated_share_of_right_answers():
+    # Sources that overlap a lot: the false-accept target alone would throw most right answers away.
+    e, g = clusters(np.random.default_rng(3), spread=1.6)
+    t = choose_threshold(e, g, ThresholdOptions(false_accept=0.05, accept=0.95))
+    assert [p.shots for p in t.points] == [1, 2, 5, 10]
+    for p in t.points:
+        assert p.accept >= 0.95 and p.bound == "accept" and p.false_accept > 0.05
+    m = t.to_manifest()
+    assert m["unknown_min_cosine"] == t.points[0].min_cosine
+    assert evidence_table(json.loads(json.dumps(m["unknown_min_evidence_by_shots"]))) == t.table
+    assert set(m["unknown_rates_by_shots"]["5"]) >= {"false_accept", "accept"}
+
+
+def test_shot_counts_the_sources_cannot_support_are_left_out():
+    e, g = clusters(np.random.default_rng(4), views=6)
+    t = choose_threshold(e, g)
+    assert [p.shots for p in t.points] == [1, 2, 5]
 
 
 def test_too_few_sources_is_a_clear_error():
@@ -43,3 +68,44 @@ def test_too_few_sources_is_a_clear_error():
         choose_threshold(e, g)
     with pytest.raises(ValueError, match="false_accept"):
         ThresholdOptions(false_accept=0.7)
+    with pytest.raises(ValueError, match="accept"):
+        ThresholdOptions(accept=1.0)
+
+
+def test_class_folders_are_sources(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(5)
+    for c in range(4):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / f"c{c}" / f"{i}.png"), rng.integers(0, 255, (20, 24, 3), dtype=np.uint8))
+    images, groups = threshold_images(tmp_path)
+    assert len(images) == 12 and sorted(np.bincount(groups)) == [3, 3, 3, 3]
+    (tmp_path / "loose.png").write_bytes((tmp_path / "c0" / "0.png").read_bytes())
+    images, groups = threshold_images(tmp_path / "c0")  # a flat folder: each photo a source with its views
+    assert len(images) == 3 * 12 and len(set(groups.tolist())) == 3
+
+
+def test_the_evidence_table_decides_by_the_top_class_shot_count():
+    """A class of 4 identical shots has evidence = cosine; 4 spread shots raise the bar by n / |S|."""
+    d = 8
+    classes = ClassSet(d, 10.0, "t")
+    a = np.eye(d, dtype=np.float32)
+    classes.learn("one", a[:1])
+    spread = np.stack([a[1] + a[2], a[1] - a[2], a[1] + a[3], a[1] - a[3]]) / np.sqrt(2)
+    classes.learn("four", spread)
+    table = ShotOffsets((1, 4), (0.5, 0.5))
+    clf = ImprintedClassifier(classes, UnknownPolicy(min_cosine=0.5, min_evidence_by_shots=table))
+    q = a[1] * 0.6 + a[4] * 0.8  # cosine 0.6 to "four" (its row is a[1]), evidence 0.6 * |S| / 4 = 0.42
+    r = clf.classify(q)[0]
+    assert r.top.label == "four" and r.top.cosine == pytest.approx(0.6, abs=1e-6) and r.unknown
+    assert not ImprintedClassifier(classes, UnknownPolicy(min_cosine=0.5)).classify(q)[0].unknown
+    q1 = a[0] * 0.6 + a[4] * 0.8  # cosine 0.6 to the one-shot class: evidence 0.6 >= 0.5
+    assert not clf.classify(q1)[0].unknown and clf.classify(q1)[0].label == "one"
+
+
+@pytest.mark.parametrize("value", [None, {}, [0.4], {"1": True}, {"0": 0.4}, {"01": 0.4}, {"1": 1.5}, {"1": "0.4"},
+                                   {"1.5": 0.4}, {"x": 0.4}, {"1": float("nan")}])
+def test_a_malformed_table_is_ignored(value):
+    assert evidence_table(value) is None
