@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imprinting.hint import imprint_command
 from imprinting.runtime.bundle import FORMATS, PRECISIONS
 
 if TYPE_CHECKING:
@@ -145,4 +146,4 @@ def _print_result(result: "ExportResult", base_classes: int) -> None:
     for f in result.rejected:
         print(f"{f.file:24s} {f.size_bytes / 1e6:8.2f} {f.parity.mean_cosine:8.5f} {f.parity.min_cosine:8.5f}  "
               f"REJECTED ({f.parity.message}); left out of the bundle")
-    print(f"\nnext: imprint learn {result.bundle_dir} --store classes.npz --label NAME IMAGE...")
+    print(f"\nnext: {imprint_command()} learn {result.bundle_dir} --store classes.npz --label NAME IMAGE...")

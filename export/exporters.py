@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from imprinting.quiet import quietly
 from imprinting.runtime.bundle import BUNDLE_FILES, MANIFEST, ExtractorEntry, Manifest, file_sha256, write_manifest
 from imprinting.runtime.exemplars import EXEMPLARS_FILE, write_exemplars
 from imprinting.runtime.host import host_info
@@ -111,13 +112,13 @@ def _onnx_int8(fp32_path: Path, path: Path, calib: np.ndarray, options: ExportOp
 def _tflite_fp32(model: ImprintExtractor, path: Path, input_size: int) -> None:
     from ._tflite import convert_tflite_fp32
 
-    convert_tflite_fp32(model, path, input_size)
+    quietly(lambda: convert_tflite_fp32(model, path, input_size))  # absl/oneDNN notices on fd 2 (-v shows them)
 
 
 def _tflite_int8(fp32_path: Path, path: Path, calib: np.ndarray, options: ExportOptions) -> dict | None:
     from ._tflite import quantize_tflite_int8
 
-    quantize_tflite_int8(fp32_path, path, calib, options.float_prefix_convs, options.quantize_embedding)
+    quietly(lambda: quantize_tflite_int8(fp32_path, path, calib, options.float_prefix_convs, options.quantize_embedding))
     return None
 
 

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imprinting.hint import imprint_command
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -64,8 +66,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.views < 0 or args.blocks < 0:
         raise ValueError(f"--views and --blocks must be >= 0, got {args.views} and {args.blocks}")
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise ValueError(f"cannot write {out}: directory {out.parent} does not exist")
+    if out.exists() and not out.is_file():
+        raise ValueError(f"cannot write {out}: it is a directory; --out names the checkpoint file (.pt)")
+    out.parent.mkdir(parents=True, exist_ok=True)  # `--out runs/base.pt` on a fresh clone
     data = cub_base(args.cub) if args.cub else image_folder(args.folder)
     spec = PreprocessSpec()
     t0 = time.perf_counter()
@@ -99,9 +102,32 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     data.class_names, tuple(int(c) for c in counts), spec, training,
                                     (torch.from_numpy(ex_emb).half(), torch.from_numpy(ex_cls))))
     Path(str(out) + ".state").unlink(missing_ok=True)  # the run is complete; nothing left to resume
+    if base.epochs == 0:
+        print(_why_no_epochs(base.report, args.dim, dim, base.model.embedding_dim))
     print(f"trained {base.epochs} epochs in {t_train:.0f} s (features {base.feature_seconds:.0f} s); "
-          f"wrote {out}. Next: imprint export --checkpoint {out} --out bundles/{out.stem}")
+          f"wrote {out}. Next: {imprint_command()} export --checkpoint {out} --out bundles/{out.stem}")
     return 0
+
+
+def _why_no_epochs(report: dict, requested: int, dim: int, width: int) -> str:
+    """The one line that says why the epoch search kept the untrained model (--dim `requested`, checkpoint
+    embedding layer `dim`, 0 for none, embeddings `width` wide), and what to do about it."""
+    history = {int(k): v for k, v in report.get("pseudo_novel_history", {}).items()}
+    trained = {e: s for e, s in history.items() if e > 0}
+    if 0 in history and trained:
+        best = max(trained, key=trained.get)
+        scores = (f"the pretrained features scored {history[0]:.1%} and no trained epoch did better "
+                  f"(best {trained[best]:.1%} at epoch {best})")
+    elif not history:  # --epochs 0: asked for
+        return ("0 epochs (--epochs 0): the checkpoint keeps the untrained model with base rows imprinted from "
+                "your images")
+    else:
+        scores = "the pretrained features scored best"
+    kept = (f"the checkpoint keeps the pretrained {width}-d pooled features (no --dim {requested} embedding layer; "
+            "export it without --dim) " if dim != requested else "the checkpoint keeps the untrained model ")
+    return (f"0 epochs: on the pseudo-novel check (base classes held out of training, imprinted from their "
+            f"images) {scores}; {kept}with base rows imprinted from your images. More classes and photos per "
+            f"class let training help; --epochs N trains anyway.")
 
 
 def _check_features(ok, labels, class_names, what: str, t_feat: float, views: int) -> None:

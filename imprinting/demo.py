@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -114,10 +115,12 @@ def ensure_bundle(path: Path) -> Path:
                           f"(pip install 'imprinting[export]'): {err}") from None
     from imprinting.cli import main
 
-    print(f"exporting the ImageNet-pretrained EfficientNet-Lite0 bundle to {path} (once, about a minute)...",
-          file=sys.stderr)
+    print(f"exporting the ImageNet-pretrained EfficientNet-Lite0 bundle to {path} (once; later runs reuse "
+          "it)...", file=sys.stderr)
+    t0 = time.perf_counter()
     if main(["export", "--out", str(path), "--formats", "onnx", "--name", "lite0-imagenet"]) != 0:
         raise RuntimeError(f"exporting the default bundle to {path} failed (see the message above)")
+    print(f"exported {path} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return path
 
 

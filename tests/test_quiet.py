@@ -50,3 +50,67 @@ def test_quiet_sets_the_environment_the_converters_read(monkeypatch):
     finally:
         logging.getLogger("torch").setLevel(level)
         logging.captureWarnings(False)
+
+
+def _tflite_bundle(directory):
+    """A bundle whose one extractor is a TFLite file (the tiny backbone, converted with litert-torch)."""
+    from _export_helpers import tiny_extractor
+
+    from imprinting.export._tflite import convert_tflite_fp32
+    from imprinting.runtime.bundle import ExtractorEntry, Manifest, file_sha256, write_manifest
+    from imprinting.runtime.preprocess import PreprocessSpec
+
+    directory.mkdir(parents=True)
+    path = directory / "extractor_fp32.tflite"
+    convert_tflite_fp32(tiny_extractor(dim=16), path, 64)
+    sha = file_sha256(path)
+    write_manifest(directory, Manifest(
+        name="tiny-tflite", embedding_dim=16, scale=10.0, fingerprint=f"sha256:{sha}",
+        preprocess=PreprocessSpec(input_size=64, resize_size=72),
+        extractors=(ExtractorEntry(file=path.name, format="tflite", precision="fp32", layout="NHWC", sha256=sha,
+                                   normalized=True),)))
+    return directory
+
+
+def test_tflite_classify_prints_nothing_on_stderr_unless_verbose(tmp_path, image_files):
+    """LiteRT writes 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' straight to fd 2 at every
+    interpreter; the `imprint` command holds it back unless -v."""
+    import pytest
+
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    bundle = _tflite_bundle(tmp_path / "bundle")
+    store = str(tmp_path / "s.npz")
+    cmd = [sys.executable, "-m", "imprinting.cli"]
+    env = {**os.environ, "IMPRINT_CHECK_CACHE": "off"}
+
+    def imprint(*args):
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    learned = imprint("learn", str(bundle), "--store", store, "--label", "red", *map(str, image_files["red"][:2]))
+    assert learned.returncode == 0 and learned.stderr == "", learned.stderr
+    res = imprint("classify", str(bundle), "--store", store, "--format", "tflite", str(image_files["red"][3]))
+    assert res.returncode == 0 and "red" in res.stdout
+    assert res.stderr == "", res.stderr
+    loud = imprint("-v", "classify", str(bundle), "--store", store, str(image_files["red"][3]))
+    assert loud.returncode == 0 and "XNNPACK" in loud.stderr
+
+
+def test_native_notices_are_held_back_and_other_lines_passed_on(capfd):
+    from imprinting.quiet import native_notices_quiet
+
+    with native_notices_quiet():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nsomething that matters\n")
+    assert capfd.readouterr().err == "something that matters\n"
+
+
+def test_quiet_turns_off_litert_torch_progress_and_opencv_warnings(monkeypatch):
+    from imprinting.quiet import quiet_third_parties
+
+    for k in ("LITERT_TORCH_SHOW_PROGRESS", "OPENCV_LOG_LEVEL"):
+        monkeypatch.delenv(k, raising=False)
+    try:
+        quiet_third_parties()
+        assert os.environ["LITERT_TORCH_SHOW_PROGRESS"] == "n" and os.environ["OPENCV_LOG_LEVEL"] == "ERROR"
+    finally:
+        logging.captureWarnings(False)

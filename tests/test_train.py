@@ -230,3 +230,12 @@ def test_block_training_resumes_where_a_killed_run_stopped(tmp_path):
     state.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot resume"):
         fit_tail(acts, labels, 3, opt, 2, state_path=state)
+
+
+def test_zero_epochs_is_explained_with_the_scores_and_what_to_do():
+    from imprinting.export.train_cli import _why_no_epochs
+
+    report = {"pseudo_novel_history": {0: 0.61, 1: 0.55, 2: 0.58}}
+    line = _why_no_epochs(report, 1280, 0, 1280)
+    assert "0 epochs" in line and "61.0%" in line and "best 58.0% at epoch 2" in line and "--epochs N" in line
+    assert "pretrained 1280-d pooled features (no --dim 1280 embedding layer" in line
