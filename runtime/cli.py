@@ -50,6 +50,8 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folders", required=True, metavar="DIR", help="one subfolder of images per class")
     p.add_argument("--shots", type=int, default=5, help="images taught per class (default 5); the rest are tested")
     p.add_argument("--seed", type=int, default=0, help="which images are taught")
+    p.add_argument("--never-taught", type=int, default=0, metavar="K",
+                   help="hold K classes out (never taught) and report how many of their photos are called unknown")
     p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
     p.add_argument("--plot", metavar="PNG", help="also save the confusion matrix (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="the report as one JSON object")
@@ -169,7 +171,8 @@ def _learn_jobs(r: Recognizer, jobs: dict[str, list[Path]], folders: bool, done:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     with Recognizer.open(args.bundle, None, recognizer_options(args)) as r:
-        ev = evaluate(r, args.folders, args.shots, args.seed)
+        ev = evaluate(r, args.folders, args.shots, args.seed, args.never_taught)
+    rates = ev.open_set()
     if args.plot:
         plot_confusion(ev, args.plot)
     if args.json:
@@ -177,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             lab: {"accuracy": float(acc), "tested": int(ev.confusion[i].sum())} for i, (lab, acc) in
             enumerate(zip(ev.labels, ev.per_class))}, "confusion": ev.confusion.tolist(),
             "confusion_rows": list(ev.labels), "confusion_columns": [*ev.labels, "unknown or other"],
-            "skipped": ev.failed},
+            "skipped": ev.failed, "open_set": {**rates, "never_taught": list(ev.never_taught)}},
             ensure_ascii=False))
     else:
         print(f"{'class':30s} {'tested':>6s} {'top-1':>6s}  most confused with")
@@ -188,6 +191,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             other = (list(ev.labels) + ["unknown"])[worst] if row[worst] else "-"
             print(f"{lab[:30]:30s} {int(ev.confusion[i].sum()):6d} {100 * ev.per_class[i]:5.1f}%  {other}")
         print(f"top-1 over {int(ev.confusion.sum())} test images, {ev.shots} shots per class: {100 * ev.accuracy:.1f}%")
+        print(f"taught photos: {100 * rates['right']:.1f}% right, {100 * rates['wrong']:.1f}% wrong, "
+              f"{100 * rates['unknown']:.1f}% unknown ({100 * rates['right_kept']:.1f}% of right answers kept)")
+        if ev.never_taught:
+            print(f"never-taught photos ({ev.never_taught_tested} of {len(ev.never_taught)} classes: "
+                  f"{', '.join(ev.never_taught)}): {100 * rates['never_taught_unknown']:.1f}% called unknown")
         for what, why in ev.failed:
             print(f"skipped {what}: {why}", file=sys.stderr)
         if args.plot:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .bundle import load_bundle
+from .manifest import Manifest
 from .recognizer_options import bundle_unknown_policy
 
 
@@ -34,10 +35,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  rejected at export: {r.get('file')} ({r.get('reason')})")
     print(f"base classes: {len(base.labels) if base else 0}" + (
         "" if not base else f" ({'with' if m.base_exemplars else 'without'} exemplars for `imprint refine`)"))
-    u = bundle_unknown_policy(m)
-    far = m.calibration.get("unknown_false_accept")
-    print(f"unknown below cosine {u.min_cosine:.3f}" + (f" (chosen at export for a {100 * far:.0f}% false-accept rate)"
-                                                        if far is not None else " (the runtime's default: this bundle carries none)"))
+    for line in unknown_lines(m):
+        print(line)
     if m.host:
         print(f"checked on: {m.host.get('cpu')} ({m.host.get('arch')}; {', '.join(m.host.get('features', []))}; "
               f"int8 kernels {m.host.get('int8_kernels')})")
@@ -46,3 +45,30 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"this host: {here['cpu']} ({here['arch']}; int8 kernels {here['int8_kernels']}); default file "
           f"{m.select().file}")
     return 0
+
+
+def unknown_lines(m: Manifest) -> list[str]:
+    """The bundle's unknown policy for `imprint info`: the single threshold, or the table by shot count, each row
+    with both rates measured at export (never-taught calibration photos accepted, right answers kept)."""
+    u = bundle_unknown_policy(m)
+    cal = m.calibration
+    far = cal.get("unknown_false_accept")
+    if far is None:
+        return [f"unknown below cosine {u.min_cosine:.3f} (the runtime's default: this bundle carries none)"]
+    rates = cal.get("unknown_rates_by_shots") if isinstance(cal.get("unknown_rates_by_shots"), dict) else {}
+    if u.min_evidence_by_shots is None:
+        acc = cal.get("unknown_accept")
+        return [f"unknown below cosine {u.min_cosine:.3f} (chosen at export for a {100 * far:.0f}% false-accept "
+                f"rate" + (f"; keeps {100 * acc:.0f}% of right answers)" if isinstance(acc, (int, float)) else ")")]
+    out = [f"unknown policy by shot count (the top class's evidence, cosine x |shot sum| / shots, below the value "
+           f"is unknown; chosen at export for a {100 * far:.0f}% false-accept rate, keeping at least "
+           f"{100 * cal.get('unknown_accept_target', 0.95):.0f}% of right answers; measured on "
+           f"{cal.get('source', 'the calibration photos')}):"]
+    t = u.min_evidence_by_shots
+    for n, v in zip(t.shots, t.offsets):
+        r = rates.get(str(n)) if isinstance(rates.get(str(n)), dict) else {}
+        fa, acc = r.get("false_accept"), r.get("accept")
+        both = (f": {100 * fa:.0f}% of never-taught photos accepted, {100 * acc:.0f}% of right answers kept"
+                if isinstance(fa, (int, float)) and isinstance(acc, (int, float)) else "")
+        out.append(f"  {n} shot(s): evidence below {v:.3f}{both}")
+    return out

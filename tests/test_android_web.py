@@ -5,7 +5,7 @@ teaches both through the page's "Add class" button, checks the live predictions,
 export and import, the page's embeddings of the golden frames, the golden shot-offsets case (the bundle's
 shot_offsets applied by js/classstore.js in node and by the page), the golden merge cases (merges by shot identity:
 ClassStore.combine in node, every case, and the page's "Merge .npz", twice) and the default unknown policy case (the bundle's threshold or the fallback,
-and "unknown" in the probabilities, in node and in the page). This file then checks those embeddings against Python onnxruntime and reads
+and "unknown" in the probabilities, in node and in the page; the shot-aware table in node). This file then checks those embeddings against Python onnxruntime and reads
 the exported and the merged stores with the Python runtime. test/classstore.test.mjs (node alone) unit-tests the class
 store: merges, shot ids and hostile stores. Skips with the reason when
 chromium, node or the npm packages are absent (scripts/install_android_check_deps.sh installs them).
@@ -78,7 +78,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
 
 def test_all_browser_checks_pass(e2e: tuple[Path, Path, str]) -> None:
     m = re.search(r"^web-e2e: (\d+) passed, (\d+) failed$", e2e[2], re.M)
-    assert m and int(m.group(2)) == 0 and int(m.group(1)) == 15, e2e[2]
+    assert m and int(m.group(2)) == 0 and int(m.group(1)) == 16, e2e[2]
 
 
 def test_browser_embeddings_match_python_onnxruntime(e2e: tuple[Path, Path, str]) -> None:

@@ -29,6 +29,13 @@ and the default unknown policy case (golden.json "unknown"; runtime/recognizer_o
     manifest_unknown.json  manifest.json whose calibration carries an unknown_min_cosine chosen at "export"
     store_single.npz   a store of one class (red), which must not be certain against nothing
 
+and the shot-aware unknown policy (golden.json "unknown" "by_shots"; runtime/ranking.py UnknownPolicy
+min_evidence_by_shots, docs/formats.md calibration.unknown_min_evidence_by_shots): the store of the shot-offsets
+case (classes of 1, 3, 7 and 30 shots) asked about mixtures of its shots, with and without the shot offsets:
+
+    manifest_unknown_shots.json  manifest.json with shot_offsets and a calibration that carries a table
+    us_queries.npy     float32 (Q, D) unit queries whose top-1 evidence falls on both sides of the table
+
 and the fleet case (golden.json "merge"; runtime/merge.py, docs/formats.md): merges by shot identity, which
 Java and JavaScript must reproduce bit for bit (golden.json "merge" "cases": inputs, rename flag, Python's result):
 
@@ -259,6 +266,63 @@ def unknown_case(out: Path, m, shots: np.ndarray, shot_labels: list[str], querie
         "predictions_plain": [_wire(c) for c in scorer(data, unknown=plain).classify(queries, top_k=3)],
         "predictions_single": [_wire(c) for c in alone],
     }
+
+
+# Tables that evidence_table ignores (the single threshold rules then); every reader must ignore them too.
+IGNORED_EVIDENCE_TABLES = [
+    None, {}, [0.4], "0.4", {"1": True}, {"0": 0.4}, {"01": 0.4}, {"-1": 0.4}, {"1.5": 0.4}, {"x": 0.4}, {" 1": 0.4},
+    {"1": 1.5}, {"1": -1.01}, {"1": "0.4"}, {"1": None}, {"1": [0.4]}, {"1": 0.4, "2": False},
+    {"1234567890": 0.4},
+]
+
+
+def unknown_by_shots_case(out: Path) -> dict:
+    """The shot-aware unknown policy on the shot-offsets store: Python's parsed tables (and the ones it ignores),
+    each class's cosine bar, and predictions with and without the bundle's shot offsets."""
+    from imprinting.runtime import ClassSet, ImprintedClassifier, UnknownPolicy, read_store
+    from imprinting.runtime.bundle import Manifest
+    from imprinting.runtime.recognizer_options import bundle_unknown_policy, evidence_table
+
+    manifest = json.loads((out / "manifest_shot_offsets.json").read_text(encoding="utf-8"))
+    data = read_store(out / "store_shot_offsets.npz")
+    shots = np.load(out / "so_shots.npy")
+    rng = np.random.default_rng(29)
+    pairs = rng.integers(0, len(shots), (40, 2))
+    mix = rng.uniform(0.2, 1.0, (40, 1))
+    q = shots[pairs[:, 0]] * mix + shots[pairs[:, 1]] * (1 - mix) + 0.4 * rng.standard_normal((40, shots.shape[1])) \
+        / np.sqrt(shots.shape[1])
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    np.save(out / "us_queries.npy", q)
+    offsets = Manifest.from_dict(manifest).shot_offsets
+    clf = ImprintedClassifier(ClassSet.from_store_data(data), shot_offsets=offsets)
+    ev = [c.top.cosine * clf.classes.count(c.top.label) / np.linalg.norm(clf.classes.arrays()[0][
+        clf.classes.labels.index(c.top.label)]) for c in clf.classify(q, top_k=1)]
+    mid = float(np.median(ev))
+    table = {"1": round(mid - 0.01, 4), "2": round(mid + 0.005, 4), "10": round(mid + 0.01, 4)}
+    policy = UnknownPolicy(min_cosine=0.0, min_evidence_by_shots=evidence_table(table))
+    _, inv, counts, _ = clf.classes.arrays()
+    bars = [policy.cosine_threshold(int(n), float(v)) for n, v in zip(counts, inv)]
+    for c in clf.classify(q, top_k=1) + ImprintedClassifier(clf.classes).classify(q, top_k=1):
+        k = clf.classes.labels.index(c.top.label)
+        assert abs(c.top.cosine - bars[k]) > 1e-4, "a query sits on its class's bar: pick other queries"
+    manifest["calibration"] = {"unknown_min_cosine": 0.0, "unknown_false_accept": 0.05,
+                               "unknown_min_evidence_by_shots": table}
+    (out / "manifest_unknown_shots.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    bundle = bundle_unknown_policy(Manifest.from_dict(manifest))
+    assert bundle == policy
+    with_offsets = ImprintedClassifier(ClassSet.from_store_data(data), bundle, offsets).classify(q, top_k=3)
+    plain = ImprintedClassifier(ClassSet.from_store_data(data), bundle).classify(q, top_k=3)
+    single = ImprintedClassifier(ClassSet.from_store_data(data), UnknownPolicy(min_cosine=0.0), offsets)
+    flags = [c.unknown for c in with_offsets]
+    assert any(flags) and not all(flags), flags
+    assert flags != [c.unknown for c in single.classify(q, top_k=3)], "the table changes no decision"
+    parsed = [{"table": t, "parsed": None} for t in IGNORED_EVIDENCE_TABLES]
+    assert all(evidence_table(t) is None for t in IGNORED_EVIDENCE_TABLES)
+    t = evidence_table(table)
+    parsed.insert(0, {"table": table, "parsed": {"shots": list(t.shots), "values": list(t.offsets)}})
+    return {"manifest": "manifest_unknown_shots.json", "store": "store_shot_offsets.npz", "queries": "us_queries.npy",
+            "top_k": 3, "tables": parsed, "labels": list(clf.classes.labels), "bars": bars,
+            "predictions": [_wire(c) for c in with_offsets], "predictions_no_offsets": [_wire(c) for c in plain]}
 
 
 def merge_case(out: Path, m, embed, queries: np.ndarray) -> dict:
@@ -593,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     golden["shot_offsets"] = shot_offsets_case(out, m, embed, queries, policy)
     golden["unknown"] = unknown_case(out, m, shots, shot_labels, queries)
+    golden["unknown"]["by_shots"] = unknown_by_shots_case(out)
     golden["merge"] = merge_case(out, m, embed, queries)
     golden["hostile"] = hostile_case(out)
     (out / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -60,7 +60,8 @@ function openStore(bytes, name) {
   const st = bytes ? ClassStore.fromNpz(bytes, { expectedFingerprint: m.fingerprint, expectedDim: m.embedding_dim, name })
     : new ClassStore(m.embedding_dim, m.scale, m.fingerprint);
   st.shotOffsets = state.shotOffsets;
-  st.unknown = { minCosine: state.unknown.minCosine, minMargin: state.unknown.minMargin };
+  st.unknown = { minCosine: state.unknown.minCosine, minMargin: state.unknown.minMargin,
+    minEvidenceByShots: state.unknown.minEvidenceByShots };
   return st;
 }
 
@@ -127,7 +128,7 @@ async function finishCapture() {
 function showPrediction(p) {
   state.prediction = p;
   $("label").textContent = p ? (p.label ?? "unknown") : "—";
-  $("score").textContent = !p ? "" : p.unknown ? `${p.cosines[0].toFixed(2)} < ${state.unknown.minCosine.toFixed(2)} (${p.labels[0]})`
+  $("score").textContent = !p ? "" : p.unknown ? `${p.cosines[0].toFixed(2)} < ${(p.threshold ?? state.unknown.minCosine).toFixed(2)} (${p.labels[0]})`
     : p.cosines[0].toFixed(2);
   $("topk").replaceChildren(...(p ? p.labels.map((l, i) => Object.assign(document.createElement("li"),
     { textContent: `${l}  ${(100 * p.probabilities[i]).toFixed(0)}%` })) : []));
@@ -206,7 +207,8 @@ async function main() {
   renderClasses();
   const u = state.unknown;
   status(`${state.manifest.name}: ${state.entry.file}, ${state.manifest.embedding_dim}-d${state.shotOffsets ? ", shot-calibrated" : ""}, `
-    + `unknown below ${u.minCosine.toFixed(2)}${u.calibrated ? "" : " (default: the bundle carries no threshold)"}`);
+    + (u.minEvidenceByShots ? `unknown below evidence ${u.minEvidenceByShots.shots.map((n, i) => `${u.minEvidenceByShots.offsets[i].toFixed(2)} at ${n} shot${n > 1 ? "s" : ""}`).join(", ")}`
+      : `unknown below ${u.minCosine.toFixed(2)}${u.calibrated ? "" : " (default: the bundle carries no threshold)"}`));
   $("add").disabled = false;
   const canvas = document.createElement("canvas");
   try {

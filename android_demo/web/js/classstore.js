@@ -32,7 +32,21 @@ export function bundleUnknownPolicy(manifest) {
   }
   const t = cal == null ? undefined : cal.unknown_min_cosine;
   const calibrated = typeof t === "number" && t >= -1 && t <= 1;
-  return { minCosine: calibrated ? t : FALLBACK_MIN_COSINE, minMargin: null, calibrated };
+  const minEvidenceByShots = evidenceTable(cal == null ? undefined : cal.unknown_min_evidence_by_shots);
+  return { minCosine: calibrated ? t : FALLBACK_MIN_COSINE, minMargin: null, calibrated, minEvidenceByShots };
+}
+
+/**
+ * The manifest's calibration.unknown_min_evidence_by_shots as a ShotOffsets table, or null (the single threshold
+ * rules) unless it is a non-empty object whose keys are shot counts written as plain decimals ("1".."999999999")
+ * and whose values are numbers (not booleans) in [-1, 1]: the Python runtime's evidence_table. With a table, the
+ * top-1 class of n shots summing to S is unknown when its cosine (without shot offset) is below
+ * table(n) * n / |S| (its evidence, cosine * |S| / n, below the table's value; runtime/ranking.py).
+ */
+export function evidenceTable(value) {
+  if (value == null || typeof value !== "object" || Array.isArray(value) || !Object.keys(value).length) return null;
+  const ok = Object.entries(value).every(([k, v]) => /^[1-9][0-9]{0,8}$/.test(k) && typeof v === "number" && v >= -1 && v <= 1);
+  return ok ? ShotOffsets.fromMapping(value) : null;
 }
 
 export function unit(e, dim) {
@@ -207,6 +221,14 @@ export class ClassStore {
     return k;
   }
 
+  /** 1 / |sum| of class k in float32, as the Python runtime keeps it (the shot-aware unknown bar uses it). */
+  invNorm(k) {
+    const s = this.sums[k];
+    let ss = 0;
+    for (let i = 0; i < this.dim; i++) ss = f(ss + f(s[i] * s[i]));
+    return f(1 / Math.max(f(Math.sqrt(ss)), 1e-12));
+  }
+
   cosines(embedding) {
     const e = unit(embedding, this.dim);
     return this.sums.map((s) => {
@@ -226,19 +248,28 @@ export class ClassStore {
   classify(embedding, topK = 3) {
     if (!this.labels.length) throw new Error("the classifier has no classes yet: add one first");
     const so = this.shotOffsets;
-    const cos = this.cosines(embedding).map((c, k) => (so ? c + so.offset(this.counts[k]) : c));
+    const raw = this.cosines(embedding);
+    const cos = raw.map((c, k) => (so ? c + so.offset(this.counts[k]) : c));
     const order = cos.map((_, i) => i).sort((a, b) => cos[b] - cos[a]);
     const best = cos[order[0]];
     const margin = cos.length > 1 ? best - cos[order[1]] : Infinity;
     const u = this.unknown;
+    let threshold = u.minCosine;
+    let unknown = (u.minCosine != null && best < u.minCosine) || (u.minMargin != null && margin < u.minMargin);
+    if (u.minEvidenceByShots) {
+      // The shot-aware table: the top class's raw cosine against its bar (in score space for the softmax).
+      const k0 = order[0], c0 = raw[k0], n = this.counts[k0];
+      const bar = u.minEvidenceByShots.offset(n) * n * this.invNorm(k0);
+      threshold = bar + (best - c0);
+      unknown = c0 < bar || (u.minMargin != null && margin < u.minMargin);
+    }
     const total = cos.reduce((t, c) => t + Math.exp((c - best) * this.scale), 0)
-      + (u.minCosine != null ? Math.exp((u.minCosine - best) * this.scale) : 0);
+      + (threshold != null ? Math.exp((threshold - best) * this.scale) : 0);
     const top = order.slice(0, topK);
-    const unknown = (u.minCosine != null && best < u.minCosine) || (u.minMargin != null && margin < u.minMargin);
     const labels = top.map((i) => this.labels[i]);
     return {
       labels, cosines: top.map((i) => cos[i]), probabilities: top.map((i) => Math.exp((cos[i] - best) * this.scale) / total),
-      unknown, label: unknown ? null : labels[0],
+      unknown, label: unknown ? null : labels[0], threshold,
     };
   }
 

@@ -17,7 +17,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
-import { ClassStore, FALLBACK_MIN_COSINE, ShotOffsets, bundleUnknownPolicy } from "../js/classstore.js";
+import { ClassStore, FALLBACK_MIN_COSINE, ShotOffsets, bundleUnknownPolicy, evidenceTable } from "../js/classstore.js";
 import { readNpy } from "../js/npz.js";
 import { serve } from "./server.mjs";
 
@@ -121,6 +121,31 @@ await check("unknown policy: the bundle's threshold or the fallback, probabiliti
   expect(single.classify(queries[3], 3).probabilities[0] === 1, "one class without a threshold should take it all");
   single.unknown = bundleUnknownPolicy(JSON.parse(readFileSync(join(args.golden, un.manifest), "utf8")));
   samePredictions(queries.map((q) => single.classify(q, un.top_k)), un.predictions_single, "single class");
+});
+
+const us = un.by_shots;
+await check("shot-aware unknown policy: tables, bars and decisions as Python, with and without shot offsets (node)", async () => {
+  for (const t of us.tables) {
+    const got = evidenceTable(t.table);
+    if (t.parsed === null) { expect(got === null, `Python ignores the table ${JSON.stringify(t.table)}`); continue; }
+    expect(got && got.shots.join() === t.parsed.shots.join() && got.offsets.join() === t.parsed.values.join(),
+      `table ${JSON.stringify(t.table)}: ${got && got.offsets}`);
+  }
+  const m = JSON.parse(readFileSync(join(args.golden, us.manifest), "utf8"));
+  const policy = bundleUnknownPolicy(m);
+  expect(policy.minEvidenceByShots !== null, "the bundle's table was not read");
+  const store = load(us.store);
+  expect(store.labels.join() === us.labels.join(), `labels ${store.labels}`);
+  us.labels.forEach((l, k) => {
+    const bar = policy.minEvidenceByShots.offset(store.counts[k]) * store.counts[k] * store.invNorm(k);
+    expect(Math.abs(bar - us.bars[k]) <= 1e-6, `bar of ${l}: ${bar}, want ${us.bars[k]}`);
+  });
+  store.unknown = policy;
+  store.shotOffsets = ShotOffsets.fromManifest(m);
+  const queries = rows(us.queries);
+  samePredictions(queries.map((q) => store.classify(q, us.top_k)), us.predictions, "with shot offsets", 1e-5);
+  store.shotOffsets = null;
+  samePredictions(queries.map((q) => store.classify(q, us.top_k)), us.predictions_no_offsets, "without shot offsets", 1e-5);
 });
 
 const bits = (v) => Array.from(new Int32Array(Float32Array.from(v).buffer)).join();

@@ -332,7 +332,8 @@ public final class ClassStore {
         if (rows.isEmpty()) {
             throw new IllegalStateException("the classifier has no classes yet: imprint one first");
         }
-        float[] cos = cosines(embedding);
+        float[] raw = cosines(embedding);
+        float[] cos = raw.clone();
         if (shotOffsets != null) {
             for (int k = 0; k < cos.length; k++) {
                 cos[k] += shotOffsets.offset(rows.get(k).count);
@@ -353,14 +354,24 @@ public final class ClassStore {
         });
         float best = cos[order[0]];
         float margin = n > 1 ? best - cos[order[1]] : Float.POSITIVE_INFINITY;
-        // Softmax of scale * cos over all classes and, with a minCosine, "unknown" scored at that threshold (the
-        // Python runtime's Classification.categories), shifted by the top logit so that exp never overflows.
+        boolean isUnknown = unknown.isUnknown(best, margin);
+        double threshold = unknown.minCosine;
+        if (unknown.minEvidenceByShots != null) {
+            // The shot-aware table: the top class's raw cosine against its bar; in score space for the softmax.
+            ClassRow top = rows.get(order[0]);
+            double bar = unknown.cosineThreshold(top.count, top.invNorm);
+            float c0 = raw[order[0]];
+            threshold = bar + ((double) best - (double) c0);
+            isUnknown = c0 < bar || (!Float.isNaN(unknown.minMargin) && margin < unknown.minMargin);
+        }
+        // Softmax of scale * cos over all classes and, with a threshold, "unknown" scored at it (the Python
+        // runtime's Classification.categories), shifted by the top logit so that exp never overflows.
         double total = 0;
         for (float v : cos) {
             total += Math.exp((v - best) * scale);
         }
-        if (!Float.isNaN(unknown.minCosine)) {
-            total += Math.exp(((double) unknown.minCosine - best) * scale);
+        if (!Double.isNaN(threshold)) {
+            total += Math.exp((threshold - best) * scale);
         }
         int k = Math.min(topK, n);
         String[] outLabels = new String[k];
@@ -371,7 +382,7 @@ public final class ClassStore {
             outCos[i] = cos[order[i]];
             outProb[i] = (float) (Math.exp((cos[order[i]] - best) * scale) / total);
         }
-        return new Classification(outLabels, outCos, outProb, unknown.isUnknown(best, margin));
+        return new Classification(outLabels, outCos, outProb, isUnknown);
     }
 
     // ----- state for ClassStoreFile and ClassMerge ---------------------------------------------------

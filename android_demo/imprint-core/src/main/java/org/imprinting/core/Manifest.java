@@ -28,6 +28,11 @@ public final class Manifest {
     public final float unknownMinCosine;
     /** Whether unknownMinCosine is the bundle's own (calibrated at export) rather than the fallback. */
     public final boolean unknownCalibrated;
+    /**
+     * The shot-aware unknown table (calibration.unknown_min_evidence_by_shots, see UnknownPolicy), or null when the
+     * bundle has none or it is malformed (then unknownMinCosine decides, as in Python).
+     */
+    public final ShotOffsets unknownMinEvidenceByShots;
 
     /** One extractor file of the bundle. */
     public static final class Extractor {
@@ -80,11 +85,16 @@ public final class Manifest {
         double v = t instanceof Number ? ((Number) t).doubleValue() : Double.NaN;
         unknownCalibrated = v >= -1 && v <= 1;
         unknownMinCosine = unknownCalibrated ? (float) v : UnknownPolicy.FALLBACK_MIN_COSINE;
+        unknownMinEvidenceByShots = cal == null ? null
+                : UnknownPolicy.evidenceTable(((Map<?, ?>) cal).get("unknown_min_evidence_by_shots"));
     }
 
-    /** The unknown policy this bundle carries: below unknownMinCosine is unknown, no margin rule. */
+    /**
+     * The unknown policy this bundle carries: its shot-aware table when it has one, else below unknownMinCosine is
+     * unknown; no margin rule.
+     */
     public UnknownPolicy unknownPolicy() {
-        return new UnknownPolicy(unknownMinCosine, Float.NaN);
+        return new UnknownPolicy(unknownMinCosine, Float.NaN, unknownMinEvidenceByShots);
     }
 
     public static Manifest parse(String json) {

@@ -95,4 +95,63 @@ public class UnknownPolicyTest {
         assertEquals("an unknown answer still reports its top cosine", s.cosines(Golden.row(g.npy("queries.npy"), 3))[0],
                 c.score(), 0f);
     }
+
+    @SuppressWarnings("unchecked")
+    @Test
+    public void theShotAwareTableDecidesAsPython() throws Exception {
+        Golden g = Golden.load();
+        Map<String, Object> c = (Map<String, Object>) cas(g).get("by_shots");
+        for (Map<String, Object> t : (List<Map<String, Object>>) c.get("tables")) {
+            ShotOffsets got = UnknownPolicy.evidenceTable(t.get("table"));
+            Map<String, Object> want = (Map<String, Object>) t.get("parsed");
+            if (want == null) {
+                assertTrue("Python ignores the table " + t.get("table"), got == null);
+                continue;
+            }
+            List<?> shots = (List<?>) want.get("shots");
+            List<?> values = (List<?>) want.get("values");
+            assertEquals(shots.size(), got.shots().length);
+            for (int i = 0; i < shots.size(); i++) {
+                assertEquals(((Number) shots.get(i)).longValue(), got.shots()[i]);
+                assertEquals(((Number) values.get(i)).doubleValue(), got.offsets()[i], 0d);
+            }
+        }
+        Manifest m = Manifest.parse(g.text((String) c.get("manifest")));
+        UnknownPolicy policy = m.unknownPolicy();
+        assertTrue(policy.minEvidenceByShots != null);
+        ClassStore s = ClassStoreFile.read(new File(g.dir, (String) c.get("store")), null, 0);
+        List<?> labels = (List<?>) c.get("labels");
+        List<?> bars = (List<?>) c.get("bars");
+        for (int k = 0; k < labels.size(); k++) {
+            ClassRow row = s.snapshotRows().get(k);
+            assertEquals(labels.get(k), row.label);
+            assertEquals("bar of " + row.label, ((Number) bars.get(k)).doubleValue(),
+                    policy.cosineThreshold(row.count, row.invNorm), 1e-6);
+        }
+        s.setUnknownPolicy(policy);
+        s.setShotOffsets(m.shotOffsets);
+        int k = ((Number) c.get("top_k")).intValue();
+        Npy.Array q = g.npy((String) c.get("queries"));
+        check(s, q, (List<Map<String, Object>>) c.get("predictions"), k, "with shot offsets");
+        s.setShotOffsets(null);
+        check(s, q, (List<Map<String, Object>>) c.get("predictions_no_offsets"), k, "without shot offsets");
+    }
+
+    private static void check(ClassStore s, Npy.Array q, List<Map<String, Object>> want, int k, String what) {
+        int unknown = 0;
+        for (int i = 0; i < want.size(); i++) {
+            Classification got = s.classify(Golden.row(q, i), k);
+            Map<String, Object> w = want.get(i);
+            List<?> labels = (List<?>) w.get("labels");
+            List<?> prob = (List<?>) w.get("probabilities");
+            for (int j = 0; j < labels.size(); j++) {
+                assertEquals(what + " " + i + " label " + j, labels.get(j), got.labels[j]);
+                assertEquals(what + " " + i + " probability " + j, ((Number) prob.get(j)).floatValue(),
+                        got.probabilities[j], 1e-5f);
+            }
+            assertEquals(what + " " + i + " unknown", w.get("unknown"), got.unknown);
+            unknown += got.unknown ? 1 : 0;
+        }
+        assertTrue(what + ": both verdicts occur", unknown > 0 && unknown < want.size() || what.contains("without"));
+    }
 }

@@ -1,0 +1,68 @@
+"""Open-set reports (issue 29): `imprint eval --never-taught K` and `imprint info`'s unknown policy table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+
+def imprint(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imprinting.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.fixture
+def photos(image_files, tmp_path):
+    root = tmp_path / "photos"
+    for label, files in image_files.items():
+        (root / label).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, root / label / f.name)
+    return root
+
+
+def test_eval_reports_unknown_rates_with_never_taught_classes(tiny_bundle, photos):
+    res = imprint("eval", tiny_bundle, "--folders", photos, "--shots", 2, "--never-taught", 1, "--json",
+                  "--min-cosine", "0.99")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    o = report["open_set"]
+    assert len(report["classes"]) == 3 and o["never_taught_classes"] == 1 and o["never_taught_tested"] == 4
+    assert o["never_taught"][0] not in report["classes"]
+    assert o["right"] + o["wrong"] + o["unknown"] == pytest.approx(1.0)
+    assert 0 <= o["never_taught_unknown"] <= 1 and 0 <= o["right_kept"] <= 1
+    text = imprint("eval", tiny_bundle, "--folders", photos, "--shots", 2, "--never-taught", 2,
+                   "--min-cosine", "-1").stdout
+    assert "never-taught photos (8 of 2 classes:" in text and "0.0% called unknown" in text
+    assert "100.0% of right answers kept" in text
+    plain = json.loads(imprint("eval", tiny_bundle, "--folders", photos, "--shots", 2, "--json").stdout)
+    assert plain["open_set"]["never_taught_unknown"] is None and plain["open_set"]["never_taught"] == []
+
+
+def test_never_taught_must_leave_a_class_to_teach(tiny_bundle, photos):
+    res = imprint("eval", tiny_bundle, "--folders", photos, "--shots", 2, "--never-taught", 4)
+    assert res.returncode == 1 and "--never-taught must be in [0, 3]" in res.stderr
+
+
+def test_info_shows_the_policy_table_and_both_rates(tiny_bundle, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["calibration"] = {"unknown_min_cosine": 0.41, "unknown_false_accept": 0.05, "unknown_accept": 0.97,
+                        "unknown_min_evidence_by_shots": {"1": 0.41, "2": 0.43, "10": 0.45},
+                        "unknown_rates_by_shots": {"1": {"false_accept": 0.05, "accept": 0.97},
+                                                   "2": {"false_accept": 0.06, "accept": 0.95},
+                                                   "10": {"false_accept": 0.04, "accept": 0.99}}}
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    res = imprint("info", bundle)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "unknown policy by shot count" in out
+    assert "2 shot(s): evidence below 0.430" in out and "6% of never-taught photos accepted" in out
+    assert "95% of right answers kept" in out
+    res = imprint("info", tiny_bundle)
+    assert "the runtime's default" in res.stdout
