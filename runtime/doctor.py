@@ -152,6 +152,7 @@ def diagnose(bundle_dir: str | Path, options: DoctorOptions = DoctorOptions()) -
     bundle = load_bundle(bundle_dir)
     m = bundle.manifest
     run = _measure_isolated if options.isolate else measure
+    load_before = _load()
     rows = []
     for entry in m.extractors:
         for engine, where in engines_for(entry):
@@ -162,9 +163,21 @@ def diagnose(bundle_dir: str | Path, options: DoctorOptions = DoctorOptions()) -
         "bundle": {"name": m.name, "path": str(bundle.path), "fingerprint": m.fingerprint,
                    "probes": m.probes.count if m.probes else 0, "exported_on": m.host},
         "options": {"runs": options.runs, "warmup": options.warmup, "threads": list(options.threads), "batch": 1},
+        "load_average": {"before": load_before, "after": _load()},
         "results": rows,
         "chosen": _chosen(bundle, rows),
     }
+
+
+def _load() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the system has none): timings on a busy machine are
+    inflated, and the report says so."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def _chosen(bundle: Bundle, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -197,6 +210,10 @@ def format_report(report: dict[str, Any]) -> str:
               "the runtime will run: no file passed its self-check here (it would run the closest, with a warning)"]
     if not b["probes"]:
         lines.append("this bundle carries no probes (exported before they existed): re-export it to check parity")
+    load = report["load_average"]["before"]
+    if load and d["cores"] and load[0] > 0.5 * d["cores"]:
+        lines.append(f"the machine was busy (load {load[0]} on {d['cores']} cores): latencies are inflated; run it "
+                     "again on an idle machine for a reference")
     return "\n".join(lines)
 
 
