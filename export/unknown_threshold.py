@@ -256,14 +256,18 @@ def threshold_for(model: "torch.nn.Module", spec: "PreprocessSpec", calib_dir: s
 
 
 def warn_if_loose(t: Threshold, calib_dir: str | os.PathLike[str] | None) -> None:
-    """A warning when keeping the right answers cost more than twice the false-accept target, with what to do."""
-    worst = max(t.points, key=lambda p: p.false_accept)
-    if worst.bound == "accept" and worst.false_accept > 2 * t.false_accept:
-        hint = ("put the photos of each thing in a subfolder of its own (one folder per class), so that photos of "
-                "the same thing are not counted as strangers" if calib_dir is not None and
-                class_folders(Path(calib_dir), 2, 0) is None else
-                "this extractor barely tells these classes apart (an untrained model, or a fine-grained domain: "
-                "train on it with `imprint train`)")
-        log.warning("keeping %.0f%% of right answers for %d-shot classes lets %.0f%% of never-taught photos through "
-                    "(target %.0f%%): %s", 100 * worst.accept, worst.shots, 100 * worst.false_accept,
-                    100 * t.false_accept, hint)
+    """A warning, with what to do, when keeping the right answers cost more than twice the false-accept target, or
+    when the trials had no right answer to keep."""
+    flat = calib_dir is not None and Path(calib_dir).is_dir() and class_folders(Path(calib_dir), 2, 0) is None
+    hint = ("put the photos of each thing in a subfolder of its own (one folder per class, 4 or more), so that photos "
+            "of the same thing are not counted as strangers" if flat else
+            "this extractor barely tells these classes apart (an untrained model, or a fine-grained domain: train on "
+            "it with `imprint train`)")
+    for p in t.points:
+        if p.positives == 0:
+            log.warning("no held-out photo of a taught class was answered right with %d shot(s), so no threshold can "
+                        "keep right answers there: %s", p.shots, hint)
+        elif p.bound == "accept" and p.false_accept > 2 * t.false_accept:
+            log.warning("keeping %.0f%% of right answers for %d-shot classes lets %.0f%% of never-taught photos "
+                        "through (target %.0f%%): %s", 100 * p.accept, p.shots, 100 * p.false_accept,
+                        100 * t.false_accept, hint)

@@ -65,8 +65,14 @@ def test_the_bundle_carries_an_unknown_threshold_that_the_runtime_applies(export
     # (the tiny random test model barely tells photos apart, so its threshold may sit at the top of the range)
     assert -1.0 <= cal["unknown_min_cosine"] <= 1.0 and cal["unknown_false_accept"] == 0.05
     assert cal["unknown_trials"]["negatives"] > 100 and 0.0 <= cal["unknown_accept"] <= 1.0
+    # Issue 29: one operating point per shot count the sample photos support, each keeping >= 95% of right answers
+    # (or saying it could not: no right answer at all), and the runtime applies the table.
+    table, rates = cal["unknown_min_evidence_by_shots"], cal["unknown_rates_by_shots"]
+    assert list(table) == ["1", "2", "5", "10"] == list(rates) and table["1"] == cal["unknown_min_cosine"]
+    assert all(r["accept"] >= 0.95 or r["positives"] == 0 for r in rates.values())
     with Recognizer.open(result.bundle_dir) as r:
         assert r.unknown.min_cosine == cal["unknown_min_cosine"]
+        assert r.unknown.min_evidence_by_shots.to_mapping() == table
 
 
 def test_runtime_reproduces_pytorch_embeddings_from_every_file(exported):

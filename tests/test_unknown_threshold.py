@@ -109,3 +109,18 @@ def test_the_evidence_table_decides_by_the_top_class_shot_count():
                                    {"1.5": 0.4}, {"x": 0.4}, {"1": float("nan")}])
 def test_a_malformed_table_is_ignored(value):
     assert evidence_table(value) is None
+
+
+def test_a_loose_policy_says_why_and_what_to_do(tmp_path, caplog):
+    from imprinting.export.unknown_threshold import warn_if_loose
+
+    e, g = clusters(np.random.default_rng(3), spread=1.6)
+    t = choose_threshold(e, g)
+    (tmp_path / "a.png").write_bytes(b"")  # a flat folder: photos of one thing would be counted as strangers
+    with caplog.at_level("WARNING"):
+        warn_if_loose(t, tmp_path)
+    assert "lets" in caplog.text and "subfolder of its own" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_if_loose(t, None)
+    assert "barely tells these classes apart" in caplog.text
