@@ -80,6 +80,7 @@ class ApiServer:
 
 class _Handler(DeadlineHandler):
     loop: CameraLoop
+    _body_slot = False  # whether this request holds one of the server's large-body slots
     server_version = "imprinting"
     timeout = SOCKET_TIMEOUT_S
 
@@ -118,6 +119,10 @@ class _Handler(DeadlineHandler):
         except Exception as err:  # noqa: BLE001 - a bug must answer 500, not drop the connection
             log.exception("API %s %s failed", method, self.path)
             status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(err).__name__}: {err}"}
+        finally:
+            if self._body_slot:
+                self._body_slot = False
+                self.server.body_slots.release()
         self._send(status, body)
 
     def _send(self, status: int, body: Any) -> None:
@@ -245,20 +250,19 @@ class _Handler(DeadlineHandler):
         return self._json(data) if json_body else data
 
     def _read(self, length: int) -> bytes:
-        """The body, under a deadline (a client sending a byte a minute is cut off); large bodies one at a time
-        per slot (BODY_SLOTS), so peak memory stays bounded."""
+        """The body, under a deadline (a client sending a byte a minute is cut off). A large body holds one of
+        BODY_SLOTS until its request is answered (_handle releases it), so peak memory stays bounded."""
         if length <= 0:
             return b""
-        big = length > 1 << 20
-        if big and not self.server.body_slots.acquire(timeout=BODY_WAIT_S):
-            raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "other large uploads are in progress; retry shortly")
+        if length > 1 << 20:
+            if not self.server.body_slots.acquire(timeout=BODY_WAIT_S):
+                raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "other large uploads are in progress; retry shortly")
+            self._body_slot = True
         self.arm(BODY_DEADLINE_S)
         try:
             return self.rfile.read(length)
         finally:
             self.disarm()
-            if big:
-                self.server.body_slots.release()
 
     def _json(self, data: bytes) -> Any:
         try:

@@ -9,10 +9,13 @@ stays near BODY_SLOTS x the 64 MB body limit however many clients upload at once
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Connections served at once; more wait in the listen backlog. Each gets a socket timeout, so idle or slow
 # clients cannot hold threads for ever.
@@ -64,6 +67,10 @@ class BoundedServer(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.body_slots = threading.BoundedSemaphore(BODY_SLOTS)
         super().__init__(*args, **kwargs)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or was cut off at a deadline is no error worth a traceback on stderr."""
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(timeout=SOCKET_TIMEOUT_S):

@@ -124,3 +124,20 @@ def test_slow_clients_are_cut_off_and_others_answered_meanwhile(served, monkeypa
     for s in slow:  # the server shuts each down at its deadline: recv returns b"" instead of waiting 30 s
         assert s.recv(1024) == b""
         s.close()
+
+
+def test_many_large_uploads_at_once_hold_at_most_two_bodies_in_memory(tiny_bundle):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "api_load.py"
+    # Bodies over glibc's largest mmap threshold (32 MB): smaller ones are served from per-thread heap arenas
+    # that keep freed memory, so RSS would measure the allocator, not how many bodies were held at once.
+    res = subprocess.run([sys.executable, str(script), str(tiny_bundle), "--slow", "8", "--bodies", "6",
+                          "--body-mb", "40", "--seconds", "2"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["body_statuses"] == ["400"] * 6  # each was read and refused (not a store), none dropped
+    # Two body slots of 40 MB, plus slack; 6 bodies at once would be 240 MB.
+    assert out["peak_rss_mb_after"] - out["peak_rss_mb_before"] < 2 * 40 + 40, out
