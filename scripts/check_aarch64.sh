@@ -112,7 +112,7 @@ EOF
     imprint learn bundle --store s.npz --label cup photos/coffee.jpg && \
     imprint learn bundle --store s.npz --label rocket photos/rocket.jpg && \
     imprint classify bundle --store s.npz photos/chelsea_flip.jpg photos/coffee_flip.jpg photos/rocket_flip.jpg --json > out.json && \
-    python -c \"import json; r=[json.loads(l) for l in open('out.json')]; got=[x['labels'][0] for x in r]; print(got); assert got == ['cat', 'cup', 'rocket'], got\" && \
+    python -c \"import json; r=[json.loads(l) for l in open('out.json')]; got=[x['categories'][0]['label'] for x in r]; print(got); assert got == ['cat', 'cup', 'rocket'], got\" && \
     imprint camera bundle --store s.npz --source photos --no-stdin --api-port -1 --max-frames 8 --events none && echo camera loop ok"
   check "parity of every file under aarch64 (and emulated x86) kernels" "$BIN/python" benchmarks/isa_parity.py \
     "$BUNDLE" --formats onnx tflite --aarch64-root "$ROOT" --out "$CACHE"
