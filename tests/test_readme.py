@@ -12,6 +12,7 @@ and why. `> FILE` redirects stdout as the shell would.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -136,6 +137,9 @@ EXTRA = {
     "python benchmarks/isa_parity.py bundle": ["--images", "4", "--cpus", "Haswell", "--out", "isa_parity"],
 }
 
+# What libraries print by themselves: LiteRT's and absl's notices, OpenCV's warnings, LiteRT-Torch's progress.
+THIRD_PARTY = re.compile(r"^(INFO: |WARNING: All log|\[ ?(WARN|INFO|ERROR)|[IWE]\d{4} \d\d:\d\d|\(\d\d:\d\d\) \[)", re.M)
+
 # `imprint export` and `imprint train` build EfficientNet-Lite0; here they build the tests' tiny backbone.
 RUNNER = f"""
 import sys
@@ -229,6 +233,8 @@ def run(command: str, cwd: Path, substitute: dict[str, str] | None = None, timeo
                                                          for w in words[2:]]]
     res = subprocess.run(words, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, f"{command}\nexit {res.returncode}\nstdout: {res.stdout[-2000:]}\nstderr: {res.stderr[-2000:]}"
+    if command.startswith("imprint"):  # quiet by default: no third-party line
+        assert not THIRD_PARTY.search(res.stdout + res.stderr), f"{command}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
     if out is not None:
         out.write_text(res.stdout)
     return res
@@ -276,7 +282,9 @@ def test_cli_recipes(recipes):
             run("imprint learn bundle --store classes.npz --label mug mug1.jpg mug2.jpg", recipes,
                 {"classes.npz": "robot2.npz", "mug1.jpg": "photo1.jpg", "mug2.jpg": "mug2.jpg"})
         outputs[command] = run(command, recipes).stdout
-    assert "mug" in outputs["imprint classify bundle --store classes.npz photo1.jpg photo2.jpg --top-k 3 --json"]
+    answers = [json.loads(line) for line in
+               outputs["imprint classify bundle --store classes.npz photo1.jpg photo2.jpg --top-k 3 --json"].splitlines()]
+    assert [a["image"] for a in answers] == ["photo1.jpg", "photo2.jpg"] and len(answers[0]["categories"]) == 3
     assert (recipes / "answers.csv").read_text().count("\n") >= 4
     assert (recipes / "confusion.png").stat().st_size > 0
     assert {"fleet.npz", "mug.npz"} <= {p.name for p in recipes.iterdir()}
