@@ -322,7 +322,9 @@ def unknown_by_shots_case(out: Path) -> dict:
     parsed.insert(0, {"table": table, "parsed": {"shots": list(t.shots), "values": list(t.offsets)}})
     return {"manifest": "manifest_unknown_shots.json", "store": "store_shot_offsets.npz", "queries": "us_queries.npy",
             "top_k": 3, "tables": parsed, "labels": list(clf.classes.labels), "bars": bars,
-            "predictions": [_wire(c) for c in with_offsets], "predictions_no_offsets": [_wire(c) for c in plain]}
+            "predictions": [_wire(c) for c in with_offsets], "predictions_no_offsets": [_wire(c) for c in plain],
+            # the score each top class needed (its bar plus its shot offset): the "unknown" alternative's score
+            "thresholds": [c._raw[7] for c in with_offsets]}
 
 
 def merge_case(out: Path, m, embed, queries: np.ndarray) -> dict:

@@ -144,6 +144,10 @@ await check("shot-aware unknown policy: tables, bars and decisions as Python, wi
   store.shotOffsets = ShotOffsets.fromManifest(m);
   const queries = rows(us.queries);
   samePredictions(queries.map((q) => store.classify(q, us.top_k)), us.predictions, "with shot offsets", 1e-5);
+  queries.forEach((q, i) => {
+    const t = store.classify(q, us.top_k).threshold;
+    expect(Math.abs(t - us.thresholds[i]) <= 1e-6, `threshold ${i}: ${t}, want ${us.thresholds[i]}`);
+  });
   store.shotOffsets = null;
   samePredictions(queries.map((q) => store.classify(q, us.top_k)), us.predictions_no_offsets, "without shot offsets", 1e-5);
 });

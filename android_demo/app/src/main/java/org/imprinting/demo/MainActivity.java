@@ -116,7 +116,8 @@ public class MainActivity extends Activity implements CameraController.FrameList
                     model = new Model(b, new Extractor(b), p, s);
                     show(b.manifest.name + " (" + b.extractor.file + "), " + s.size() + " classes"
                             + (b.manifest.shotOffsets != null ? ", shot-calibrated" : "")
-                            + String.format(Locale.US, ", unknown below %.2f", b.manifest.unknownMinCosine)
+                            + (b.manifest.unknownMinEvidenceByShots != null ? ", unknown by shot count"
+                                    : String.format(Locale.US, ", unknown below %.2f", b.manifest.unknownMinCosine))
                             + (b.manifest.unknownCalibrated ? "" : " (default: the bundle carries no threshold)"));
                 } catch (Exception e) {
                     show("Cannot load the model: " + e.getMessage());
@@ -291,7 +292,7 @@ public class MainActivity extends Activity implements CameraController.FrameList
             String kind = m != null && m.store.shotOffsets() != null ? "score" : "cos";
             String text = String.format(Locale.US, "%s %.2f  p %.0f%%", kind, c.cosines[0], 100 * c.probabilities[0]);
             if (c.unknown && m != null) {
-                text += String.format(Locale.US, "  (%s, below %.2f)", c.labels[0], m.store.unknownPolicy().minCosine);
+                text += String.format(Locale.US, "  (%s, below %.2f)", c.labels[0], c.threshold);
             }
             score.setText(text);
         }

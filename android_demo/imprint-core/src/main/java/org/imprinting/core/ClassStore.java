@@ -382,7 +382,7 @@ public final class ClassStore {
             outCos[i] = cos[order[i]];
             outProb[i] = (float) (Math.exp((cos[order[i]] - best) * scale) / total);
         }
-        return new Classification(outLabels, outCos, outProb, isUnknown);
+        return new Classification(outLabels, outCos, outProb, isUnknown, threshold);
     }
 
     // ----- state for ClassStoreFile and ClassMerge ---------------------------------------------------

@@ -13,12 +13,18 @@ public final class Classification {
     public final float[] cosines;
     public final float[] probabilities;
     public final boolean unknown;
+    /**
+     * The score the top class needed (the unknown policy's minCosine, or with a shot-aware table its class's bar
+     * plus its shot offset), NaN when the policy has none.
+     */
+    public final double threshold;
 
-    Classification(String[] labels, float[] cosines, float[] probabilities, boolean unknown) {
+    Classification(String[] labels, float[] cosines, float[] probabilities, boolean unknown, double threshold) {
         this.labels = labels;
         this.cosines = cosines;
         this.probabilities = probabilities;
         this.unknown = unknown;
+        this.threshold = threshold;
     }
 
     /** The top-1 label, or null when the answer is unknown. */

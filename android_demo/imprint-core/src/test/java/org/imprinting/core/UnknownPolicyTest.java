@@ -133,6 +133,11 @@ public class UnknownPolicyTest {
         int k = ((Number) c.get("top_k")).intValue();
         Npy.Array q = g.npy((String) c.get("queries"));
         check(s, q, (List<Map<String, Object>>) c.get("predictions"), k, "with shot offsets");
+        List<?> thresholds = (List<?>) c.get("thresholds");
+        for (int i = 0; i < thresholds.size(); i++) {
+            assertEquals("threshold " + i, ((Number) thresholds.get(i)).doubleValue(),
+                    s.classify(Golden.row(q, i), k).threshold, 1e-6);
+        }
         s.setShotOffsets(null);
         check(s, q, (List<Map<String, Object>>) c.get("predictions_no_offsets"), k, "without shot offsets");
     }
