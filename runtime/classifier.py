@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classset import ClassSet
-from .ranking import UnknownPolicy, rank
+from .ranking import UnknownPolicy, class_bars, rank
 from .results import Classification
 from .shot_offsets import ShotOffsets
 from .templates import class_templates
@@ -35,6 +35,7 @@ class ImprintedClassifier:
         self._version = -1
         self._offsets = np.zeros(0, np.float32)
         self._templates: tuple[np.ndarray, np.ndarray] | None = None
+        self._bars: tuple[int, UnknownPolicy, np.ndarray | None] | None = None  # (version, policy, bars)
 
     @property
     def dim(self) -> int:
@@ -73,10 +74,13 @@ class ImprintedClassifier:
             cos = self._cosines(e)
             _, inv, counts, _ = self.classes.arrays()
             labels, scale, u = self.classes.labels, self.classes.scale, self.unknown
+            if self._bars is None or self._bars[:2] != (self.classes.version, u):
+                self._bars = (self.classes.version, u, class_bars(u, counts, inv))
+            bars = self._bars[2]
             if self.shot_offsets is None:
-                return [rank(c, c, labels, counts, scale, top_k, u, inv) for c in cos]
+                return [rank(c, c, labels, counts, scale, top_k, u, inv, bars) for c in cos]
             scores = cos + self._offsets
-            return [rank(s, c, labels, counts, scale, top_k, u, inv) for s, c in zip(scores, cos)]
+            return [rank(s, c, labels, counts, scale, top_k, u, inv, bars) for s, c in zip(scores, cos)]
 
     def nearest_shots(self, embedding: np.ndarray, label: str, k: int = 3) -> list[tuple[int, float]]:
         """The k stored shots of `label` nearest to one embedding (D,): (shot number from 1, cosine), nearest

@@ -61,10 +61,12 @@ def rank(
     top_k: int,
     policy: UnknownPolicy,
     inv_norms: np.ndarray | None = None,
+    bars: np.ndarray | None = None,
 ) -> Classification:
     """The answer for one embedding from its scores float32 (K,) (what ranks: cosine + shot offset) and raw
     cosines float32 (K,) (the same array when there are no offsets), labels (K,), shot counts (K,) and the classes'
-    1 / |sum| float32 (K,) (needed by a policy with min_evidence_by_shots; None: 1 / count, one direction)."""
+    1 / |sum| float32 (K,) (needed by a policy with min_evidence_by_shots; None: 1 / count, one direction), or
+    their cosine bars float64 (K,) already computed (class_bars)."""
     n = scores.shape[0]
     m = min(max(top_k, 2), n)  # at least two, for the margin
     if m < n:
@@ -82,10 +84,21 @@ def rank(
     if policy.min_evidence_by_shots is not None:
         t0 = int(top[0])
         c0 = float(cosines[t0])
-        bar = policy.cosine_threshold(int(counts[t0]), 1.0 / int(counts[t0]) if inv_norms is None else inv_norms[t0])
+        bar = float(bars[t0]) if bars is not None else policy.cosine_threshold(
+            int(counts[t0]), 1.0 / int(counts[t0]) if inv_norms is None else inv_norms[t0])
         threshold = bar + (b0 - c0)  # the same bar in score space, for the "unknown" alternative's probability
         unknown = c0 < bar or (policy.min_margin is not None and margin < policy.min_margin)
     # The softmax denominator is computed when probabilities are first asked for (results.py); `scores` is
     # this call's own array, so keeping it is safe.
     raw = ([labels[i] for i in idx], best[:top_k], cos, counts[idx].tolist(), b0, scale, scores, threshold)
     return Classification(raw=raw, unknown=unknown)
+
+
+def class_bars(policy: UnknownPolicy, counts: np.ndarray, inv_norms: np.ndarray) -> np.ndarray | None:
+    """Every class's cosine bar float64 (K,) under a policy with min_evidence_by_shots (None without one), from
+    shot counts (K,) and 1 / |sum| float32 (K,): exactly UnknownPolicy.cosine_threshold, class by class."""
+    t = policy.min_evidence_by_shots
+    if t is None:
+        return None
+    c = np.asarray(counts)
+    return t(c).astype(np.float64) * c.astype(np.float64) * np.asarray(inv_norms).astype(np.float64)

@@ -124,3 +124,26 @@ def test_a_loose_policy_says_why_and_what_to_do(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         warn_if_loose(t, None)
     assert "barely tells these classes apart" in caplog.text
+
+
+def test_cached_bars_are_the_policy_bars_and_follow_teaching_and_policy_changes():
+    from imprinting.runtime.ranking import class_bars
+
+    rng = np.random.default_rng(7)
+    classes = ClassSet(16, 10.0, "t")
+    for k, n in enumerate((1, 3, 7, 30)):
+        classes.learn(f"c{k}", rng.standard_normal((n, 16)).astype(np.float32))
+    policy = UnknownPolicy(min_cosine=0.3, min_evidence_by_shots=ShotOffsets((1, 2, 10), (0.2, 0.3, 0.35)))
+    _, inv, counts, _ = classes.arrays()
+    bars = class_bars(policy, counts, inv)
+    assert bars.tolist() == [policy.cosine_threshold(int(n), v) for n, v in zip(counts, inv)]
+    clf = ImprintedClassifier(classes, policy)
+    q = rng.standard_normal((50, 16)).astype(np.float32)
+    before = [r.unknown for r in clf.classify(q, top_k=1)]
+    fresh = [r.unknown for r in ImprintedClassifier(classes, policy).classify(q, top_k=1)]
+    assert before == fresh
+    classes.learn("c0", rng.standard_normal((20, 16)).astype(np.float32))  # c0's bar moves with its count
+    assert [r.unknown for r in clf.classify(q, top_k=1)] == \
+        [r.unknown for r in ImprintedClassifier(classes, policy).classify(q, top_k=1)]
+    clf.unknown = UnknownPolicy(min_cosine=0.99)
+    assert all(r.unknown for r in clf.classify(q, top_k=1))
