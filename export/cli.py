@@ -136,7 +136,7 @@ def _print_result(result: "ExportResult", base_classes: int) -> None:
                                                             "accept": cal["unknown_accept"]}}
         table = cal.get("unknown_min_evidence_by_shots") or {"1": cal["unknown_min_cosine"]}
         print("unknown policy (on the calibration photos): " + "; ".join(
-            f"{n} shot(s) below {table[n]:.3f}: lets {100 * r['false_accept']:.0f}% of never-taught photos through, "
+            f"{n} shot(s): evidence below {table[n]:.3f}, lets {100 * r['false_accept']:.0f}% of never-taught photos through, "
             f"keeps {100 * r['accept']:.0f}% of right answers" for n, r in rates.items()))
     print(f"{'file':24s} {'size MB':>8s} {'cosine':>8s} {'min cos':>8s} {'top-1':>6s} {'ms/img':>7s}")
     for f in result.files:
