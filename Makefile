@@ -19,6 +19,7 @@ setup: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/imprint demo
+	@echo 'next: . $(BIN)/activate puts imprint on your PATH for the README recipes (or run $(BIN)/imprint)'
 
 # OpenCV with windows for `imprint camera --show` and the live demo: the GUI build replaces the headless one
 # (both install the cv2 module, so the headless one goes first), at the version of the lock.

@@ -266,10 +266,20 @@ def test_train_and_export_recipes(trained):
 
 
 @pytest.fixture
-def recipes(trained, tmp_path) -> Path:
-    """A fresh copy of the scratch folder with `bundle` as `imprint export --out bundle` writes it."""
+def recipes(request, tmp_path) -> Path:
+    """A fresh copy of the scratch folder with `bundle` as `imprint export --out bundle` writes it (where only the
+    runtime is installed: the tests' tiny bundle)."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("matplotlib")  # eval --plot
     root = tmp_path / "w"
-    shutil.copytree(trained, root, ignore=shutil.ignore_patterns("cache", "runs", "bundles"))
+    try:
+        import skimage  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        write_tiny_bundle(_layout(root) / "bundle")
+        return root
+    trained = request.getfixturevalue("trained")
+    shutil.copytree(trained, root, ignore=shutil.ignore_patterns("cache", "runs", "bundles", "*.out", "doctor-*"))
     shutil.copytree(trained / "bundles" / "lite0-imagenet", root / "bundle")
     return root
 
