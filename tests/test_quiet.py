@@ -114,3 +114,17 @@ def test_quiet_turns_off_litert_torch_progress_and_opencv_warnings(monkeypatch):
         assert os.environ["LITERT_TORCH_SHOW_PROGRESS"] == "n" and os.environ["OPENCV_LOG_LEVEL"] == "ERROR"
     finally:
         logging.captureWarnings(False)
+
+
+def test_a_missing_webcam_is_one_line_without_opencv_warnings(tmp_path, tiny_bundle):
+    """`--source 0` with no camera: OpenCV's '[ WARN:0@0.01] ... can't open camera by index' lines only with -v."""
+    import pytest
+
+    pytest.importorskip("cv2")
+    if os.path.exists("/dev/video0"):
+        pytest.skip("this machine has a camera 0")
+    cmd = [sys.executable, "-m", "imprinting.cli", "camera", str(tiny_bundle), "--store", str(tmp_path / "s.npz"),
+           "--source", "0", "--api-port", "-1", "--no-stdin"]
+    quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert quiet.returncode == 1 and "WARN" not in quiet.stderr
+    assert quiet.stderr.strip().splitlines()[-1].startswith("imprint: error: cannot open video source 0")
