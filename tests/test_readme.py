@@ -176,6 +176,9 @@ def _words(command: str) -> list[str]:
 
 
 def test_every_readme_command_is_run_or_listed():
+    for doc in DOCS:  # a recipe cannot hide in a block marked otherwise
+        kinds = set(re.findall(r"^```(\w+)", doc.read_text(), re.M))
+        assert kinds <= {"sh", "python"}, f"{doc.name}: shell blocks are marked sh: {sorted(kinds)}"
     documented = {c for doc in DOCS for c in sh_commands(doc)}
     run = [*TRAIN, *RECIPES, *HTTP, *SCRIPTS]
     assert len(run) == len(set(run)), "a command is run twice"
