@@ -7,7 +7,7 @@ How a command is run: `imprint ...` through this interpreter (export and train w
 backbone in place of EfficientNet-Lite0, so that a bundle exports in seconds; see RUNNER), `python ...` with the
 repository's script, `curl ...` with curl against a camera loop started on a free port instead of 8765. A few
 commands get arguments appended so that they end, stay small or do not collide with other runs: EXTRA says which
-and why. `> FILE` redirects stdout as the shell would.
+and why. `> FILE` redirects stdout as the shell would. The README's ```python block runs as written (test_python_example).
 """
 
 from __future__ import annotations
@@ -363,3 +363,16 @@ def test_hints_name_a_command_that_runs_here(tmp_path, monkeypatch):
     assert hint != "imprint"
     words = shlex.split(hint)
     assert subprocess.run([*words, "--version"], capture_output=True, timeout=60).returncode == 0
+
+
+def test_python_example(tmp_path, monkeypatch):
+    """The README's ```python block, as written, in a folder with `bundle/` and the photos it names."""
+    pytest.importorskip("cv2")
+    root = _layout(tmp_path)
+    write_tiny_bundle(root / "bundle")
+    (block,) = re.findall(r"^```python\n(.*?)^```", DOCS[0].read_text(), re.S | re.M)
+    monkeypatch.chdir(root)
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    from imprinting.runtime import read_store
+
+    assert "mug" in read_store(root / "classes.npz").labels
