@@ -189,6 +189,13 @@ def test_every_readme_command_is_run_or_listed():
     assert set(SAME_AS.values()) <= set(run) and set(EXTRA) <= set(run)
 
 
+def _tiny_bundle(path: Path) -> Path:
+    """The tests' tiny ONNX bundle (skips where onnx or onnxruntime is not installed)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    return write_tiny_bundle(path)
+
+
 def _image(path: Path, kind: int, seed: int, size: int = 96) -> Path:
     import cv2
 
@@ -279,7 +286,7 @@ def recipes(request, tmp_path) -> Path:
         import skimage  # noqa: F401
         import torch  # noqa: F401
     except ImportError:
-        write_tiny_bundle(_layout(root) / "bundle")
+        _tiny_bundle(_layout(root) / "bundle")
         return root
     trained = request.getfixturevalue("trained")
     shutil.copytree(trained, root, ignore=shutil.ignore_patterns("cache", "runs", "bundles", "*.out", "doctor-*"))
@@ -317,7 +324,7 @@ def test_http_recipes(tmp_path):
         pytest.skip("curl is not installed")
     pytest.importorskip("cv2")
     root = _layout(tmp_path)
-    write_tiny_bundle(root / "bundle")
+    _tiny_bundle(root / "bundle")
     run("imprint learn bundle --store classes.npz --label mug mug1.jpg mug2.jpg", root,
         {"classes.npz": "phone.npz", "mug": "phone"})
     port = _free_port()
@@ -348,7 +355,7 @@ def test_http_recipes(tmp_path):
 def test_benchmark_and_device_scripts(tmp_path):
     pytest.importorskip("cv2")
     pytest.importorskip("skimage")
-    write_tiny_bundle(tmp_path / "bundle")
+    _tiny_bundle(tmp_path / "bundle")
     for command in SCRIPTS:  # isa_parity reports the emulated CPUs it cannot run (no qemu-user) and goes on
         run(command, tmp_path)
     assert (tmp_path / "isa_parity" / "isa_parity.md").is_file()
@@ -369,7 +376,7 @@ def test_python_example(tmp_path, monkeypatch):
     """The README's ```python block, as written, in a folder with `bundle/` and the photos it names."""
     pytest.importorskip("cv2")
     root = _layout(tmp_path)
-    write_tiny_bundle(root / "bundle")
+    _tiny_bundle(root / "bundle")
     (block,) = re.findall(r"^```python\n(.*?)^```", DOCS[0].read_text(), re.S | re.M)
     monkeypatch.chdir(root)
     exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own example
