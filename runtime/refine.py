@@ -97,7 +97,8 @@ class Refinement:
                              f"{k} classes of {d} dimensions")
         if not (np.isfinite(u).all() and np.isfinite(v).all() and np.isfinite(w).all()):
             raise ValueError(f"{where}: refinement arrays hold NaN or infinity")
-        if not (0.01 <= self.cos_scale <= 100 and abs(self.cos_shift) <= 10):
+        # The bounds _calibrated clamps to, with room for their float32 rounding in the store (0.01 -> 0.0099999998).
+        if not (0.01 * (1 - 1e-6) <= self.cos_scale <= 100 * (1 + 1e-6) and abs(self.cos_shift) <= 10):
             raise ValueError(f"{where}: refinement cosine calibration {self.cos_scale}, {self.cos_shift} is out of range")
 
 

@@ -190,3 +190,18 @@ def test_a_refinement_without_the_check_reports_cosines_a_cosine_can_have():
     new, _ = _anisotropic(5, 40, 48, seed=4)  # photos it was not trained on
     cos = plan.refinement.cosines(new)
     assert cos.min() > -1.2 and cos.max() < 1.2, (cos.min(), cos.max())
+
+
+def test_a_refinement_at_the_edge_of_its_calibration_range_saves_and_loads(tmp_path):
+    from dataclasses import replace
+
+    x, y = _anisotropic(3, 12, 16, seed=5)
+    classes = ClassSet(16, 10.0, "fp")
+    for c in range(3):
+        classes.learn(f"c{c}", x[y == c])
+    plan = refine_classes(classes, RefineOptions(check=False, steps=2))
+    assert plan.refined
+    for a in (0.01, 100.0):  # the clamp's ends: float32 in the file rounds them a hair outside
+        edge = replace(classes.to_store_data(), refinement=replace(plan.refinement, cos_scale=a))
+        write_store(tmp_path / "s.npz", edge)
+        assert read_store(tmp_path / "s.npz").refinement.cos_scale == pytest.approx(a)
