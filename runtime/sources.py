@@ -133,9 +133,9 @@ def ask_frame_size(cap: Any, size: tuple[int, int]) -> tuple[int, int]:
 
 
 def _folder(path: Path, loop: bool = False) -> Source:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())  # as classify
     if not files:
-        raise ValueError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ValueError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}), subfolders included")
 
     def frames() -> Iterator[np.ndarray]:
         while True:

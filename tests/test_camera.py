@@ -216,6 +216,14 @@ def test_bad_sources(tmp_path):
         open_source(tmp_path / "empty")
 
 
+def test_a_folder_source_plays_its_subfolders_too_as_classify_reads_them(tmp_path):
+    for sub, n in (("jay", 2), ("wren", 3)):
+        (tmp_path / "photos" / sub).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(tmp_path / "photos" / sub / f"{i}.png"), frame(i, i)[..., ::-1])
+    assert len(list(open_source(tmp_path / "photos").frames)) == 5
+
+
 def test_api_port_out_of_range_is_one_clear_error(tiny_bundle, tmp_path):
     with recognizer(tiny_bundle, tmp_path / "s.npz") as r:
         loop = CameraLoop(r, open_source(iter([frame(0, 0)])), LoopOptions())
