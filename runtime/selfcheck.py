@@ -124,11 +124,13 @@ def _write_cached(directory: Path | None, key: dict[str, str], verdict: Verdict)
 
 
 def probe_cosines(ex: "Extractor", bundle: "Bundle", crops: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Cosine per probe, float64 (N,), between the file's embeddings of uint8 crops (N, S, S, 3) and the
-    reference float32 (N, D)."""
+    """Cosine per probe, float64 (N,), between the file's embeddings of uint8 crops (N, S, S, 3), run one at a
+    time, and the reference float32 (N, D)."""
     from .preprocess import normalize
 
-    out = np.asarray(ex.run(normalize(crops, bundle.manifest.preprocess, ex.layout)), np.float64)
+    x = normalize(crops, bundle.manifest.preprocess, ex.layout)
+    # One probe at a time, as frames arrive: a batch of 8 would grow the engine's memory arena for good.
+    out = np.concatenate([np.asarray(ex.run(x[i : i + 1]), np.float64) for i in range(len(x))])
     ref = np.asarray(reference, np.float64)
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     ref /= np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
