@@ -36,8 +36,9 @@ class Embedder:
         self._spec = bundle.manifest.preprocess
         self.dim = bundle.manifest.embedding_dim
         self.options = options
-        self.entry = bundle.manifest.select(options.format, options.precision)
         self._extractor = bundle.open_extractor(options.format, options.precision, options.extractor)
+        # The file that passed its self-check on this device (the manifest's first choice may not have).
+        self.entry = getattr(self._extractor, "entry", None) or bundle.manifest.select(options.format, options.precision)
 
     def embed(self, images: Sequence[ImageInput], color_order: str = "RGB") -> np.ndarray:
         """Unit embeddings float32 (n, D), in batches of options.batch_size; ValueError for an unreadable image."""

@@ -174,3 +174,11 @@ def test_openvino_runs_onnx_files_through_the_same_door_and_check(probed, tmp_pa
         ExtractorOptions(engine="tensorrt")
     with pytest.raises(ValueError, match="cannot compile .* for OpenVINO NOPE"):
         probed.open_extractor(options=_opts(tmp_path, engine="openvino", openvino_device="NOPE"))
+
+
+def test_a_recognizer_names_the_file_it_fell_back_to(probed, tmp_path, monkeypatch):
+    from imprinting.runtime import Recognizer, RecognizerOptions
+
+    install_fake_engine(monkeypatch, target="int8")
+    with Recognizer(probed, None, RecognizerOptions(extractor=_opts(tmp_path))) as r:
+        assert r.extractor_file.file == "extractor_fp32.onnx"
