@@ -6,7 +6,9 @@ what Ctrl-C after a few seconds leaves.
 Teaches one class from 3 photos of PHOTO_DIR into a temporary store, then runs `imprint classify ... --csv`
 over the first --n photos (recursively) three times: reading every line (time to the first and the last line),
 closing the pipe after the first line as `head -1` does (time until the command exits, its exit status), and
-sending SIGINT after --sigint-after seconds (lines printed before it, exit status). Prints JSON.
+sending SIGINT after --sigint-after seconds (lines printed before it, exit status). The same command on a
+folder of one photo gives the start-up cost (Python, imports, model load, self-check) that every first line
+includes. Prints JSON.
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         store = work / "s.npz"
         subprocess.run([*_imprint(), "learn", args.bundle, "--store", str(store), "--label", "thing",
                         *map(str, files[:3])], check=True, capture_output=True)
+        one = work / "one"
+        one.mkdir()
+        os.symlink(files[0].resolve(), one / f"0{files[0].suffix.lower()}")
+        startup = _read_all([*_imprint(), "classify", args.bundle, "--store", str(store), str(one), "--csv"])
         cmd = [*_imprint(), "classify", args.bundle, "--store", str(store), str(folder), "--csv"]
-        out = {"photos": len(files), **_read_all(cmd), **_head(cmd), **_interrupt(cmd, args.sigint_after),
+        out = {"photos": len(files), "startup_s": startup["first_line_s"], **_read_all(cmd), **_head(cmd), **_interrupt(cmd, args.sigint_after),
                "host": host_info(), "versions": library_versions()}
     finally:
         shutil.rmtree(work)
