@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     _add_optional(sub, "imprinting.export.cli", "add_export_parser")
     _add_optional(sub, "imprinting.export.train_cli", "add_train_parser")
+    _add_optional(sub, "imprinting.export.rknn_cli", "add_rknn_parser")
     return parser
 
 

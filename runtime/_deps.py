@@ -55,3 +55,20 @@ def window_problem() -> str | None:
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "no display to open a window on (DISPLAY is not set); run without --show, or from a desktop session"
     return None
+
+
+# The modules that run each extractor format, any one of which will do (for `imprint info`: no import needed).
+_ENGINE_MODULES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime"), "rknn": ("rknnlite",)}
+
+
+def engine_installed(format: str) -> bool:
+    """Whether a module that runs `format` files is installed here (found, not imported)."""
+    import sys
+    from importlib.util import find_spec
+
+    def found(name: str) -> bool:
+        if name in sys.modules:  # imported already (or blocked: None)
+            return sys.modules[name] is not None
+        return find_spec(name) is not None
+
+    return any(found(m) for m in _ENGINE_MODULES.get(format, ()))

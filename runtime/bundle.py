@@ -107,7 +107,7 @@ class Bundle:
         """Load one extractor file, checked against the manifest (sha256, embedding size, input layout)."""
         from .extractor import load_extractor
 
-        ex = load_extractor(verify_file(self.path, entry), options)
+        ex = load_extractor(verify_file(self.path, entry), options, self.manifest.preprocess.input_size)
         if ex.embedding_dim != self.manifest.embedding_dim:
             ex.close()
             raise ValueError(

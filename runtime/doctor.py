@@ -63,6 +63,10 @@ def engines_for(entry: ExtractorEntry) -> list[tuple[str, str | None]]:
         except ImportError:
             pass
         return out
+    if entry.format == "rknn":
+        from ._deps import engine_installed
+
+        return [("rknn", "npu")] if engine_installed("rknn") else []
     try:
         from ._deps import require_litert
 
@@ -184,7 +188,7 @@ def _chosen(bundle: Bundle, rows: list[dict[str, Any]]) -> dict[str, Any] | None
     """The runtime's default pick: the first of Manifest.candidates() whose default engine passed its check."""
     for entry in bundle.manifest.candidates():
         default = [r for r in rows if r["file"] == entry.file and r["engine"] != "openvino"
-                   and r["device"] in ("CPUExecutionProvider", "cpu")]
+                   and r["device"] in ("CPUExecutionProvider", "cpu", "npu")]
         if default and (default[0]["check"] is None or default[0]["check"]["passed"]):
             return {k: default[0][k] for k in ("file", "engine", "engine_version", "device")}
     return None

@@ -69,8 +69,10 @@ class Extractor(Protocol):
     def close(self) -> None: ...
 
 
-def load_extractor(path: str | os.PathLike[str], options: ExtractorOptions = ExtractorOptions()) -> Extractor:
-    """Open an `.onnx` file with onnxruntime (or OpenVINO: options.engine) or a `.tflite` file with ai-edge-litert."""
+def load_extractor(path: str | os.PathLike[str], options: ExtractorOptions = ExtractorOptions(),
+                   input_size: int | None = None) -> Extractor:
+    """Open an `.onnx` file with onnxruntime (or OpenVINO: options.engine), a `.tflite` file with ai-edge-litert
+    or an `.rknn` file with rknn-toolkit-lite2 (on a Rockchip board; it needs input_size, the bundle's)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"extractor file {path} does not exist")
@@ -87,7 +89,13 @@ def load_extractor(path: str | os.PathLike[str], options: ExtractorOptions = Ext
         from ._tflite import TFLiteExtractor
 
         return TFLiteExtractor(path, options)
-    raise ValueError(f"unknown extractor file type {suffix!r} for {path}; expected .onnx or .tflite")
+    if suffix == ".rknn":
+        if input_size is None:
+            raise ValueError(f"{path}: an .rknn file does not say its input size; give input_size (a bundle does)")
+        from ._rknn import RknnExtractor
+
+        return RknnExtractor(path, options, input_size)
+    raise ValueError(f"unknown extractor file type {suffix!r} for {path}; expected .onnx, .tflite or .rknn")
 
 
 def layout_of(shape: tuple, path: Path) -> tuple[str, int]:

@@ -20,7 +20,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     here = host_info()
     if args.json:
         print(json.dumps({"bundle": str(args.bundle), "manifest": m.to_dict(), "base_classes": len(base.labels) if base else 0,
-                          "this_host": {**here, "versions": library_versions()}, "default_file": m.select().file}, indent=1))
+                          "this_host": {**here, "versions": library_versions()}, "default_file": _default_file(m)}, indent=1))
         return 0
     print(f"bundle {Path(args.bundle)}: {m.name}, {m.embedding_dim}-d embeddings, scale {m.scale:.3f}")
     print(f"fingerprint {m.fingerprint}")
@@ -43,8 +43,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     if m.versions:
         print("made with: " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
     print(f"this host: {here['cpu']} ({here['arch']}; int8 kernels {here['int8_kernels']}); default file "
-          f"{m.select().file}")
+          f"{_default_file(m) or 'none: no engine for any of its files is installed'}")
     return 0
+
+
+def _default_file(m: Manifest) -> str | None:
+    """The first candidate whose engine is installed here: what the runtime opens unless its self-check fails."""
+    from ._deps import engine_installed
+
+    return next((e.file for e in m.candidates() if engine_installed(e.format)), None)
 
 
 def unknown_lines(m: Manifest) -> list[str]:

@@ -36,7 +36,10 @@ BUNDLE_FORMAT = "imprinting-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # The one list of extractor formats and precisions (the export, the CLIs and the manifest checks use it).
+# FORMATS run on any CPU and `imprint export` writes them; NPU_FORMATS run on one vendor's NPU only and are
+# added to a bundle by their own command (`imprint export-rknn`).
 FORMATS = ("onnx", "tflite")
+NPU_FORMATS = ("rknn",)
 PRECISIONS = ("fp32", "int8")
 # The bundle's file layout, owned here for the runtime and the export alike:
 # (format, precision) -> (extractor file name, input layout).
@@ -46,10 +49,13 @@ EXTRACTOR_FILES: dict[tuple[str, str], tuple[str, str]] = {
     ("tflite", "fp32"): ("extractor_fp32.tflite", "NHWC"),
     ("tflite", "int8"): ("extractor_int8.tflite", "NHWC"),
 }
+NPU_FILES: dict[tuple[str, str], tuple[str, str]] = {
+    ("rknn", "int8"): ("extractor_int8.rknn", "NCHW"),  # Rockchip RK3588/RK3566/...: see docs/npu.md
+}
 BASE_CLASSES_FILE = "base_classes.npz"
 PROBES_FILE = "probes.npz"
 BUNDLE_FILES = frozenset({MANIFEST, BASE_CLASSES_FILE, EXEMPLARS_FILE, PROBES_FILE,
-                          *(name for name, _ in EXTRACTOR_FILES.values())})
+                          *(name for name, _ in (*EXTRACTOR_FILES.values(), *NPU_FILES.values()))})
 # The self-check's bar per precision when a bundle does not name one: the export's parity thresholds.
 DEFAULT_PROBE_THRESHOLDS = {"fp32": 0.999, "int8": 0.99}
 
@@ -61,7 +67,8 @@ class ExtractorEntry:
     `layout` is the input layout ("NCHW" or "NHWC"); `normalized` says whether the graph already
     L2-normalizes its output (the runtime normalizes in NumPy either way); `sha256` guards the file;
     `parity_cosine` is the mean cosine against PyTorch fp32 measured at export; `latency_ms` its batch-1
-    single-thread latency on the manifest's host, when the export measured it.
+    single-thread latency on the manifest's host, when the export measured it; `target` the NPU an NPU
+    file was built for (e.g. "rk3588"; None for CPU files).
     """
 
     file: str
@@ -72,10 +79,11 @@ class ExtractorEntry:
     normalized: bool = True
     parity_cosine: float | None = None
     latency_ms: float | None = None
+    target: str | None = None
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"extractor format must be one of {list(FORMATS)}, got {self.format!r}")
+        if self.format not in FORMATS + NPU_FORMATS:
+            raise ValueError(f"extractor format must be one of {list(FORMATS + NPU_FORMATS)}, got {self.format!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"extractor precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.layout not in ("NCHW", "NHWC"):
@@ -165,7 +173,9 @@ class Manifest:
             "scale": self.scale,
             "fingerprint": self.fingerprint,
             "preprocess": self.preprocess.to_dict(),
-            "extractors": [vars(e).copy() for e in self.extractors],
+            # `target` only where set: CPU files' entries stay as older readers know them.
+            "extractors": [{k: v for k, v in vars(e).items() if k != "target" or v is not None}
+                           for e in self.extractors],
             "base_classes": self.base_classes,
             "base_exemplars": self.base_exemplars,
             "shot_offsets": self.shot_offsets.to_mapping() if self.shot_offsets else {},
@@ -212,9 +222,10 @@ class Manifest:
             raise ValueError(f"bundle manifest is missing or has a malformed field: {err}") from None
 
     def candidates(self, format: str | None = None, precision: str | None = None) -> tuple[ExtractorEntry, ...]:
-        """The files matching format/precision (None: any), best first. Unless asked: fastest first when the
-        export timed them all on a CPU with this machine's int8 kernels (see host.py), else int8 before fp32,
-        ONNX before TFLite. The runtime opens the first one that passes its self-check (selfcheck.py)."""
+        """The files matching format/precision (None: any), best first: NPU files first (they open only where
+        their NPU runtime is installed, selfcheck.py skips them elsewhere); then the CPU files, fastest first
+        when the export timed them all on a CPU with this machine's int8 kernels (see host.py), else int8
+        before fp32, ONNX before TFLite. The runtime opens the first one that passes its self-check."""
         from .host import host_info
 
         matching = [e for e in self.extractors
@@ -223,11 +234,12 @@ class Manifest:
             have = ", ".join(f"{e.format}/{e.precision}" for e in self.extractors)
             raise ValueError(f"bundle {self.name!r} has no {format or 'any'}/{precision or 'any'} extractor; it has: {have}")
         rank = {"int8": 0, "fp32": 1}
-        static = sorted(matching, key=lambda e: (rank[e.precision], e.format != "onnx"))
-        timed = all(e.latency_ms is not None for e in matching)
-        if timed and self.host.get("int8_kernels") == host_info()["int8_kernels"]:
-            return tuple(sorted(static, key=lambda e: e.latency_ms))
-        return tuple(static)
+        npu = [e for e in matching if e.format in NPU_FORMATS]
+        cpu = sorted((e for e in matching if e.format not in NPU_FORMATS),
+                     key=lambda e: (rank[e.precision], e.format != "onnx"))
+        if all(e.latency_ms is not None for e in cpu) and self.host.get("int8_kernels") == host_info()["int8_kernels"]:
+            cpu.sort(key=lambda e: e.latency_ms)
+        return tuple(npu + cpu)
 
     def select(self, format: str | None = None, precision: str | None = None) -> ExtractorEntry:
         """The extractor entry to run before any self-check: the first of candidates(format, precision)."""
@@ -237,9 +249,14 @@ class Manifest:
 def _entry(e: Any) -> ExtractorEntry:
     if not isinstance(e, dict):
         raise ValueError(f"bundle manifest: each extractor must be an object, got {type(e).__name__}")
+    unknown = sorted(set(e) - set(ExtractorEntry.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"bundle manifest: unknown extractor field(s) {unknown}; is the bundle from a newer imprinting?")
     for key in ("file", "format", "precision", "layout", "sha256"):
         if key in e and not isinstance(e[key], str):
             raise ValueError(f"bundle manifest: extractor field {key!r} must be a string")
+    if e.get("target") is not None and not isinstance(e["target"], str):
+        raise ValueError("bundle manifest: extractor field 'target' must be a string")
     for key in ("parity_cosine", "latency_ms"):
         if e.get(key) is not None and (isinstance(e[key], bool) or not isinstance(e[key], (int, float))):
             raise ValueError(f"bundle manifest: extractor field {key!r} must be a number")

@@ -170,8 +170,11 @@ def open_checked(bundle: "Bundle", format: str | None, precision: str | None,
     """Open the first of the bundle's candidate files that passes its self-check (see Bundle.open_extractor).
     When every candidate fails, the one closest to PyTorch is opened with a warning (strict: ValueError)."""
     failed: list[tuple[Verdict, "ExtractorEntry"]] = []
+    unopened: list[Exception] = []
     for entry in bundle.manifest.candidates(format, precision):
-        ex = bundle.load_entry(entry, options)
+        ex = _open(bundle, entry, options, unopened)
+        if ex is None:
+            continue
         try:
             verdict = None if options.self_check == "off" else check(bundle, entry, ex, options.check_cache)
         except BaseException:
@@ -185,10 +188,33 @@ def open_checked(bundle: "Bundle", format: str | None, precision: str | None,
                              "drop --strict-check to fall back to the next file automatically")
         failed.append((verdict, entry))
         log.warning("self-check failed, skipping %s", verdict.describe())
+    if not failed:  # nothing here can run any candidate: say why the first could not
+        raise unopened[0]
     verdict, entry = max(failed, key=lambda f: f[0].mean_cosine)
     log.warning("no %s file of bundle %s passed its self-check here; running %s, the closest to PyTorch "
                 "(mean cosine %.4f)", _what(format, precision), bundle.path, entry.file, verdict.mean_cosine)
     return _mark(bundle.load_entry(entry, options), entry, verdict)
+
+
+def _open(bundle: "Bundle", entry: "ExtractorEntry", options: "ExtractorOptions",
+          unopened: list[Exception]) -> "Extractor | None":
+    """Load one candidate, or None (the reason appended to `unopened`) when its engine is not installed here
+    (a TFLite file on an ONNX-only install, an NPU file off its board) or an NPU file does not load (another
+    SoC, no driver): the next candidate is tried, as after a failed self-check. Other errors (a damaged file)
+    propagate."""
+    from .manifest import NPU_FORMATS
+
+    try:
+        return bundle.load_entry(entry, options)
+    except ImportError as err:
+        log.info("skipping %s: %s", entry.file, err)
+        unopened.append(err)
+    except ValueError as err:
+        if entry.format not in NPU_FORMATS:
+            raise
+        log.warning("skipping %s: %s", entry.file, err)
+        unopened.append(err)
+    return None
 
 
 def _what(format: str | None, precision: str | None) -> str:

@@ -71,8 +71,8 @@ def install_fake_engine(monkeypatch, target: str = "int8", noise: float = 0.5) -
     made: list[PerturbingEngine] = []
     real = extractor.load_extractor
 
-    def fake(path, options=ExtractorOptions()):
-        made.append(PerturbingEngine(real(path, options), target, noise))
+    def fake(path, options=ExtractorOptions(), input_size=None):
+        made.append(PerturbingEngine(real(path, options, input_size), target, noise))
         return made[-1]
 
     monkeypatch.setattr(extractor, "load_extractor", fake)

@@ -25,7 +25,7 @@ def test_load_extractor_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_extractor(tmp_path / "x.onnx")
     (tmp_path / "x.pb").write_bytes(b"x")
-    with pytest.raises(ValueError, match="expected .onnx or .tflite"):
+    with pytest.raises(ValueError, match="expected .onnx, .tflite or .rknn"):
         load_extractor(tmp_path / "x.pb")
     with pytest.raises(ValueError, match="threads must be >= 1"):
         ExtractorOptions(threads=0)
