@@ -5,7 +5,7 @@ distance to the hardware limit.
     python benchmarks/latency.py BUNDLE --compare benchmarks/reference/x86-2core.json
 
 Each configuration (PyTorch eager when installed; every extractor file of the bundle through
-onnxruntime or ai-edge-litert; threads 1..N; batch 1) runs in a fresh process, so cold start (process
+onnxruntime, OpenVINO (when installed) or ai-edge-litert; threads 1..N; batch 1) runs in a fresh process, so cold start (process
 start to first result) and peak resident memory are its own. A configuration that fails is reported as
 failed with its error and the rest still run. Writes JSON, a markdown table and plots to --out.
 """
@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,8 @@ def worker(cfg: dict) -> dict:
     else:
         from imprinting.runtime import ExtractorOptions, load_extractor
 
-        ex = load_extractor(cfg["file"], ExtractorOptions(threads=cfg["threads"]))
+        engine = "openvino" if cfg["backend"] == "openvino" else None
+        ex = load_extractor(cfg["file"], ExtractorOptions(threads=cfg["threads"], engine=engine))
         layout, run = ex.layout, ex.run
     first = run(preprocess(frame, spec, layout))
     t_first = time.time()
@@ -185,9 +187,13 @@ def configurations(bundle: Path, threads: list[int], torch_too: bool) -> list[di
             cfgs.append({**base, "name": f"pytorch-eager-fp32-t{t}", "backend": "torch", "precision": "fp32",
                          "format": "pytorch", "threads": t, "dim": dim, "file": None})
         for e in m.extractors:
-            backend = "onnxruntime" if e.format == "onnx" else "litert"
-            cfgs.append({**base, "name": f"{backend}-{e.precision}-t{t}", "backend": backend, "precision": e.precision,
-                         "format": e.format, "threads": t, "file": str(bundle / e.file)})
+            # ONNX files also through OpenVINO where it is installed (`pip install 'imprinting[openvino]'`);
+            # NPU files (.rknn) need their board: docs/npu.md.
+            backends = {"onnx": ["onnxruntime"] + (["openvino"] if find_spec("openvino") else []),
+                        "tflite": ["litert"]}.get(e.format, [])
+            for backend in backends:
+                cfgs.append({**base, "name": f"{backend}-{e.precision}-t{t}", "backend": backend,
+                             "precision": e.precision, "format": e.format, "threads": t, "file": str(bundle / e.file)})
     return cfgs
 
 
@@ -212,8 +218,10 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def report(results: list[dict], info: dict, macs: int | None, out: Path, name: str) -> str:
+    # Each row's parity: against the fp32 file of its format on the format's default engine (onnxruntime,
+    # LiteRT) at the same threads; an OpenVINO fp32 row is compared with onnxruntime's.
     fp = {(r["format"], r["threads"]): np.asarray(r["embeddings"]) for r in results
-          if r["status"] == "ok" and r["precision"] == "fp32"}
+          if r["status"] == "ok" and r["precision"] == "fp32" and r["backend"] != "openvino"}
     lines = [f"# Latency on {info['cpu']} ({info['cores']} cores, {', '.join(info['features']) or 'no SIMD flags read'}, "
              f"{info['ghz'] or '?'} GHz, governor {info['governor'] or 'unreadable'})", "",
              f"int8 kernels: {info.get('int8_kernels', '?')}; " + ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items()) + ".", "",
@@ -228,7 +236,7 @@ def report(results: list[dict], info: dict, macs: int | None, out: Path, name: s
             continue
         s = r["stages"]
         cos = ""
-        ref = fp.get((r["format"], r["threads"])) if r["precision"] != "fp32" else None
+        ref = fp.get((r["format"], r["threads"])) if r["precision"] != "fp32" or r["backend"] == "openvino" else None
         if ref is not None:
             e = np.asarray(r["embeddings"])
             cos = f"{float((e * ref).sum(1).mean()):.4f}"
