@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .bundle import FORMATS, PRECISIONS
-from .extractor import ExtractorOptions
+from .extractor import ONNX_ENGINES, ExtractorOptions
+from .manifest import NPU_FORMATS
 from .ranking import UnknownPolicy
 from .recognizer_options import RecognizerOptions
 
@@ -19,9 +20,18 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
     p.add_argument("bundle", help="model bundle directory (written by `imprint export`)")
     if store:
         p.add_argument("--store", required=True, help=store)
-    p.add_argument("--format", choices=FORMATS, help="extractor file format (default: the bundle's fastest here)")
+    p.add_argument("--format", choices=FORMATS + NPU_FORMATS,
+                   help="extractor file format (default: the bundle's fastest here; rknn: its Rockchip NPU file)")
     p.add_argument("--precision", choices=PRECISIONS, help="extractor precision (default: the bundle's fastest here)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--engine", choices=ONNX_ENGINES, help="what runs the ONNX files: onnxruntime (default) or openvino "
+                   "(pip install 'imprinting[openvino]'); implies --format onnx")
+    p.add_argument("--openvino-device", default="CPU", metavar="DEVICE",
+                   help="OpenVINO device with --engine openvino: CPU (default), GPU, NPU or AUTO")
+    p.add_argument("--providers", metavar="LIST", help="onnxruntime execution providers in order of preference, "
+                   "comma-separated (e.g. XNNPACKExecutionProvider,CPUExecutionProvider); implies --format onnx")
+    p.add_argument("--delegate", metavar="PATH", help="a TFLite delegate library (an NPU or Edge TPU delegate such as "
+                   "libedgetpu.so.1); implies --format tflite")
     p.add_argument("--strict-check", action="store_true",
                    help="fail when the chosen file misses its self-check on this device (default: log one line and "
                    "run the next file of the bundle)")
@@ -38,12 +48,27 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
 def recognizer_options(args: argparse.Namespace) -> RecognizerOptions:
     unknown = unknown_option(getattr(args, "min_cosine", None), getattr(args, "min_margin", None))
     return RecognizerOptions(
-        format=args.format, precision=args.precision,
+        format=_engine_format(args), precision=args.precision,
         extractor=ExtractorOptions(threads=args.threads,
-                                   self_check="strict" if getattr(args, "strict_check", False) else "on"),
+                                   self_check="strict" if getattr(args, "strict_check", False) else "on",
+                                   engine=args.engine, openvino_device=args.openvino_device,
+                                   providers=tuple(p.strip() for p in args.providers.split(",") if p.strip())
+                                   if args.providers else None, delegate=args.delegate),
         templates_per_class=getattr(args, "templates", None), unknown=unknown,
         mirror_shots=getattr(args, "mirror", False),
     )
+
+
+def _engine_format(args: argparse.Namespace) -> str | None:
+    """--format, or the one an engine option implies (an engine runs one format); ValueError on a conflict."""
+    implied = {"--engine openvino": "onnx" if args.engine == "openvino" else None,
+               "--providers": "onnx" if args.providers else None, "--delegate": "tflite" if args.delegate else None}
+    wanted = {(flag, fmt) for flag, fmt in implied.items() if fmt}
+    formats = {fmt for _, fmt in wanted} | ({args.format} if args.format else set())
+    if len(formats) > 1:
+        flags = ", ".join(sorted(f for f, _ in wanted)) + (f", --format {args.format}" if args.format else "")
+        raise ValueError(f"{flags} ask for different file formats ({', '.join(sorted(formats))}); choose one")
+    return next(iter(formats), None)
 
 
 def unknown_option(min_cosine: float | None, min_margin: float | None) -> UnknownPolicy | None:
