@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from imprinting.runtime.atomic import atomic_write_bytes
 from imprinting.runtime.bundle import ExtractorEntry, file_sha256, load_bundle, verify_file, write_manifest
 from imprinting.runtime.manifest import NPU_FILES
 from imprinting.runtime.preprocess import normalize, preprocess
@@ -101,19 +102,14 @@ def export_rknn(bundle_dir: str | os.PathLike[str], options: RknnOptions = RknnO
     crops, reference = probes
     name, layout = NPU_FILES[("rknn", "int8")]
     threshold = bundle.manifest.probes.threshold("int8")
-    fd, tmp = tempfile.mkstemp(dir=bundle.path, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory() as tmp:  # built outside the bundle: a killed build leaves nothing in it
         out, report = simulate(bundle.path, normalize(crops, bundle.manifest.preprocess, "NCHW"), options,
-                               Path(tmp), say)
+                               Path(tmp) / name, say)
         cos = _cosines(out, reference)
         result = RknnResult(None, float(cos.mean()), float(cos.min()), threshold, report)
         if result.mean_cosine < threshold:
             return result
-        os.replace(tmp, bundle.path / name)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        atomic_write_bytes(bundle.path / name, (Path(tmp) / name).read_bytes())
     m = bundle.manifest
     entry = ExtractorEntry(file=name, format="rknn", precision="int8", layout=layout,
                            sha256=file_sha256(bundle.path / name), parity_cosine=round(result.mean_cosine, 6),
