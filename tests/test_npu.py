@@ -13,6 +13,7 @@ import types
 import numpy as np
 import pytest
 
+pytest.importorskip("onnx")  # the probed tiny bundle is built with it (_selfcheck_helpers.py)
 pytest.importorskip("onnxruntime")
 
 from _selfcheck_helpers import write_probed_bundle  # noqa: E402
