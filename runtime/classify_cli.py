@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .cli_options import recognizer_options
 from .folders import image_files
 from .recognizer import Recognizer
@@ -46,7 +48,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 failed += [(chunk[i], why) for i, why in emb.failed]
                 results = r.classify(emb.embeddings, top_k=args.top_k) if emb.ok else []
                 for i, e, res in zip(emb.ok, emb.embeddings, results):
-                    near = {c.label: r.nearest_shots(e, c.label) for c in res.categories} if args.explain else {}
+                    near = _nearest(r, e, res) if args.explain else {}
                     counts[res.label or "unknown"] = counts.get(res.label or "unknown", 0) + 1
                     _print(args, out, chunk[i], res, near)
                 sys.stdout.flush()
@@ -62,10 +64,20 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed and not counts else 0
 
 
+def _nearest(r: Recognizer, e: np.ndarray, res: Classification) -> dict[str, list[tuple[int, float, str]]]:
+    """For each class of `res`, its taught shots nearest to the embedding e (D,): (shot number from 1, cosine,
+    the shot's id: the first 32 hex digits of its photo's SHA-256, which `sha256sum` finds among files)."""
+    out = {}
+    for c in res.categories:
+        ids = r.class_set.shots(c.label)[1]
+        out[c.label] = [(i, cos, ids[i - 1]) for i, cos in r.nearest_shots(e, c.label)]
+    return out
+
+
 def _print(args: argparse.Namespace, out: Any, image: Path, res: Classification, near: dict) -> None:
     if args.json:
-        extra = {"nearest_shots": {lab: [{"shot": i, "cosine": c} for i, c in v] for lab, v in near.items()}} \
-            if near else {}
+        extra = {"nearest_shots": {lab: [{"shot": i, "cosine": c, "photo": d} for i, c, d in v]
+                                   for lab, v in near.items()}} if near else {}
         print(json.dumps({"image": str(image), **res.to_dict(), **extra}, ensure_ascii=False))
     elif out is not None:
         rest = [x for c in res.categories[1 : args.top_k] for x in (c.label, f"{c.score:.4f}")]
@@ -74,7 +86,7 @@ def _print(args: argparse.Namespace, out: Any, image: Path, res: Classification,
         top = ", ".join(f"{c.label} {c.score:.3f}" for c in res.categories)
         print(f"{image}: {res.label if res.label is not None else 'unknown'}  ({top})")
         for c in res.categories if near else ():
-            shots = ", ".join(f"shot {i} {cos:.3f}" for i, cos in near[c.label]) or "no stored shots"
+            shots = ", ".join(f"shot {i} {cos:.3f} (photo {d[:12]})" for i, cos, d in near[c.label]) or "no stored shots"
             print(f"    {c.label}: {c.shots} shots; nearest {shots}")
 
 

@@ -38,7 +38,8 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", action="store_true", help="CSV: image,label,cosine, then label_2,cosine_2,... up to "
                    "--top-k")
     p.add_argument("--explain", action="store_true",
-                   help="also show, for each top class, the nearest taught shots and their cosines")
+                   help="also show, for each top class, the nearest taught shots, their cosines and their photos' "
+                   "SHA-256 (the first 12 hex digits; `sha256sum *.jpg | grep DIGITS` finds the file)")
     p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
     p.add_argument("--min-margin", type=float, help="report 'unknown' when top-1 minus top-2 cosine is below this")
     from .classify_cli import cmd_classify

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,10 +142,13 @@ def test_classify_explain_shows_the_nearest_taught_shots(tiny_bundle, image_file
     row = json.loads(ok("classify", tiny_bundle, "--store", store, "--json", "--explain", "--min-cosine", "-1", query))
     near = row["nearest_shots"]
     assert set(near) == {"red", "blue"} and len(near["red"]) == 3 and len(near["blue"]) == 2
-    assert near["red"][0] == {"shot": 2, "cosine": pytest.approx(1.0, abs=1e-4)}
+    import hashlib
+
+    digest = hashlib.sha256(Path(query).read_bytes()).hexdigest()  # what `sha256sum` prints for the photo
+    assert near["red"][0] == {"shot": 2, "cosine": pytest.approx(1.0, abs=1e-4), "photo": digest[:32]}
     assert near["red"][0]["cosine"] >= near["red"][1]["cosine"] >= near["red"][2]["cosine"]
     text = ok("classify", tiny_bundle, "--store", store, "--explain", query)
-    assert "red: 3 shots; nearest shot 2 1.000" in text
+    assert f"red: 3 shots; nearest shot 2 1.000 (photo {digest[:12]})" in text
 
 
 def test_unknown_is_on_by_default_and_can_be_turned_off(tiny_bundle, image_files, tmp_path):
