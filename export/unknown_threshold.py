@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,6 +88,7 @@ class Threshold:
     points: tuple[ShotPoint, ...]
     false_accept: float
     accept_target: float = 0.95
+    source: str = ""  # the photos it was measured on (empty: not recorded)
 
     @property
     def min_cosine(self) -> float:
@@ -109,7 +110,7 @@ class Threshold:
         return {"unknown_min_cosine": p.min_cosine, "unknown_false_accept": self.false_accept,
                 "unknown_accept": round(p.accept, 4), "unknown_trials": {
                     "negatives": p.negatives, "positives": p.positives, "sources": p.sources, "shots": p.shots},
-                "unknown_accept_target": self.accept_target,
+                "unknown_accept_target": self.accept_target, **({"unknown_source": self.source} if self.source else {}),
                 "unknown_min_evidence_by_shots": {str(q.shots): q.min_cosine for q in self.points},
                 "unknown_rates_by_shots": {str(q.shots): {
                     "false_accept": round(q.false_accept, 4), "accept": round(q.accept, 4), "negatives": q.negatives,
@@ -244,12 +245,21 @@ def threshold_for(model: "torch.nn.Module", spec: "PreprocessSpec", calib_dir: s
 
     from imprinting.runtime.preprocess import preprocess
 
+    folders = calib_dir is not None and Path(calib_dir).is_dir() and class_folders(Path(calib_dir), 2, 0) is not None
+    if calib_dir is not None and not folders:
+        # Without class folders nothing says which photos show the same thing: as separate sources, photos of one
+        # thing would count as strangers and the policy would call most of a class's own photos unknown.
+        log.warning("--calib-dir %s has no class subfolders (4 or more, 2+ photos each): its photos calibrate the "
+                    "int8 files, but the unknown policy is chosen on the sample photos; put the photos of each thing "
+                    "in a subfolder of its own to choose it on your photos", calib_dir)
+        calib_dir = None
     images, groups = threshold_images(calib_dir, seed=seed)
     x = preprocess(images, spec, "NCHW")
     with torch.no_grad():
         e = torch.cat([model(torch.from_numpy(b)) for b in np.array_split(x, max(1, len(x) // 16))]).numpy()
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
     t = choose_threshold(e, groups, ThresholdOptions(false_accept=false_accept, seed=seed))
+    t = replace(t, source=f"class folders of {calib_dir}" if calib_dir else "scikit-image sample photos + random views")
     warn_if_loose(t, calib_dir)
     log.info("unknown policy: %s", describe_points(t))
     return t

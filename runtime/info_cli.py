@@ -70,7 +70,7 @@ def unknown_lines(m: Manifest) -> list[str]:
     out = [f"unknown policy by shot count (the top class's evidence, cosine x |shot sum| / shots, below the value "
            f"is unknown; chosen at export for a {100 * far:.0f}% false-accept rate, keeping at least "
            f"{100 * cal.get('unknown_accept_target', 0.95):.0f}% of right answers; measured on "
-           f"{cal.get('source', 'the calibration photos')}):"]
+           f"{cal.get('unknown_source', cal.get('source', 'the calibration photos'))}):"]
     t = u.min_evidence_by_shots
     for n, v in zip(t.shots, t.offsets):
         r = rates.get(str(n)) if isinstance(rates.get(str(n)), dict) else {}

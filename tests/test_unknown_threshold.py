@@ -147,3 +147,26 @@ def test_cached_bars_are_the_policy_bars_and_follow_teaching_and_policy_changes(
         [r.unknown for r in ImprintedClassifier(classes, policy).classify(q, top_k=1)]
     clf.unknown = UnknownPolicy(min_cosine=0.99)
     assert all(r.unknown for r in clf.classify(q, top_k=1))
+
+
+def test_a_flat_calib_dir_leaves_the_unknown_policy_to_the_sample_photos(tmp_path, caplog):
+    """Photos of one thing in a flat folder would count as strangers of each other: the policy comes from the
+    sample photos, the export says so and what to do, and the manifest names where it was measured."""
+    torch = pytest.importorskip("torch")
+    import cv2
+
+    from imprinting.export.unknown_threshold import threshold_for
+    from imprinting.runtime.preprocess import PreprocessSpec
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 4, 4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten()).eval()
+    spec = PreprocessSpec(input_size=32, resize_size=36)
+    with caplog.at_level("WARNING"):
+        flat = threshold_for(model, spec, tmp_path, 0.05)
+    assert "has no class subfolders" in caplog.text and "subfolder of its own" in caplog.text
+    samples = threshold_for(model, spec, None, 0.05)
+    assert flat.points == samples.points and flat.to_manifest()["unknown_source"].startswith("scikit-image")
