@@ -9,7 +9,6 @@ says otherwise). The board runs it with rknn-toolkit-lite2 (runtime/_rknn.py), t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -118,7 +117,6 @@ def export_rknn(bundle_dir: str | os.PathLike[str], options: RknnOptions = RknnO
               "source": options.calib_dir or "scikit-image sample photos + random views", "seed": options.seed}
     write_manifest(bundle.path, replace(m, extractors=(*[e for e in m.extractors if e.file != name], entry),
                                         calibration={**m.calibration, "rknn_int8": recipe}))
-    log.debug("manifest: %s", json.dumps(vars(entry)))
     return replace(result, file=name)
 
 

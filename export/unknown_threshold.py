@@ -245,8 +245,7 @@ def threshold_for(model: "torch.nn.Module", spec: "PreprocessSpec", calib_dir: s
 
     from imprinting.runtime.preprocess import preprocess
 
-    folders = calib_dir is not None and Path(calib_dir).is_dir() and class_folders(Path(calib_dir), 2, 0) is not None
-    if calib_dir is not None and not folders:
+    if calib_dir is not None and not _has_class_folders(calib_dir):
         # Without class folders nothing says which photos show the same thing: as separate sources, photos of one
         # thing would count as strangers and the policy would call most of a class's own photos unknown.
         log.warning("--calib-dir %s has no class subfolders (4 or more, 2+ photos each): its photos calibrate the "
@@ -265,10 +264,15 @@ def threshold_for(model: "torch.nn.Module", spec: "PreprocessSpec", calib_dir: s
     return t
 
 
+def _has_class_folders(calib_dir: str | os.PathLike[str]) -> bool:
+    """Whether a --calib-dir holds class subfolders (4 or more with 2+ photos each): what a policy needs."""
+    return Path(calib_dir).is_dir() and class_folders(Path(calib_dir), 2, 0) is not None
+
+
 def warn_if_loose(t: Threshold, calib_dir: str | os.PathLike[str] | None) -> None:
     """A warning, with what to do, when keeping the right answers cost more than twice the false-accept target, or
     when the trials had no right answer to keep."""
-    flat = calib_dir is not None and Path(calib_dir).is_dir() and class_folders(Path(calib_dir), 2, 0) is None
+    flat = calib_dir is not None and Path(calib_dir).is_dir() and not _has_class_folders(calib_dir)
     hint = ("put the photos of each thing in a subfolder of its own (one folder per class, 4 or more), so that photos "
             "of the same thing are not counted as strangers" if flat else
             "this extractor barely tells these classes apart (an untrained model, or a fine-grained domain: train on "

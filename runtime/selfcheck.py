@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .host import host_info
+from .manifest import NPU_FORMATS
 
 if TYPE_CHECKING:
     from .bundle import Bundle
@@ -202,8 +203,6 @@ def _open(bundle: "Bundle", entry: "ExtractorEntry", options: "ExtractorOptions"
     (a TFLite file on an ONNX-only install, an NPU file off its board) or an NPU file does not load (another
     SoC, no driver): the next candidate is tried, as after a failed self-check. Other errors (a damaged file)
     propagate."""
-    from .manifest import NPU_FORMATS
-
     try:
         return bundle.load_entry(entry, options)
     except ImportError as err:
