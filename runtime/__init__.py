@@ -20,10 +20,11 @@ from .recognizer_options import RecognizerOptions
 from .results import Category, Classification, LearnReport
 from .shot_offsets import ShotOffsets
 from .store import StoreData, read_store, write_store
+from .unknown_check import UnknownCheck, check_unknown
 
 __all__ = [
     "Bundle", "Category", "ClassSet", "Classification", "ExtractorEntry", "Extractor", "ExtractorOptions", "ImprintedClassifier",
-    "Learned", "LearnReport", "Manifest", "PreprocessSpec", "Recognizer", "RecognizerOptions", "ShotOffsets", "StoreData", "UnknownPolicy",
-    "decode_image", "load_bundle", "load_extractor", "load_image", "normalize_embeddings", "preprocess",
+    "Learned", "LearnReport", "Manifest", "PreprocessSpec", "Recognizer", "RecognizerOptions", "ShotOffsets", "StoreData", "UnknownCheck",
+    "UnknownPolicy", "check_unknown", "decode_image", "load_bundle", "load_extractor", "load_image", "normalize_embeddings", "preprocess",
     "read_store", "write_store",
 ]

@@ -20,7 +20,7 @@ from .events import Event
 from .bundle import load_bundle
 from .loop import CameraLoop, LoopOptions
 from .recognizer import Recognizer
-from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
+from .cli_options import EVIDENCE_HELP, UNKNOWN_HELP, model_args, recognizer_options
 from .sources import SourceOptions, open_source
 
 STDIN_HELP = "commands: teach LABEL [N] | add [N] | undo | rename OLD NEW | remove LABEL | list | stats | save | quit"
@@ -46,6 +46,7 @@ def add_camera_parser(sub: argparse._SubParsersAction) -> None:
                    help="frames voted over (default 5; 1 for a folder of photos, where each frame is its own scene)")
     p.add_argument("--teach-frames", type=int, default=5, help="frames a teach command uses (default 5)")
     p.add_argument("--min-cosine", type=float, default=None, help=UNKNOWN_HELP)
+    p.add_argument("--min-evidence", type=float, default=None, help=EVIDENCE_HELP)
     p.add_argument("--min-margin", type=float, default=None, help="'unknown' below this top-1/top-2 margin")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--api-port", type=int, default=8765, help="HTTP API port on --api-host (0: any free port; -1: no API)")

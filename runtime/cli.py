@@ -12,8 +12,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .classset import ClassSet
-from .cli_options import UNKNOWN_HELP, model_args, recognizer_options
+from .cli_options import EVIDENCE_HELP, UNKNOWN_HELP, model_args, recognizer_options
 from .folders import class_folders, evaluate, image_files, plot_confusion
+from .info_cli import check_lines
 from .labels import validate_label
 from .merge import combine
 from .recognizer import Recognizer
@@ -41,6 +42,7 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
                    help="also show, for each top class, the nearest taught shots, their cosines and their photos' "
                    "SHA-256 (the first 12 hex digits; `sha256sum *.jpg | grep DIGITS` finds the file)")
     p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
+    p.add_argument("--min-evidence", type=float, help=EVIDENCE_HELP)
     p.add_argument("--min-margin", type=float, help="report 'unknown' when top-1 minus top-2 cosine is below this")
     from .classify_cli import cmd_classify
 
@@ -54,6 +56,7 @@ def add_runtime_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--never-taught", type=int, default=0, metavar="K",
                    help="hold K classes out (never taught) and report how many of their photos are called unknown")
     p.add_argument("--min-cosine", type=float, help=UNKNOWN_HELP)
+    p.add_argument("--min-evidence", type=float, help=EVIDENCE_HELP)
     p.add_argument("--plot", metavar="PNG", help="also save the confusion matrix (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="the report as one JSON object")
     p.set_defaults(func=cmd_eval)
@@ -113,6 +116,9 @@ def _add_refine_info_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a model bundle: files, parity, where it was made and with what")
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true", help="print the manifest and this host as JSON")
+    p.add_argument("--store", help="also check the unknown policy on the shots of this class store (taught with the "
+                   "bundle): right answers kept when a shot is held out, shots let through when their class is left "
+                   "out, and the level that keeps 95%% of right answers on your photos")
     from .info_cli import cmd_info
 
     p.set_defaults(func=cmd_info)
@@ -173,6 +179,7 @@ def _learn_jobs(r: Recognizer, jobs: dict[str, list[Path]], folders: bool, done:
 def cmd_eval(args: argparse.Namespace) -> int:
     with Recognizer.open(args.bundle, None, recognizer_options(args)) as r:
         ev = evaluate(r, args.folders, args.shots, args.seed, args.never_taught)
+        chk = r.check_unknown()  # the taught shots alone: what `imprint info --store` would say of this store
     rates = ev.open_set()
     if args.plot:
         plot_confusion(ev, args.plot)
@@ -181,8 +188,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             lab: {"accuracy": float(acc), "tested": int(ev.confusion[i].sum())} for i, (lab, acc) in
             enumerate(zip(ev.labels, ev.per_class))}, "confusion": ev.confusion.tolist(),
             "confusion_rows": list(ev.labels), "confusion_columns": [*ev.labels, "unknown or other"],
-            "skipped": ev.failed, "open_set": {**rates, "never_taught": list(ev.never_taught)}},
-            ensure_ascii=False))
+            "skipped": ev.failed, "open_set": {**rates, "never_taught": list(ev.never_taught)},
+            "store_check": chk.to_dict()}, ensure_ascii=False))
     else:
         print(f"{'class':30s} {'tested':>6s} {'top-1':>6s}  most confused with")
         for i, lab in enumerate(ev.labels):
@@ -197,6 +204,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if ev.never_taught:
             print(f"never-taught photos ({ev.never_taught_tested} of {len(ev.never_taught)} classes: "
                   f"{', '.join(ev.never_taught)}): {100 * rates['never_taught_unknown']:.1f}% called unknown")
+        print("the same policy checked on the taught photos alone (no test photo; `imprint info --store`):")
+        for line in check_lines(chk):
+            print("  " + line)
         for what, why in ev.failed:
             print(f"skipped {what}: {why}", file=sys.stderr)
         if args.plot:

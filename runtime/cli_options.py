@@ -9,8 +9,12 @@ from .extractor import ONNX_ENGINES, ExtractorOptions
 from .manifest import NPU_FORMATS
 from .ranking import UnknownPolicy
 from .recognizer_options import RecognizerOptions
+from .shot_offsets import ShotOffsets
 
 UNKNOWN_HELP = "report 'unknown' below this top-1 cosine (default: the bundle's threshold; -1: never)"
+EVIDENCE_HELP = ("report 'unknown' when the top class's evidence (cosine x |shot sum| / shots: the mean cosine to its "
+                 "shots) is below this, at every shot count (default: the bundle's table by shot count; "
+                 "`imprint info BUNDLE --store S` states the level that keeps 95%% of right answers on your shots)")
 
 
 def model_args(p: argparse.ArgumentParser, store: str | None = "class store file (.npz); created on the first learn",
@@ -46,7 +50,8 @@ def model_args(p: argparse.ArgumentParser, store: str | None = "class store file
 
 
 def recognizer_options(args: argparse.Namespace) -> RecognizerOptions:
-    unknown = unknown_option(getattr(args, "min_cosine", None), getattr(args, "min_margin", None))
+    unknown = unknown_option(getattr(args, "min_cosine", None), getattr(args, "min_margin", None),
+                             getattr(args, "min_evidence", None))
     return RecognizerOptions(
         format=_engine_format(args), precision=args.precision,
         extractor=ExtractorOptions(threads=args.threads,
@@ -71,8 +76,17 @@ def _engine_format(args: argparse.Namespace) -> str | None:
     return next(iter(formats), None)
 
 
-def unknown_option(min_cosine: float | None, min_margin: float | None) -> UnknownPolicy | None:
-    """--min-cosine/--min-margin as an UnknownPolicy; None (neither given) means the bundle's threshold."""
+def unknown_option(min_cosine: float | None, min_margin: float | None,
+                   min_evidence: float | None = None) -> UnknownPolicy | None:
+    """--min-cosine/--min-margin/--min-evidence as an UnknownPolicy; None (none given) means the bundle's policy.
+    --min-evidence is the shot-aware rule at one level for every shot count (the evidence's level does not move
+    with the shot count: benchmarks/results/open_set.md)."""
+    if min_evidence is not None:
+        if min_cosine is not None:
+            raise ValueError("--min-cosine and --min-evidence both set when an answer is unknown; give one")
+        if not -1.0 <= min_evidence <= 1.0:
+            raise ValueError(f"--min-evidence must be in [-1, 1] (a mean cosine), got {min_evidence}")
+        return UnknownPolicy(min_evidence, min_margin, ShotOffsets((1,), (float(min_evidence),)))
     if min_cosine is None and min_margin is None:
         return None
     return UnknownPolicy(min_cosine, min_margin)

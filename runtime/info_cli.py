@@ -8,7 +8,10 @@ from pathlib import Path
 
 from .bundle import load_bundle
 from .manifest import Manifest
+from .classset import ClassSet
 from .recognizer_options import bundle_unknown_policy
+from .store import read_store
+from .unknown_check import LEVEL_SHOTS, MIN_RIGHT_FOR_LEVEL, UnknownCheck, check_unknown
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -18,9 +21,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     m = b.manifest
     base = b.base_classes()
     here = host_info()
+    chk = _store_check(args.store, m) if args.store else None
     if args.json:
         print(json.dumps({"bundle": str(args.bundle), "manifest": m.to_dict(), "base_classes": len(base.labels) if base else 0,
-                          "this_host": {**here, "versions": library_versions()}, "default_file": _default_file(m)}, indent=1))
+                          "this_host": {**here, "versions": library_versions()}, "default_file": _default_file(m),
+                          **({"store_check": {"store": str(args.store), **chk.to_dict()}} if chk else {})}, indent=1))
         return 0
     print(f"bundle {Path(args.bundle)}: {m.name}, {m.embedding_dim}-d embeddings, scale {m.scale:.3f}")
     print(f"fingerprint {m.fingerprint}")
@@ -37,6 +42,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         "" if not base else f" ({'with' if m.base_exemplars else 'without'} exemplars for `imprint refine`)"))
     for line in unknown_lines(m):
         print(line)
+    if chk is not None:
+        print(f"on the shots of {args.store}:")
+        for line in check_lines(chk):
+            print("  " + line)
     if m.host:
         print(f"checked on: {m.host.get('cpu')} ({m.host.get('arch')}; {', '.join(m.host.get('features', []))}; "
               f"int8 kernels {m.host.get('int8_kernels')})")
@@ -45,6 +54,37 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"this host: {here['cpu']} ({here['arch']}; int8 kernels {here['int8_kernels']}); default file "
           f"{_default_file(m) or 'none: no engine for any of its files is installed'}")
     return 0
+
+
+def _store_check(store: str, m: Manifest) -> UnknownCheck:
+    """The bundle's policy checked on a class store taught with it (its fingerprint must match)."""
+    data = read_store(store, expected_fingerprint=m.fingerprint, expected_dim=m.embedding_dim)
+    return check_unknown(ClassSet.from_store_data(data), bundle_unknown_policy(m), m.shot_offsets)
+
+
+def check_lines(c: UnknownCheck) -> list[str]:
+    """The check in words (`imprint info --store`, `imprint eval`)."""
+    sample = " (a random sample of them)" if c.sampled else ""
+    out = []
+    if c.right:
+        out.append(f"held out one at a time, {c.right} of {c.held_out} shots{sample} are answered by their own class "
+                   f"(rebuilt from its other shots); the policy keeps {100 * c.kept:.1f}% of them")
+    else:
+        out.append("no class has 2 shots whose other shots answer them: nothing says how many right answers the "
+                   "policy keeps (teach some classes from 2 or more photos)")
+    if c.strangers:
+        out.append(f"asked as photos of things never taught (their class left out), {100 * c.let_through:.1f}% of "
+                   f"{c.strangers} shots get another class's label")
+    if c.keep95 is not None:
+        tail = (f", where {100 * c.let_through_at_keep95:.1f}% of those shots get a label"
+                if c.let_through_at_keep95 is not None else "")
+        out.append(f"the evidence that keeps 95% of the right answers of classes with {LEVEL_SHOTS}+ shots is "
+                   f"{c.keep95:.3f}{tail} "
+                   f"(--min-evidence {c.keep95:.3f} uses it)")
+    elif c.right:
+        out.append(f"the level that keeps 95% of right answers is stated from {MIN_RIGHT_FOR_LEVEL} right answers of "
+                   f"classes with {LEVEL_SHOTS}+ shots (here {c.level_from}): fewer shots make it run high")
+    return out
 
 
 def _default_file(m: Manifest) -> str | None:

@@ -30,6 +30,7 @@ from .refining import refine_classes, unrefine
 from .results import Classification, LearnReport
 from .store import StoreData, read_store, store_bytes, write_store
 from .store_sync import save_merged
+from .unknown_check import UnknownCheck, check_unknown
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,11 @@ class Recognizer:
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Scores float32 (n, K) of embeddings (n, D) against every class in `labels` order (for evaluations)."""
         return self._scorer.scores(embeddings)
+
+    def check_unknown(self, max_shots: int = 2000) -> UnknownCheck:
+        """This recognizer's unknown policy on its own taught shots (unknown_check.py): right answers kept when a
+        shot is held out, shots let through when their class is left out, and the evidence keeping 95%."""
+        return check_unknown(self._classes, self.unknown, self._scorer.shot_offsets, max_shots)
 
     # ----- the classes --------------------------------------------------------------------------
     @property

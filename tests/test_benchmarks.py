@@ -56,3 +56,28 @@ def test_classifier_speed_script_runs(tmp_path):
     assert "| 100 | 16 |" in (tmp_path / "s.md").read_text()
 
 
+
+
+def test_unknown_level_trial_compares_the_store_level_with_the_test_photos_own(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import numpy as np
+    from unknown_level import KEYS, report, trial
+
+    from imprinting.runtime import UnknownPolicy
+
+    rng = np.random.default_rng(0)
+    classes, per, d = 40, 30, 48
+    centres = rng.standard_normal((classes, d))
+    emb = np.repeat(centres, per, axis=0) + 1.2 * rng.standard_normal((classes * per, d))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    labels = np.repeat(np.arange(classes), per)
+    is_train = np.tile(np.arange(per) < 15, classes)
+    train, test = np.flatnonzero(is_train), np.flatnonzero(~is_train)
+    r = trial(emb, labels, train, test, np.arange(classes), 10, UnknownPolicy(min_cosine=0.3), seed=0)
+    assert set(r) == set(KEYS)
+    # Shots and test photos come from the same clusters: the level read off the shots is the test photos' own.
+    assert abs(r["store level"] - r["test level"]) < 0.05 and 0.88 < r["kept at level"] <= 1.0
+    one = trial(emb, labels, train, test, np.arange(classes), 1, UnknownPolicy(min_cosine=0.3), seed=0)
+    assert np.isnan(one["store level"]) and np.isnan(one["pred kept"]) and not np.isnan(one["through"])
+    table = report({1: [one], 10: [r]})
+    assert table[2].startswith("| 1 | - |") and table[3].startswith("| 10 | ")

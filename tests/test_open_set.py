@@ -66,3 +66,42 @@ def test_info_shows_the_policy_table_and_both_rates(tiny_bundle, tmp_path):
     assert "95% of right answers kept" in out
     res = imprint("info", tiny_bundle)
     assert "the runtime's default" in res.stdout
+
+
+def test_eval_checks_the_policy_on_its_taught_shots_alone(tiny_bundle, photos):
+    res = imprint("eval", tiny_bundle, "--folders", photos, "--shots", 2, "--never-taught", 1, "--json",
+                  "--min-evidence", "-1")
+    assert res.returncode == 0, res.stderr
+    c = json.loads(res.stdout)["store_check"]
+    # 3 taught classes of 2 shots: each shot held out once, and asked once with its class left out.
+    assert (c["classes"], c["held_out"], c["strangers"]) == (3, 6, 6) and 0 < c["right"] <= 6
+    assert c["kept"] == 1.0 and c["let_through"] == 1.0 and c["keep95"] is None  # -1: never unknown
+    strict = json.loads(imprint("eval", tiny_bundle, "--folders", photos, "--shots", 2, "--never-taught", 1,
+                                "--json", "--min-evidence", "1").stdout)
+    # Evidence 1 would need a photo identical to every shot: nothing passes, on the test photos as on the shots.
+    assert strict["store_check"]["kept"] == 0.0 and strict["store_check"]["let_through"] == 0.0
+    assert strict["open_set"]["right_kept"] == 0.0 and strict["open_set"]["never_taught_unknown"] == 1.0
+    text = imprint("eval", tiny_bundle, "--folders", photos, "--shots", 2).stdout
+    assert "the same policy checked on the taught photos alone" in text and "held out one at a time" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--min-evidence", "0.4", "--min-cosine", "0.4"), "--min-cosine and --min-evidence both set"),
+    (("--min-evidence", "1.5"), "--min-evidence must be in [-1, 1]"),
+])
+def test_min_evidence_is_checked(tiny_bundle, photos, args, message):
+    res = imprint("eval", tiny_bundle, "--folders", photos, "--shots", 2, *args)
+    assert res.returncode == 1 and message in res.stderr
+
+
+def test_info_checks_the_policy_on_a_store(tiny_bundle, photos, tmp_path):
+    store = tmp_path / "classes.npz"
+    assert imprint("learn", tiny_bundle, "--store", store, "--folders", photos).returncode == 0
+    res = imprint("info", tiny_bundle, "--store", store)
+    assert res.returncode == 0, res.stderr
+    assert f"on the shots of {store}:" in res.stdout and "of 16 shots are answered by their own class" in res.stdout
+    assert "asked as photos of things never taught (their class left out)" in res.stdout
+    c = json.loads(imprint("info", tiny_bundle, "--store", store, "--json").stdout)["store_check"]
+    assert (c["store"], c["classes"], c["held_out"], c["strangers"]) == (str(store), 4, 16, 16)
+    missing = imprint("info", tiny_bundle, "--store", tmp_path / "none.npz")
+    assert missing.returncode == 1 and "none.npz" in missing.stderr
