@@ -175,6 +175,43 @@ def views_section(bundle, cub, seed: int = 0, classes: int = 60, views: int = 12
     return lines + [""]
 
 
+def near_duplicate_section(bundle, cub, emb: np.ndarray, seed: int = 0, teaches: int = 40,
+                           frames: int = 5) -> list[str]:
+    """Why NEAR_DUPLICATE: cosines between different photos of one species (all of CUB), and between the frames of
+    a simulated teach (`frames` random views of one photo: crops of 70-100% or 90-100% of the area with the
+    export's colour jitter), with how many teaches' frames the check takes for one photo."""
+    from imprinting.export.calibration import augment
+    from imprinting.runtime import preprocess
+    from imprinting.runtime.images import load_image
+    from imprinting.runtime.unknown_check import NEAR_DUPLICATE, near_duplicate_groups
+
+    pairs = np.concatenate([(lambda e: (e @ e.T)[np.triu_indices(len(e), 1)])(emb[cub.labels == c])
+                            for c in np.unique(cub.labels)])
+    lines = [f"| pairs | count | median cosine | 10% below | at or above {NEAR_DUPLICATE} | one photo for the check |",
+             "|---|---:|---:|---:|---:|---:|",
+             f"| different photos of one CUB species | {pairs.size} | {np.median(pairs):.3f} | "
+             f"{np.quantile(pairs, 0.1):.3f} | {100 * (pairs >= NEAR_DUPLICATE).mean():.4f}% | - |"]
+    ex = bundle.open_extractor(None, "int8")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(cub.paths), teaches, replace=False)
+    for area in (0.9, 0.7):
+        vals, whole = [], 0
+        for i in picks:
+            photo = load_image(cub.paths[i])
+            x = preprocess([augment(photo, rng, min_area=area) for _ in range(frames)], bundle.manifest.preprocess,
+                           ex.layout)
+            e = ex.run(x)
+            e = e / np.linalg.norm(e, axis=1, keepdims=True)
+            vals.append((e @ e.T)[np.triu_indices(frames, 1)])
+            whole += int(near_duplicate_groups(e.astype(np.float64)).max() == 0)
+        v = np.concatenate(vals)
+        lines.append(f"| {frames} frames of one teach (crops of {100 * area:.0f}-100%, colour jitter) | {v.size} | "
+                     f"{np.median(v):.3f} | {np.quantile(v, 0.1):.3f} | {100 * (v >= NEAR_DUPLICATE).mean():.1f}% | "
+                     f"{whole} of {teaches} teaches |")
+    ex.close()
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True)
@@ -215,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
                                     "The default bundle's calibration classes are single photos and their random "
                                     "views; on CUB's base classes, such classes keep 95% of right answers at a "
                                     "far higher evidence than real classes do, so they cannot tell a domain's "
-                                    "level:", "", *views_section(bundle, cub)] if args.views else []),
+                                    "level:", "", *views_section(bundle, cub),
+                                    "### Frames of one teach are one photo for the check", "",
+                                    "The check holds out near-duplicates together (cosine chains of "
+                                    "runtime/unknown_check.py NEAR_DUPLICATE or more), so that the frames of a "
+                                    "camera teach do not answer each other:", "",
+                                    *near_duplicate_section(bundle, cub, emb)] if args.views else []),
              f"![the store's level against the test photos' own]({png.name})", ""]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))

@@ -83,10 +83,10 @@ def unknown_option(min_cosine: float | None, min_margin: float | None,
     with the shot count: benchmarks/results/open_set.md)."""
     if min_evidence is not None:
         if min_cosine is not None:
-            raise ValueError("--min-cosine and --min-evidence both set when an answer is unknown; give one")
+            raise ValueError("give --min-cosine or --min-evidence, not both (each sets when an answer is unknown)")
         if not -1.0 <= min_evidence <= 1.0:
             raise ValueError(f"--min-evidence must be in [-1, 1] (a mean cosine), got {min_evidence}")
-        return UnknownPolicy(min_evidence, min_margin, ShotOffsets((1,), (float(min_evidence),)))
+        return UnknownPolicy(None, min_margin, ShotOffsets((1,), (float(min_evidence),)))
     if min_cosine is None and min_margin is None:
         return None
     return UnknownPolicy(min_cosine, min_margin)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from .bundle import load_bundle
@@ -21,8 +22,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     m = b.manifest
     base = b.base_classes()
     here = host_info()
-    chk = _store_check(args.store, m) if args.store else None
     if args.json:
+        chk = _store_check(args.store, m) if args.store else None
         print(json.dumps({"bundle": str(args.bundle), "manifest": m.to_dict(), "base_classes": len(base.labels) if base else 0,
                           "this_host": {**here, "versions": library_versions()}, "default_file": _default_file(m),
                           **({"store_check": {"store": str(args.store), **chk.to_dict()}} if chk else {})}, indent=1))
@@ -42,9 +43,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         "" if not base else f" ({'with' if m.base_exemplars else 'without'} exemplars for `imprint refine`)"))
     for line in unknown_lines(m):
         print(line)
-    if chk is not None:
+    if args.store:
         print(f"on the shots of {args.store}:")
-        for line in check_lines(chk):
+        for line in check_lines(_store_check(args.store, m)):
             print("  " + line)
     if m.host:
         print(f"checked on: {m.host.get('cpu')} ({m.host.get('arch')}; {', '.join(m.host.get('features', []))}; "
@@ -65,25 +66,27 @@ def _store_check(store: str, m: Manifest) -> UnknownCheck:
 def check_lines(c: UnknownCheck) -> list[str]:
     """The check in words (`imprint info --store`, `imprint eval`)."""
     sample = " (a random sample of them)" if c.sampled else ""
-    out = []
+    out = [f"(the runtime ranks this store with {c.ranks_otherwise}; the check uses its imprinted rows)"
+           ] if c.ranks_otherwise else []
     if c.right:
         out.append(f"held out one at a time, {c.right} of {c.held_out} shots{sample} are answered by their own class "
-                   f"(rebuilt from its other shots); the policy keeps {100 * c.kept:.1f}% of them")
+                   f"(rebuilt from its other photos); the policy keeps {100 * c.kept:.1f}% of them")
     else:
-        out.append("no class has 2 shots whose other shots answer them: nothing says how many right answers the "
-                   "policy keeps (teach some classes from 2 or more photos)")
+        out.append("no shot held out is answered by its own class rebuilt from its other photos (frames of one "
+                   "teach count as one photo): nothing says how many right answers the policy keeps (teach "
+                   "classes from 2 or more different photos)")
     if c.strangers:
         out.append(f"asked as photos of things never taught (their class left out), {100 * c.let_through:.1f}% of "
                    f"{c.strangers} shots get another class's label")
     if c.keep95 is not None:
         tail = (f", where {100 * c.let_through_at_keep95:.1f}% of those shots get a label"
                 if c.let_through_at_keep95 is not None else "")
-        out.append(f"the evidence that keeps 95% of the right answers of classes with {LEVEL_SHOTS}+ shots is "
-                   f"{c.keep95:.3f}{tail} "
-                   f"(--min-evidence {c.keep95:.3f} uses it)")
+        level = math.floor(c.keep95 * 1000) / 1000  # rounded down: it still keeps what it says
+        out.append(f"the evidence that keeps 95% of the right answers of classes with {LEVEL_SHOTS}+ different "
+                   f"photos is {level:.3f}{tail} (--min-evidence {level:.3f} uses it)")
     elif c.right:
         out.append(f"the level that keeps 95% of right answers is stated from {MIN_RIGHT_FOR_LEVEL} right answers of "
-                   f"classes with {LEVEL_SHOTS}+ shots (here {c.level_from}): fewer shots make it run high")
+                   f"classes with {LEVEL_SHOTS}+ different photos (here {c.level_from}): fewer make it run high")
     return out
 
 
