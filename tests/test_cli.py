@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
-def imprint(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imprinting.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+from _cli import imprint
 
 
 def ok(*args: str) -> str:

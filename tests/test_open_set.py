@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-
-def imprint(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imprinting.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=180)
+from _cli import imprint
 
 
 @pytest.fixture
