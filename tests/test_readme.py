@@ -58,6 +58,8 @@ SKIPPED = {
     "python benchmarks/cub.py --root CUB_200_2011 --bundle bundle": "needs CUB-200-2011 (hours)",
     "bash scripts/cub_results.sh CUB_200_2011": "needs CUB-200-2011 (hours)",
     "python benchmarks/open_set.py --root CUB_200_2011 --bundle bundle": "needs CUB-200-2011 (hours)",
+    "python benchmarks/unknown_level.py --root CUB_200_2011 --bundle bundle":
+        "needs CUB-200-2011 (tests/test_benchmarks.py runs its trials on generated clusters)",
     "sudo apt update": "a Raspberry Pi's system setup",
     "sudo apt install -y git python3-venv python3-picamera2": "a Raspberry Pi's system setup",
     "git clone <this repository> imprinting && cd imprinting": "a Raspberry Pi's system setup",
