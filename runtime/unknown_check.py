@@ -87,8 +87,46 @@ def check_unknown(classes: ClassSet, policy: UnknownPolicy, shot_offsets: ShotOf
         otherwise = ", ".join(
             ([f"{classes.templates_per_class} templates per class"] if classes.templates_per_class > 1 else [])
             + (["a refinement"] if classes.refinement is not None else []))
-    k_all = len(counts)
-    # Per kept shot: its class, the sum and size of its near-duplicate group, and its class's distinct photos.
+    asked = _asked(per_class)
+    if asked is None:
+        return UnknownCheck(len(counts), 0, 0, None, 0, None, None, 0, None, False, otherwise)
+    sampled = len(asked.own) > max_shots
+    if sampled:
+        pick = np.sort(np.random.default_rng(seed).choice(len(asked.own), max_shots, replace=False))
+        asked = _Asked(*(a[pick] for a in dataclasses.astuple(asked)))
+    rank = _Ranker(sums, counts, shot_offsets, policy, asked.x)
+    right, ev_right, unk_right = rank.held_out(asked)
+    strangers = len(counts) >= 2
+    ev_stranger, unk_stranger = rank.never_taught(asked.own) if strangers else (None, None)
+    ev_level = np.sort(ev_right[asked.photos[right] >= level_shots])
+    level = None
+    if ev_level.size >= MIN_RIGHT_FOR_LEVEL:
+        # The highest bar that keeps at least 95% of them: all but floor(5%) are at or above it.
+        level = math.floor(float(ev_level[int(0.05 * ev_level.size)]) * 1e4) / 1e4
+    return UnknownCheck(
+        classes=len(counts), held_out=int((asked.photos >= 2).sum()), right=int(right.sum()),
+        kept=float((~unk_right).mean()) if right.any() else None,
+        strangers=len(asked.own) if strangers else 0,
+        let_through=float((~unk_stranger).mean()) if strangers else None,
+        keep95=level, level_from=int(ev_level.size),
+        let_through_at_keep95=float((ev_stranger >= level).mean()) if strangers and level is not None else None,
+        sampled=sampled, ranks_otherwise=otherwise)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """Per asked shot: own class (N,), unit row x (N, D), the sum (N, D) and size (N,) of its near-duplicate group,
+    and its class's distinct photos (N,)."""
+
+    own: np.ndarray
+    x: np.ndarray
+    group_sum: np.ndarray
+    group_size: np.ndarray
+    photos: np.ndarray
+
+
+def _asked(per_class: list[np.ndarray]) -> _Asked | None:
+    """Every kept shot with its group (near_duplicate_groups within its class); None without any."""
     own, x, group_sum, group_size, photos = [], [], [], [], []
     for k, rows in enumerate(per_class):
         if not len(rows):
@@ -97,67 +135,61 @@ def check_unknown(classes: ClassSet, policy: UnknownPolicy, shot_offsets: ShotOf
         n_groups = int(label.max()) + 1
         gsum = np.zeros((n_groups, rows.shape[1]))
         np.add.at(gsum, label, rows)
-        gsize = np.bincount(label, minlength=n_groups)
         own += [k] * len(rows)
         x.append(rows)
         group_sum.append(gsum[label])
-        group_size.append(gsize[label])
+        group_size.append(np.bincount(label, minlength=n_groups)[label])
         photos += [n_groups] * len(rows)
     if not own:
-        return UnknownCheck(k_all, 0, 0, None, 0, None, None, 0, None, False, otherwise)
-    own, x, g_sum = np.asarray(own), np.concatenate(x), np.concatenate(group_sum)
-    g_size, photos = np.concatenate(group_size).astype(np.float64), np.asarray(photos)
-    sampled = len(own) > max_shots
-    if sampled:
-        pick = np.sort(np.random.default_rng(seed).choice(len(own), max_shots, replace=False))
-        own, x, g_sum, g_size, photos = own[pick], x[pick], g_sum[pick], g_size[pick], photos[pick]
-    idx = np.arange(len(own))
-    n = counts
-    norms = np.linalg.norm(sums, axis=1)
-    dots = x @ sums.T  # (N, K): x . S_k
-    cos = dots / np.maximum(norms, 1e-12)
+        return None
+    return _Asked(np.asarray(own), np.concatenate(x), np.concatenate(group_sum),
+                  np.concatenate(group_size).astype(np.float64), np.asarray(photos))
 
-    def off(c: np.ndarray) -> np.ndarray:
-        return shot_offsets(np.maximum(c, 1)).astype(np.float64) if shot_offsets is not None else np.zeros(np.shape(c))
 
-    # Held out: own class rebuilt without the shot's group, S - G with n - m shots (when it keeps another photo).
-    multi = photos >= 2
-    rest = sums[own] - g_sum
-    rest_norm = np.linalg.norm(rest, axis=1)
-    rest_n = np.maximum(n[own] - g_size, 1.0)
-    s_dot = np.einsum("ij,ij->i", x, rest)
-    held = cos.copy()
-    held[idx, own] = np.where(multi, s_dot / np.maximum(rest_norm, 1e-12), -np.inf)
-    held_scores = held + off(n)
-    held_scores[idx, own] = held[idx, own] + off(rest_n)
-    right = multi & (_top(held_scores) == own)
-    r = idx[right]
-    ev_right = s_dot[right] / rest_n[right]
-    unk_right = _unknown(policy, held[r, own[r]], held_scores[r, own[r]], _margin(held_scores[right]),
-                         rest_n[right], 1 / np.maximum(rest_norm[right], 1e-12))
+class _Ranker:
+    """The runtime's ranking and policy for asked shots x (N, D) against class sums (K, D) and counts (K,)."""
 
-    # Never taught: own class left out.
-    strangers = k_all >= 2
-    if strangers:
-        out = cos + off(n)
-        out[idx, own] = -np.inf
-        top = _top(out)
-        ev_stranger = dots[idx, top] / n[top]
-        unk_stranger = _unknown(policy, cos[idx, top], out[idx, top], _margin(out), n[top],
-                                1 / np.maximum(norms[top], 1e-12))
-    ev_level = np.sort(ev_right[photos[right] >= level_shots])
-    level = None
-    if ev_level.size >= MIN_RIGHT_FOR_LEVEL:
-        # The highest bar that keeps at least 95% of them: all but floor(5%) are at or above it.
-        level = math.floor(float(ev_level[int(0.05 * ev_level.size)]) * 1e4) / 1e4
-    return UnknownCheck(
-        classes=k_all, held_out=int(multi.sum()), right=int(right.sum()),
-        kept=float((~unk_right).mean()) if right.any() else None,
-        strangers=len(own) if strangers else 0,
-        let_through=float((~unk_stranger).mean()) if strangers else None,
-        keep95=level, level_from=int(ev_level.size),
-        let_through_at_keep95=float((ev_stranger >= level).mean()) if strangers and level is not None else None,
-        sampled=sampled, ranks_otherwise=otherwise)
+    def __init__(self, sums: np.ndarray, counts: np.ndarray, shot_offsets: ShotOffsets | None,
+                 policy: UnknownPolicy, x: np.ndarray) -> None:
+        self.sums, self.n, self.offsets, self.policy = sums, counts, shot_offsets, policy
+        self.norms = np.linalg.norm(sums, axis=1)
+        self.dots = x @ sums.T  # (N, K): x . S_k
+        self.cos = self.dots / np.maximum(self.norms, 1e-12)
+        self.idx = np.arange(x.shape[0])
+
+    def off(self, counts: np.ndarray) -> np.ndarray:
+        if self.offsets is None:
+            return np.zeros(np.shape(counts))
+        return self.offsets(np.maximum(counts, 1)).astype(np.float64)
+
+    def held_out(self, a: _Asked) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(right (N,) bool, their evidence (r,), the policy's unknown (r,)) with each shot's class rebuilt
+        without its group, S - G with n - m shots (when the class keeps another photo)."""
+        idx, own = self.idx, a.own
+        multi = a.photos >= 2
+        rest = self.sums[own] - a.group_sum
+        rest_norm = np.linalg.norm(rest, axis=1)
+        rest_n = np.maximum(self.n[own] - a.group_size, 1.0)
+        s_dot = np.einsum("ij,ij->i", a.x, rest)
+        held = self.cos.copy()
+        held[idx, own] = np.where(multi, s_dot / np.maximum(rest_norm, 1e-12), -np.inf)
+        scores = held + self.off(self.n)
+        scores[idx, own] = held[idx, own] + self.off(rest_n)
+        right = multi & (_top(scores) == own)
+        r = idx[right]
+        unk = _unknown(self.policy, held[r, own[r]], scores[r, own[r]], _margin(scores[right]), rest_n[right],
+                       1 / np.maximum(rest_norm[right], 1e-12))
+        return right, s_dot[right] / rest_n[right], unk
+
+    def never_taught(self, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(evidence (N,), the policy's unknown (N,)) of each shot's top class with its own class left out."""
+        idx = self.idx
+        scores = self.cos + self.off(self.n)
+        scores[idx, own] = -np.inf
+        top = _top(scores)
+        unk = _unknown(self.policy, self.cos[idx, top], scores[idx, top], _margin(scores), self.n[top],
+                       1 / np.maximum(self.norms[top], 1e-12))
+        return self.dots[idx, top] / self.n[top], unk
 
 
 def near_duplicate_groups(rows: np.ndarray, min_cosine: float = NEAR_DUPLICATE) -> np.ndarray:
