@@ -32,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from imprinting.runtime import ClassSet, ImprintedClassifier, ShotOffsets, UnknownPolicy, load_bundle  # noqa: E402
+from imprinting.runtime import ClassSet, ImprintedClassifier, UnknownPolicy, load_bundle  # noqa: E402
+from imprinting.runtime.cli_options import unknown_option  # noqa: E402
 from imprinting.runtime.host import describe  # noqa: E402
 from imprinting.runtime.recognizer_options import bundle_unknown_policy  # noqa: E402
 from imprinting.runtime.unknown_check import check_unknown  # noqa: E402
@@ -69,8 +70,7 @@ def trial(emb: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarr
 
     out["kept"], out["through"] = rates(policy)
     if level is not None:
-        out["kept at level"], out["through at level"] = rates(
-            UnknownPolicy(min_cosine=level, min_evidence_by_shots=ShotOffsets((1,), (level,))))
+        out["kept at level"], out["through at level"] = rates(unknown_option(None, None, level))
     sums, inv, counts, _ = classes.arrays()
     cos = emb[q] @ (sums * inv[:, None]).T
     top = cos.argmax(1)
@@ -79,8 +79,7 @@ def trial(emb: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarr
     loose = check_unknown(classes, policy, level_shots=2).keep95
     out["any-n level"] = loose
     if loose is not None:
-        out["kept at any-n level"] = rates(UnknownPolicy(min_cosine=loose,
-                                                         min_evidence_by_shots=ShotOffsets((1,), (loose,))))[0]
+        out["kept at any-n level"] = rates(unknown_option(None, None, loose))[0]
     out["test level"] = float(np.quantile(ev[ok], 0.05)) if ok.any() else None
     return {k: (np.nan if out.get(k) is None else float(out[k])) for k in KEYS}
 
